@@ -1,0 +1,42 @@
+//! The command line: one clap tree for the daemons (`pooler`, `agent`) and the DBA verbs.
+//!
+//! Each verb lives in its own file and returns an [`ExitCode`]; errors are `anyhow` here only.
+
+mod check_config;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Default configuration path, also read from `PGSLUICE_CONFIG`.
+pub const DEFAULT_CONFIG: &str = "/etc/pgsluice/pgsluice.toml";
+
+/// pgsluice: PostgreSQL connection pooler and replication manager.
+#[derive(Debug, Parser)]
+#[command(name = "pgsluice", version, about)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The configuration file option shared by most verbs.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", env = "PGSLUICE_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+/// Every verb.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a configuration file: prints every problem, or "ok".
+    CheckConfig(ConfigArg),
+}
+
+/// Runs one command line.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::CheckConfig(c) => Ok(check_config::run(&c.config)),
+    }
+}

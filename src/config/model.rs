@@ -1,0 +1,227 @@
+//! The validated configuration: every value present, typed and checked.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long a client keeps a server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// For the whole client session; `server_reset_query` on release.
+    Session,
+    /// Until the transaction ends (ReadyForQuery 'I').
+    Transaction,
+    /// Until each statement ends; multi-statement transactions refused.
+    Statement,
+}
+
+impl PoolMode {
+    /// Parses the configuration spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "session" => Some(Self::Session),
+            "transaction" => Some(Self::Transaction),
+            "statement" => Some(Self::Statement),
+            _ => None,
+        }
+    }
+
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::Transaction => "transaction",
+            Self::Statement => "statement",
+        }
+    }
+}
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    /// No password asked.
+    Trust,
+    /// MD5 challenge (works with plain and md5 secrets).
+    Md5,
+    /// SCRAM-SHA-256 (works with plain and SCRAM secrets).
+    ScramSha256,
+}
+
+impl AuthType {
+    /// Parses the configuration spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "trust" => Some(Self::Trust),
+            "md5" => Some(Self::Md5),
+            "scram-sha-256" => Some(Self::ScramSha256),
+            _ => None,
+        }
+    }
+
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trust => "trust",
+            Self::Md5 => "md5",
+            Self::ScramSha256 => "scram-sha-256",
+        }
+    }
+}
+
+/// The whole validated file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listener, limits, pool defaults, timeouts.
+    pub pooler: PoolerConfig,
+    /// Databases clients may connect to, by the name clients use.
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    /// Users with credentials and overrides.
+    pub users: BTreeMap<String, UserConfig>,
+    /// The PostgreSQL nodes, if the file describes a cluster.
+    pub cluster: Option<ClusterConfig>,
+    /// The replication manager.
+    pub agent: AgentConfig,
+    /// The HTTP endpoint of the pooler.
+    pub metrics: MetricsConfig,
+}
+
+/// `[pooler]`, defaults applied.
+#[derive(Debug, Clone)]
+pub struct PoolerConfig {
+    pub listen: SocketAddr,
+    pub unix_socket_dir: Option<PathBuf>,
+    /// Runtime worker threads (0 in the file = one per core).
+    pub workers: usize,
+    pub max_client_conn: usize,
+    pub pool_mode: PoolMode,
+    pub default_pool_size: usize,
+    pub min_pool_size: usize,
+    pub reserve_pool_size: usize,
+    pub reserve_pool_timeout: Duration,
+    /// 0 = unlimited.
+    pub max_db_connections: usize,
+    /// 0 = unlimited.
+    pub max_user_connections: usize,
+    pub auth_type: AuthType,
+    pub auth_file: Option<PathBuf>,
+    pub admin_users: Vec<String>,
+    pub stats_users: Vec<String>,
+    /// Empty = none.
+    pub server_reset_query: String,
+    /// Empty = no check.
+    pub server_check_query: String,
+    pub server_check_delay: Duration,
+    pub server_connect_timeout: Duration,
+    /// Zero = never.
+    pub server_idle_timeout: Duration,
+    /// Zero = never.
+    pub server_lifetime: Duration,
+    /// Zero = wait forever.
+    pub query_wait_timeout: Duration,
+    /// Zero = off.
+    pub query_timeout: Duration,
+    /// Zero = off.
+    pub client_idle_timeout: Duration,
+    pub client_login_timeout: Duration,
+    /// Zero = off.
+    pub idle_transaction_timeout: Duration,
+    pub track_extra_parameters: Vec<String>,
+    pub max_packet_size: usize,
+    pub max_startup_packet_size: usize,
+    pub log_connections: bool,
+    pub log_disconnections: bool,
+    /// Zero = no periodic stats line.
+    pub stats_period: Duration,
+    pub tcp_keepalive: bool,
+}
+
+/// Where a database's server connections go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A single server given by host and port.
+    Host { host: String, port: u16 },
+    /// The nodes of `[cluster]` (the primary, for now).
+    Cluster,
+}
+
+/// `[databases.NAME]`, defaults applied.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub name: String,
+    pub dbname: String,
+    pub backend: Backend,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub pool_size: usize,
+    pub min_pool_size: usize,
+    pub reserve_pool_size: usize,
+    pub pool_mode: PoolMode,
+    /// 0 = unlimited.
+    pub max_db_connections: usize,
+}
+
+/// `[users.NAME]`.
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub name: String,
+    /// Plain text, `md5...` or `SCRAM-SHA-256$...`.
+    pub password: Option<String>,
+    pub pool_mode: Option<PoolMode>,
+    pub pool_size: Option<usize>,
+    /// 0 = unlimited.
+    pub max_user_connections: usize,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub pg_bindir: Option<PathBuf>,
+    pub superuser: String,
+    pub superuser_password: Option<String>,
+    pub replication_user: String,
+    pub replication_password: Option<String>,
+    pub probe_database: String,
+    pub nodes: Vec<NodeConfig>,
+}
+
+impl ClusterConfig {
+    /// The node with this name.
+    pub fn node(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// `[[cluster.nodes]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub data_dir: Option<PathBuf>,
+    pub priority: u32,
+    pub os_user: Option<String>,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub state_dir: PathBuf,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub failure_threshold: u32,
+    pub failure_window: Duration,
+    pub max_failover_lag: u64,
+    pub auto_failover: bool,
+    pub event_command: Option<String>,
+    pub poolers: Vec<String>,
+    pub listen: SocketAddr,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}

@@ -1,0 +1,180 @@
+//! Raw configuration as written in the TOML file: serde structs, unknown keys refused.
+//!
+//! Nothing here is checked beyond TOML types; [`super::validate`] turns a [`RawConfig`]
+//! into a [`super::Config`] and reports every problem with its key path.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// A duration as written: a number of seconds (`5`, `0.25`) or a humantime string (`"500ms"`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawDuration {
+    /// Seconds, possibly fractional.
+    Seconds(f64),
+    /// A humantime string such as `"1s"`, `"250ms"`, `"2m 30s"`.
+    Text(String),
+}
+
+/// A byte size as written: a number of bytes or a string with a unit (`"16MB"`, `"1GiB"`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RawBytes {
+    /// Plain number of bytes.
+    Count(i64),
+    /// A number with a unit: B, kB, MB, GB (powers of 1024, as PostgreSQL reads them).
+    Text(String),
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[pooler]`
+    #[serde(default)]
+    pub pooler: RawPooler,
+    /// `[databases.NAME]`
+    #[serde(default)]
+    pub databases: BTreeMap<String, RawDatabase>,
+    /// `[users.NAME]`
+    #[serde(default)]
+    pub users: BTreeMap<String, RawUser>,
+    /// `[cluster]`
+    #[serde(default)]
+    pub cluster: Option<RawCluster>,
+    /// `[agent]`
+    #[serde(default)]
+    pub agent: RawAgent,
+    /// `[metrics]`
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[pooler]`: listener, limits, pool defaults, timeouts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPooler {
+    pub listen_addr: Option<String>,
+    pub listen_port: Option<i64>,
+    pub unix_socket_dir: Option<String>,
+    pub workers: Option<i64>,
+    pub max_client_conn: Option<i64>,
+    pub pool_mode: Option<String>,
+    pub default_pool_size: Option<i64>,
+    pub min_pool_size: Option<i64>,
+    pub reserve_pool_size: Option<i64>,
+    pub reserve_pool_timeout: Option<RawDuration>,
+    pub max_db_connections: Option<i64>,
+    pub max_user_connections: Option<i64>,
+    pub auth_type: Option<String>,
+    pub auth_file: Option<String>,
+    pub admin_users: Option<Vec<String>>,
+    pub stats_users: Option<Vec<String>>,
+    pub server_reset_query: Option<String>,
+    pub server_check_query: Option<String>,
+    pub server_check_delay: Option<RawDuration>,
+    pub server_connect_timeout: Option<RawDuration>,
+    pub server_idle_timeout: Option<RawDuration>,
+    pub server_lifetime: Option<RawDuration>,
+    pub query_wait_timeout: Option<RawDuration>,
+    pub query_timeout: Option<RawDuration>,
+    pub client_idle_timeout: Option<RawDuration>,
+    pub client_login_timeout: Option<RawDuration>,
+    pub idle_transaction_timeout: Option<RawDuration>,
+    pub track_extra_parameters: Option<Vec<String>>,
+    pub max_packet_size: Option<RawBytes>,
+    pub max_startup_packet_size: Option<RawBytes>,
+    pub log_connections: Option<bool>,
+    pub log_disconnections: Option<bool>,
+    pub stats_period: Option<RawDuration>,
+    pub tcp_keepalive: Option<bool>,
+}
+
+/// `[databases.NAME]`: a database clients may ask for, and where it lives.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// Database name on the server (default: the entry's name).
+    pub dbname: Option<String>,
+    /// Explicit server host; without it the database lives on `[cluster]`.
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    /// Force this server login user (and password) for every client of this database.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub pool_size: Option<i64>,
+    pub min_pool_size: Option<i64>,
+    pub reserve_pool_size: Option<i64>,
+    pub pool_mode: Option<String>,
+    pub max_db_connections: Option<i64>,
+}
+
+/// `[users.NAME]`: credentials and per-user overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    /// Plain password, `md5...` hash or `SCRAM-SHA-256$...` secret.
+    pub password: Option<String>,
+    pub pool_mode: Option<String>,
+    pub pool_size: Option<i64>,
+    pub max_user_connections: Option<i64>,
+}
+
+/// `[cluster]`: the PostgreSQL nodes, described once for pooler and agent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: Option<String>,
+    /// Directory holding initdb, pg_ctl, pg_basebackup, pg_rewind.
+    pub pg_bindir: Option<String>,
+    /// Superuser the agent and CLI use for probes and promotion.
+    pub superuser: Option<String>,
+    pub superuser_password: Option<String>,
+    /// Role used by standbys to stream.
+    pub replication_user: Option<String>,
+    pub replication_password: Option<String>,
+    /// Database used for probes (default `postgres`).
+    pub probe_database: Option<String>,
+    #[serde(default)]
+    pub nodes: Vec<RawNode>,
+}
+
+/// `[[cluster.nodes]]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    /// Data directory when the node is local (needed for stop, rewind, clone).
+    pub data_dir: Option<String>,
+    /// Promotion priority; 0 means never promote.
+    pub priority: Option<i64>,
+    /// OS user owning the data directory (default: `postgres` when run as root).
+    pub os_user: Option<String>,
+}
+
+/// `[agent]`: the replication manager.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub state_dir: Option<String>,
+    pub probe_interval: Option<RawDuration>,
+    pub probe_timeout: Option<RawDuration>,
+    pub failure_threshold: Option<i64>,
+    pub failure_window: Option<RawDuration>,
+    pub max_failover_lag: Option<RawBytes>,
+    pub auto_failover: Option<bool>,
+    pub event_command: Option<String>,
+    /// HTTP control endpoints of the poolers the agent pushes topology to.
+    pub poolers: Option<Vec<String>>,
+    pub listen: Option<String>,
+}
+
+/// `[metrics]`: the pooler's HTTP endpoint (`/metrics`, `/health`, control).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
+    pub enabled: Option<bool>,
+}

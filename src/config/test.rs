@@ -1,0 +1,205 @@
+//! Unit tests of configuration loading: defaults, and every validation path naming its key.
+
+use super::*;
+use std::time::Duration;
+
+fn problems(text: &str) -> Vec<String> {
+    match from_str(text, "test.toml") {
+        Ok(_) => vec![],
+        Err(e) => e.lines(),
+    }
+}
+
+fn has(problems: &[String], prefix: &str) -> bool {
+    problems.iter().any(|p| p.starts_with(prefix))
+}
+
+const MINIMAL: &str = r#"
+[databases.app]
+host = "127.0.0.1"
+port = 5432
+"#;
+
+#[test]
+fn defaults_apply() {
+    let c = from_str(MINIMAL, "t").unwrap();
+    assert_eq!(c.pooler.listen.to_string(), "127.0.0.1:6432");
+    assert_eq!(c.pooler.pool_mode, PoolMode::Transaction);
+    assert_eq!(c.pooler.auth_type, AuthType::ScramSha256);
+    assert_eq!(c.pooler.default_pool_size, 20);
+    assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9930");
+    let db = &c.databases["app"];
+    assert_eq!(db.dbname, "app");
+    assert_eq!(
+        db.backend,
+        Backend::Host {
+            host: "127.0.0.1".into(),
+            port: 5432
+        }
+    );
+    assert_eq!(db.pool_size, 20);
+}
+
+#[test]
+fn example_file_is_valid() {
+    let text = include_str!("../../config/pgsluice.toml");
+    let c = from_str(text, "config/pgsluice.toml").unwrap();
+    assert!(c.cluster.is_some());
+    assert!(!c.databases.is_empty());
+}
+
+#[test]
+fn durations_and_sizes() {
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("1.5"), Some(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("1m 30s"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("soon"), None);
+    assert_eq!(parse_bytes("16MB"), Some(16 << 20));
+    assert_eq!(parse_bytes("8kB"), Some(8 << 10));
+    assert_eq!(parse_bytes("12"), Some(12));
+    assert_eq!(parse_bytes("12 parsecs"), None);
+}
+
+#[test]
+fn unknown_key_is_a_syntax_error_naming_it() {
+    let p = problems("[pooler]\nlisten_prot = 1\n");
+    assert!(p[0].contains("listen_prot"), "{p:?}");
+}
+
+#[test]
+fn every_pooler_error_names_its_key() {
+    let p = problems(
+        r#"
+[pooler]
+listen_addr = "nowhere"
+listen_port = 70000
+pool_mode = "sometimes"
+auth_type = "hope"
+default_pool_size = 0
+min_pool_size = -1
+query_wait_timeout = "soonish"
+server_lifetime = -3.0
+max_packet_size = "lots"
+max_startup_packet_size = 10
+[databases.app]
+host = "h"
+"#,
+    );
+    for key in [
+        "pooler.listen_addr:",
+        "pooler.listen_port: 70000 is not a port",
+        "pooler.pool_mode:",
+        "pooler.auth_type:",
+        "pooler.default_pool_size:",
+        "pooler.min_pool_size:",
+        "pooler.query_wait_timeout:",
+        "pooler.server_lifetime:",
+        "pooler.max_packet_size:",
+        "pooler.max_startup_packet_size:",
+    ] {
+        assert!(has(&p, key), "missing {key} in {p:#?}");
+    }
+}
+
+#[test]
+fn cluster_errors_name_the_node() {
+    let p = problems(
+        r#"
+[cluster]
+[[cluster.nodes]]
+name = "a"
+port = 5432
+[[cluster.nodes]]
+name = "a"
+port = 5433
+[[cluster.nodes]]
+name = "c d"
+port = 70000
+[[cluster.nodes]]
+port = 5433
+priority = -1
+"#,
+    );
+    assert!(has(&p, "cluster.nodes[1].name: \"a\" is used"), "{p:#?}");
+    assert!(has(&p, "cluster.nodes[2].name:"), "{p:#?}");
+    assert!(
+        has(&p, "cluster.nodes[2].port: 70000 is not a port"),
+        "{p:#?}"
+    );
+    assert!(has(&p, "cluster.nodes[3].name: is missing"), "{p:#?}");
+    assert!(
+        has(&p, "cluster.nodes[3].port: 127.0.0.1:5433 is used"),
+        "{p:#?}"
+    );
+    assert!(has(&p, "cluster.nodes[3].priority:"), "{p:#?}");
+    assert!(has(&problems("[cluster]\n"), "cluster.nodes: is empty"));
+}
+
+#[test]
+fn database_errors() {
+    let p = problems(
+        r#"
+[databases.pgbouncer]
+host = "h"
+[databases.nohost]
+port = 5432
+[databases.lost]
+[databases.empty]
+host = ""
+dbname = ""
+pool_mode = "x"
+pool_size = 0
+"#,
+    );
+    assert!(
+        has(&p, "databases.pgbouncer: \"pgbouncer\" is reserved"),
+        "{p:#?}"
+    );
+    assert!(
+        has(&p, "databases.nohost.port: port without host"),
+        "{p:#?}"
+    );
+    assert!(has(&p, "databases.lost: has no host"), "{p:#?}");
+    assert!(has(&p, "databases.empty.host: must not be empty"), "{p:#?}");
+    assert!(
+        has(&p, "databases.empty.dbname: must not be empty"),
+        "{p:#?}"
+    );
+    assert!(has(&p, "databases.empty.pool_mode:"), "{p:#?}");
+    assert!(has(&p, "databases.empty.pool_size:"), "{p:#?}");
+}
+
+#[test]
+fn agent_and_metrics_errors() {
+    let p = problems(
+        r#"
+[agent]
+state_dir = "/tmp/x"
+probe_interval = 0
+failure_threshold = 5
+failure_window = "1s"
+poolers = ["ftp://x"]
+max_failover_lag = "much"
+listen = "here"
+[metrics]
+listen = "127.0.0.1:6432"
+[users.bob]
+pool_mode = "y"
+max_user_connections = -1
+"#,
+    );
+    for key in [
+        "agent.probe_interval:",
+        "agent.poolers[0]:",
+        "agent.state_dir: an agent needs a [cluster]",
+        "agent.max_failover_lag:",
+        "agent.listen:",
+        "metrics.listen:",
+        "users.bob.pool_mode:",
+        "users.bob.max_user_connections:",
+    ] {
+        assert!(has(&p, key), "missing {key} in {p:#?}");
+    }
+    let p = problems("[agent]\nprobe_interval = 1\nfailure_threshold = 5\nfailure_window = 1\n");
+    assert!(has(&p, "agent.failure_window:"), "{p:#?}");
+}

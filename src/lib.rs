@@ -1,0 +1,13 @@
+//! pgsluice: a PostgreSQL connection pooler and replication manager in one crate.
+//!
+//! Module map, in layering order (a module uses only those above it):
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`] |
+//! | [`cli`] | the command line: daemons and DBA verbs |
+//!
+//! See `docs/architecture.md` for the query and failure flows.
+
+pub mod cli;
+pub mod config;

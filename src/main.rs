@@ -1,0 +1,15 @@
+//! The `pgsluice` binary: parse the command line, run the chosen role, map the result to an exit code.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = pgsluice::cli::Args::parse();
+    match pgsluice::cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pgsluice: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
