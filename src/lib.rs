@@ -5,9 +5,11 @@
 //! | module | job |
 //! |---|---|
 //! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`] |
+//! | [`topology`] | the epoch-versioned cluster topology shared by agent and pooler |
 //! | [`cli`] | the command line: daemons and DBA verbs |
 //!
 //! See `docs/architecture.md` for the query and failure flows.
 
 pub mod cli;
 pub mod config;
+pub mod topology;
