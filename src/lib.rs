@@ -6,10 +6,12 @@
 //! |---|---|
 //! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`] |
 //! | [`topology`] | the epoch-versioned cluster topology shared by agent and pooler |
+//! | [`agent`] | the replication manager: probes, failover state machine, actions, state store |
 //! | [`cli`] | the command line: daemons and DBA verbs |
 //!
 //! See `docs/architecture.md` for the query and failure flows.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod topology;
