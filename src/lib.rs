@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`] |
 //! | [`topology`] | the epoch-versioned cluster topology shared by agent and pooler |
+//! | [`cluster`] | throwaway local PostgreSQL clusters (primary + streaming standbys) for tests and the sandbox |
 //! | [`agent`] | the replication manager: probes, failover state machine, actions, state store |
 //! | [`cli`] | the command line: daemons and DBA verbs |
 //!
@@ -13,5 +14,6 @@
 
 pub mod agent;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod topology;
