@@ -13,7 +13,9 @@
 //! See `docs/architecture.md` for the query and failure flows.
 
 pub mod agent;
+pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod proto;
 pub mod topology;
