@@ -1,0 +1,158 @@
+//! The client side of the poolers' control endpoints: push a topology, pause, resume.
+//!
+//! A pooler that is down or slow is reported, never waited for beyond the timeout: a failover
+//! must not block on a dead pooler (the pooler probes nodes itself and catches up).
+
+use crate::topology::Topology;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// What one pooler answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 200.
+    Ok,
+    /// 409: the pooler already holds this epoch or a higher one.
+    Stale,
+    /// 504: the pause did not reach every transaction boundary in time.
+    PauseTimedOut,
+    /// Anything else: status, connection error or timeout.
+    Failed(String),
+}
+
+/// One pooler's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The pooler's base URL.
+    pub url: String,
+    /// What it answered.
+    pub outcome: Outcome,
+}
+
+/// The configured poolers.
+#[derive(Clone)]
+pub struct Poolers {
+    urls: Vec<String>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Poolers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poolers").field("urls", &self.urls).finish()
+    }
+}
+
+impl Poolers {
+    /// Poolers at `urls` (`http://host:port`), each request bounded by `timeout`.
+    pub fn new(urls: Vec<String>, timeout: Duration) -> Poolers {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(timeout));
+        http.set_nodelay(true);
+        Poolers {
+            urls,
+            client: Client::builder(TokioExecutor::new()).build(http),
+            timeout,
+        }
+    }
+
+    /// Whether any pooler is configured.
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty()
+    }
+
+    /// `POST /control/topology` to every pooler.
+    pub async fn publish(&self, topology: &Topology) -> Vec<Reply> {
+        let body = serde_json::to_vec(topology).unwrap_or_default();
+        self.post_all("/control/topology", body, self.timeout).await
+    }
+
+    /// `POST /control/pause` with `timeout`: each pooler answers once its clients are at a
+    /// transaction boundary and new transactions wait.
+    pub async fn pause(&self, timeout: Duration) -> Vec<Reply> {
+        let body = format!("{{\"timeout_ms\":{}}}", timeout.as_millis()).into_bytes();
+        self.post_all("/control/pause", body, timeout + self.timeout)
+            .await
+    }
+
+    /// `POST /control/resume` to every pooler.
+    pub async fn resume(&self) -> Vec<Reply> {
+        self.post_all("/control/resume", b"{}".to_vec(), self.timeout)
+            .await
+    }
+
+    async fn post_all(&self, path: &str, body: Vec<u8>, timeout: Duration) -> Vec<Reply> {
+        let mut set = JoinSet::new();
+        for url in &self.urls {
+            let (client, url, body) = (self.client.clone(), url.clone(), body.clone());
+            let uri = format!("{}{path}", url.trim_end_matches('/'));
+            set.spawn(async move {
+                let outcome = post(&client, &uri, body, timeout).await;
+                Reply { url, outcome }
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.url.cmp(&b.url));
+        out
+    }
+}
+
+async fn post(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    uri: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Outcome {
+    let req = match Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+    {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed(format!("bad request: {e}")),
+    };
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => Outcome::Failed(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => Outcome::Failed(super::probe::error_text(&e)),
+        Ok(Ok(resp)) => match resp.status() {
+            StatusCode::OK => Outcome::Ok,
+            StatusCode::CONFLICT => Outcome::Stale,
+            StatusCode::GATEWAY_TIMEOUT => Outcome::PauseTimedOut,
+            s => Outcome::Failed(format!("HTTP {s}")),
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_down_pooler_is_reported_quickly() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let p = Poolers::new(
+            vec![format!("http://127.0.0.1:{port}")],
+            Duration::from_millis(300),
+        );
+        let started = std::time::Instant::now();
+        let r = p.publish(&Topology::default()).await;
+        assert_eq!(r.len(), 1);
+        assert!(matches!(r[0].outcome, Outcome::Failed(_)), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
