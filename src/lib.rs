@@ -6,7 +6,15 @@
 //! |---|---|
 //! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`] |
 //! | [`topology`] | the epoch-versioned cluster topology shared by agent and pooler |
+//! | [`proto`] | sans-IO wire codec: frame headers, startup packets, builders, lazy views |
+//! | [`auth`] | sans-IO MD5 and SCRAM-SHA-256 (both sides), secrets, `auth_file` parsing |
+//! | [`net`] | accept loop, socket options, whole-frame reads for slow paths |
+//! | [`server`] | a server connection: connect, authenticate, parameter sync, control queries |
+//! | [`pool`] | pools per (database, user): FIFO check-out, reserve, caps, janitor |
+//! | [`session`] | one task per client: login, transactions, forwarding fast path, cancel |
+//! | [`daemon`] | the pooler daemon: wiring, discovery, HTTP endpoint, signals |
 //! | [`cluster`] | throwaway local PostgreSQL clusters (primary + streaming standbys) for tests and the sandbox |
+//! | [`sandbox`] | `pgsluice sandbox`: a persistent local cluster, its config and the daemons, recorded in a state file |
 //! | [`agent`] | the replication manager: probes, failover state machine, actions, state store |
 //! | [`cli`] | the command line: daemons and DBA verbs |
 //!
@@ -17,5 +25,11 @@ pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod daemon;
+pub mod net;
+pub mod pool;
 pub mod proto;
+pub mod sandbox;
+pub mod server;
+pub mod session;
 pub mod topology;

@@ -3,6 +3,7 @@
 //! Each verb lives in its own file and returns an [`ExitCode`]; errors are `anyhow` here only.
 
 mod check_config;
+mod pooler;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,11 +33,24 @@ pub struct ConfigArg {
 pub enum Command {
     /// Check a configuration file: prints every problem, or "ok".
     CheckConfig(ConfigArg),
+    /// Run the connection pooler daemon in the foreground.
+    Pooler(ConfigArg),
 }
 
 /// Runs one command line.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::CheckConfig(c) => Ok(check_config::run(&c.config)),
+        Command::Pooler(c) => pooler::run(&c.config),
     }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -90,7 +90,6 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct PoolerConfig {
     pub listen: SocketAddr,
-    pub unix_socket_dir: Option<PathBuf>,
     /// Runtime worker threads (0 in the file = one per core).
     pub workers: usize,
     pub max_client_conn: usize,

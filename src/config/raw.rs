@@ -56,7 +56,6 @@ pub struct RawConfig {
 pub struct RawPooler {
     pub listen_addr: Option<String>,
     pub listen_port: Option<i64>,
-    pub unix_socket_dir: Option<String>,
     pub workers: Option<i64>,
     pub max_client_conn: Option<i64>,
     pub pool_mode: Option<String>,

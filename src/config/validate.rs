@@ -263,11 +263,6 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
     }
     PoolerConfig {
         listen: SocketAddr::new(ip, port),
-        unix_socket_dir: p
-            .unix_socket_dir
-            .as_ref()
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from),
         workers: c.count("pooler.workers", p.workers, 0, 0, 1024),
         max_client_conn: c.count(
             "pooler.max_client_conn",

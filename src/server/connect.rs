@@ -1,0 +1,215 @@
+//! Opening a server connection: TCP connect with timeout, startup, authentication, initial state.
+
+use super::params::{ParamSet, TRACKED_REPORTED};
+use super::{ServerConn, ServerError};
+use crate::net::frame_io::read_frame;
+use crate::proto::{builders, startup, tags::backend, views};
+use bytes::BytesMut;
+use postgres_protocol::authentication::{md5_hash, sasl};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Largest message accepted from a server during login.
+const LOGIN_MAX: usize = 1 << 20;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectSpec {
+    /// Node name, for errors and metrics.
+    pub node: Arc<str>,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    /// Plain password or `md5...` hash; `None` for trust.
+    pub password: Option<String>,
+    pub connect_timeout: Duration,
+    pub keepalive: bool,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Connects and authenticates; returns a connection ready for queries (ReadyForQuery seen).
+pub async fn connect(spec: &ConnectSpec) -> Result<ServerConn, ServerError> {
+    let fut = connect_inner(spec);
+    match tokio::time::timeout(spec.connect_timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ServerError::Timeout {
+            node: spec.node.to_string(),
+        }),
+    }
+}
+
+async fn connect_inner(spec: &ConnectSpec) -> Result<ServerConn, ServerError> {
+    let io = |e: std::io::Error| ServerError::Io {
+        node: spec.node.to_string(),
+        source: e,
+    };
+    let mut stream = TcpStream::connect((spec.host.as_str(), spec.port))
+        .await
+        .map_err(io)?;
+    stream.set_nodelay(true).map_err(io)?;
+    if spec.keepalive {
+        let sock = socket2::SockRef::from(&stream);
+        let _ = sock.set_keepalive(true);
+    }
+    let hello = startup::startup_message(&[("user", &spec.user), ("database", &spec.database)]);
+    stream.write_all(&hello).await.map_err(io)?;
+    let mut buf = BytesMut::with_capacity(1024);
+    authenticate(spec, &mut stream, &mut buf).await?;
+    let mut key = (0, 0);
+    let mut reported = Vec::new();
+    loop {
+        let f = read_frame(&mut stream, &mut buf, LOGIN_MAX)
+            .await
+            .map_err(|e| ServerError::from_frame(spec, e))?;
+        match f.tag {
+            backend::BACKEND_KEY_DATA => {
+                key = views::backend_key_data(&f.body).map_err(|e| ServerError::proto(spec, e))?
+            }
+            backend::PARAMETER_STATUS => {
+                let (k, v) =
+                    views::parameter_status(&f.body).map_err(|e| ServerError::proto(spec, e))?;
+                reported.push((k.to_string(), v.to_string()));
+            }
+            backend::ERROR_RESPONSE => return Err(ServerError::postgres(spec, &f.body)),
+            backend::READY_FOR_QUERY => break,
+            _ => {}
+        }
+    }
+    let tracked = reported
+        .iter()
+        .filter(|(k, _)| TRACKED_REPORTED.contains(&k.as_str()))
+        .cloned();
+    let now = Instant::now();
+    Ok(ServerConn {
+        stream,
+        buf,
+        node: spec.node.clone(),
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        key,
+        params: ParamSet::new(tracked).intern(),
+        startup_params: Arc::new(reported),
+        created: now,
+        last_used: now,
+    })
+}
+
+async fn authenticate(
+    spec: &ConnectSpec,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<(), ServerError> {
+    let io = |e: std::io::Error| ServerError::Io {
+        node: spec.node.to_string(),
+        source: e,
+    };
+    let mut out = BytesMut::new();
+    let mut scram: Option<sasl::ScramSha256> = None;
+    loop {
+        let f = read_frame(stream, buf, LOGIN_MAX)
+            .await
+            .map_err(|e| ServerError::from_frame(spec, e))?;
+        if f.tag == backend::ERROR_RESPONSE {
+            return Err(ServerError::postgres(spec, &f.body));
+        }
+        if f.tag != backend::AUTHENTICATION {
+            return Err(ServerError::Protocol {
+                node: spec.node.to_string(),
+                message: format!("unexpected message {:?} during login", f.tag as char),
+            });
+        }
+        let need_password = || {
+            spec.password
+                .as_deref()
+                .ok_or_else(|| ServerError::NoPassword {
+                    node: spec.node.to_string(),
+                    user: spec.user.clone(),
+                })
+        };
+        out.clear();
+        match views::authentication(&f.body).map_err(|e| ServerError::proto(spec, e))? {
+            views::Auth::Ok => return Ok(()),
+            views::Auth::Cleartext => {
+                let pw = need_password()?;
+                let mut p = pw.as_bytes().to_vec();
+                p.push(0);
+                builders::password_message(&mut out, &p);
+            }
+            views::Auth::Md5 { salt } => {
+                let pw = need_password()?;
+                let hashed = match pw.strip_prefix("md5") {
+                    Some(inner) if pw.len() == 35 => md5_salted(inner, salt),
+                    _ => md5_hash(spec.user.as_bytes(), pw.as_bytes(), salt),
+                };
+                let mut p = hashed.into_bytes();
+                p.push(0);
+                builders::password_message(&mut out, &p);
+            }
+            views::Auth::Sasl(mechs) => {
+                if !mechs.contains("SCRAM-SHA-256") {
+                    return Err(ServerError::Protocol {
+                        node: spec.node.to_string(),
+                        message: "server offers no SASL mechanism we support".into(),
+                    });
+                }
+                let pw = need_password()?;
+                if pw.starts_with("md5") && pw.len() == 35 {
+                    return Err(ServerError::NoPassword {
+                        node: spec.node.to_string(),
+                        user: spec.user.clone(),
+                    });
+                }
+                let s = sasl::ScramSha256::new(pw.as_bytes(), sasl::ChannelBinding::unsupported());
+                builders::sasl_initial_response(&mut out, "SCRAM-SHA-256", s.message());
+                scram = Some(s);
+            }
+            views::Auth::SaslContinue(data) => {
+                let s = scram.as_mut().ok_or_else(|| ServerError::Protocol {
+                    node: spec.node.to_string(),
+                    message: "SASL continue before start".into(),
+                })?;
+                s.update(data).map_err(|e| ServerError::Protocol {
+                    node: spec.node.to_string(),
+                    message: format!("SCRAM: {e}"),
+                })?;
+                builders::sasl_response(&mut out, s.message());
+            }
+            views::Auth::SaslFinal(data) => {
+                let mut s = scram.take().ok_or_else(|| ServerError::Protocol {
+                    node: spec.node.to_string(),
+                    message: "SASL final before start".into(),
+                })?;
+                s.finish(data).map_err(|e| ServerError::Protocol {
+                    node: spec.node.to_string(),
+                    message: format!("SCRAM server signature: {e}"),
+                })?;
+                continue;
+            }
+            views::Auth::Other(code) => {
+                return Err(ServerError::Protocol {
+                    node: spec.node.to_string(),
+                    message: format!("unsupported authentication request {code}"),
+                });
+            }
+        }
+        stream.write_all(&out).await.map_err(io)?;
+    }
+}
+
+/// `md5` + hex(md5(hex_hash || salt)): what a client sends for an `md5...` secret.
+fn md5_salted(inner_hex: &str, salt: [u8; 4]) -> String {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    h.update(inner_hex.as_bytes());
+    h.update(salt);
+    let digest = h.finalize();
+    let mut out = String::from("md5");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}

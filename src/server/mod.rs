@@ -1,0 +1,237 @@
+//! A server connection: connect and authenticate, parameter state, and the slow-path queries
+//! (parameter sync, reset, rollback, health check) run between client transactions.
+
+pub mod connect;
+pub mod params;
+
+pub use connect::{connect, ConnectSpec};
+pub use params::ParamSet;
+
+use crate::net::frame_io::{read_frame, FrameIoError};
+use crate::proto::{builders, tags::backend, views, ProtoError};
+use bytes::BytesMut;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Largest message accepted while the pooler itself talks to a server (not forwarding).
+const CONTROL_MAX: usize = 1 << 24;
+
+/// Why a server connection could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot reach server {node}: {source}")]
+    Io {
+        node: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("timed out connecting to server {node}")]
+    Timeout { node: String },
+    #[error("server {node} closed the connection")]
+    Closed { node: String },
+    #[error("protocol error from server {node}: {message}")]
+    Protocol { node: String, message: String },
+    /// The server answered with an ErrorResponse: relay its code and text.
+    #[error("{message}")]
+    Postgres {
+        node: String,
+        severity: String,
+        code: String,
+        message: String,
+    },
+    #[error("no password to log in to server {node} as user {user:?}")]
+    NoPassword { node: String, user: String },
+}
+
+impl ServerError {
+    fn proto(spec: &ConnectSpec, e: ProtoError) -> Self {
+        Self::Protocol {
+            node: spec.node.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    fn from_frame(spec: &ConnectSpec, e: FrameIoError) -> Self {
+        from_frame_err(&spec.node, e)
+    }
+
+    fn postgres(spec: &ConnectSpec, body: &[u8]) -> Self {
+        postgres_error(&spec.node, body)
+    }
+
+    /// SQLSTATE to show a client for this failure.
+    pub fn sqlstate(&self) -> &str {
+        match self {
+            Self::Postgres { code, .. } => code,
+            Self::NoPassword { .. } => "28000",
+            _ => "08006",
+        }
+    }
+}
+
+fn from_frame_err(node: &str, e: FrameIoError) -> ServerError {
+    match e {
+        FrameIoError::Io(source) => ServerError::Io {
+            node: node.to_string(),
+            source,
+        },
+        FrameIoError::Closed => ServerError::Closed {
+            node: node.to_string(),
+        },
+        FrameIoError::Proto(p) => ServerError::Protocol {
+            node: node.to_string(),
+            message: p.to_string(),
+        },
+    }
+}
+
+fn postgres_error(node: &str, body: &[u8]) -> ServerError {
+    let fields = views::ErrorFields::new(body).ok();
+    let fields = fields.as_ref();
+    ServerError::Postgres {
+        node: node.to_string(),
+        severity: fields
+            .and_then(|f| f.severity())
+            .unwrap_or("FATAL")
+            .to_string(),
+        code: fields
+            .and_then(|f| f.sqlstate())
+            .unwrap_or("08006")
+            .to_string(),
+        message: fields
+            .and_then(|f| f.message())
+            .unwrap_or("server error")
+            .to_string(),
+    }
+}
+
+/// An authenticated server session that is idle between client transactions.
+pub struct ServerConn {
+    pub stream: TcpStream,
+    /// Bytes read but not yet forwarded; empty whenever the connection is idle.
+    pub buf: BytesMut,
+    pub node: Arc<str>,
+    pub id: u64,
+    /// Backend pid and secret, for cancel requests.
+    pub key: (i32, i32),
+    /// The tracked settings this session has now.
+    pub params: Arc<ParamSet>,
+    /// Every ParameterStatus the server sent at login (what a new client is shown).
+    pub startup_params: Arc<Vec<(String, String)>>,
+    pub created: Instant,
+    pub last_used: Instant,
+}
+
+impl std::fmt::Debug for ServerConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConn")
+            .field("node", &self.node)
+            .field("id", &self.id)
+            .field("pid", &self.key.0)
+            .finish()
+    }
+}
+
+/// What a control query produced.
+#[derive(Debug, Default)]
+pub struct ControlResult {
+    /// Transaction status of the final ReadyForQuery.
+    pub status: u8,
+    /// ParameterStatus messages seen.
+    pub reported: Vec<(String, String)>,
+    /// The first error, if any.
+    pub error: Option<ServerError>,
+}
+
+impl ServerConn {
+    /// Runs `sql` with the simple protocol and reads until ReadyForQuery, swallowing results.
+    pub async fn control(&mut self, sql: &str) -> Result<ControlResult, ServerError> {
+        let mut out = BytesMut::with_capacity(sql.len() + 8);
+        builders::query(&mut out, sql);
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|source| ServerError::Io {
+                node: self.node.to_string(),
+                source,
+            })?;
+        let mut result = ControlResult::default();
+        loop {
+            let f = read_frame(&mut self.stream, &mut self.buf, CONTROL_MAX)
+                .await
+                .map_err(|e| from_frame_err(&self.node, e))?;
+            match f.tag {
+                backend::READY_FOR_QUERY => {
+                    result.status = views::ready_for_query(&f.body).unwrap_or(b'I');
+                    return Ok(result);
+                }
+                backend::PARAMETER_STATUS => {
+                    if let Ok((k, v)) = views::parameter_status(&f.body) {
+                        result.reported.push((k.to_string(), v.to_string()));
+                    }
+                }
+                backend::ERROR_RESPONSE if result.error.is_none() => {
+                    result.error = Some(postgres_error(&self.node, &f.body));
+                }
+                backend::COPY_IN_RESPONSE => {
+                    let mut fail = BytesMut::new();
+                    fail_copy(&mut fail);
+                    self.stream
+                        .write_all(&fail)
+                        .await
+                        .map_err(|source| ServerError::Io {
+                            node: self.node.to_string(),
+                            source,
+                        })?;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Brings the tracked settings in line with `want`; returns the server's spelling of them.
+    pub async fn sync_params(
+        &mut self,
+        want: &Arc<ParamSet>,
+    ) -> Result<Vec<(String, String)>, ServerError> {
+        if Arc::ptr_eq(&self.params, want) {
+            return Ok(Vec::new());
+        }
+        let mut sql = String::new();
+        params::sync_sql(&self.params, want, &mut sql);
+        if sql.is_empty() {
+            self.params = want.clone();
+            return Ok(Vec::new());
+        }
+        let r = self.control(&sql).await?;
+        if let Some(e) = r.error {
+            return Err(e);
+        }
+        self.params = want.clone();
+        Ok(r.reported)
+    }
+
+    /// Whether the connection has nothing unexpected to say (no data, no EOF) right now.
+    ///
+    /// Costs no system call when the reactor has seen no event for the socket.
+    pub fn is_quiet(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 64];
+        match self.stream.try_read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+            _ => false,
+        }
+    }
+}
+
+fn fail_copy(buf: &mut BytesMut) {
+    use bytes::BufMut;
+    buf.put_u8(b'f');
+    let msg = b"COPY not allowed here\0";
+    buf.put_i32(4 + msg.len() as i32);
+    buf.put_slice(msg);
+}

@@ -1,0 +1,214 @@
+//! What every client session shares: configuration, credentials, pools, cancel keys, the pause
+//! gate and where cluster databases live now. Owned by the daemon, passed as an `Arc`.
+
+use crate::auth::Secret;
+use crate::config::{Backend, Config, DatabaseConfig, NodeConfig};
+use crate::pool::{PoolSettings, Pools};
+use crate::server::ConnectSpec;
+use crate::session::cancel::CancelMap;
+use crate::topology::Topology;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::Notify;
+
+/// Holds new transactions while paused (PAUSE, switchover).
+#[derive(Default)]
+pub struct Gate {
+    paused: AtomicBool,
+    resumed: Notify,
+}
+
+impl Gate {
+    /// Whether new transactions are held.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Holds new transactions from now on.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+    }
+
+    /// Lets held transactions go.
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::Release);
+        self.resumed.notify_waiters();
+    }
+
+    /// Waits while paused.
+    pub async fn pass(&self) {
+        while self.is_paused() {
+            let notified = self.resumed.notified();
+            if !self.is_paused() {
+                break;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counters over all clients, for logs and metrics.
+#[derive(Default)]
+pub struct Totals {
+    pub clients: AtomicUsize,
+    pub logins: AtomicU64,
+    pub login_failures: AtomicU64,
+    pub transactions: AtomicU64,
+    pub queries: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub server_errors: AtomicU64,
+}
+
+/// Shared state of the pooler's sessions.
+pub struct SessionCtx {
+    config: RwLock<Arc<Config>>,
+    credentials: RwLock<Arc<HashMap<String, Secret>>>,
+    topology: RwLock<(Topology, Option<NodeConfig>)>,
+    pub pools: Pools,
+    pub cancels: Arc<CancelMap>,
+    pub gate: Gate,
+    pub totals: Totals,
+}
+
+fn read<T: Clone>(l: &RwLock<T>) -> T {
+    match l.read() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+impl SessionCtx {
+    /// Context for a configuration and the secrets of its `auth_file`.
+    pub fn new(config: Arc<Config>, file_secrets: HashMap<String, Secret>) -> Arc<Self> {
+        let primary = config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.nodes.first().cloned());
+        let credentials = Arc::new(merge_credentials(&config, file_secrets));
+        Arc::new(Self {
+            config: RwLock::new(config),
+            credentials: RwLock::new(credentials),
+            topology: RwLock::new((Topology::default(), primary)),
+            pools: Pools::default(),
+            cancels: Arc::default(),
+            gate: Gate::default(),
+            totals: Totals::default(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        read(&self.config)
+    }
+
+    /// Replaces configuration and credentials (reload); pools pick up settings at next use.
+    pub fn set_config(&self, config: Arc<Config>, file_secrets: HashMap<String, Secret>) {
+        let creds = Arc::new(merge_credentials(&config, file_secrets));
+        if let Ok(mut c) = self.credentials.write() {
+            *c = creds;
+        }
+        if let Ok(mut c) = self.config.write() {
+            *c = config;
+        }
+    }
+
+    /// The secret a user logs in with, if known.
+    pub fn secret(&self, user: &str) -> Option<Secret> {
+        read(&self.credentials).get(user).cloned()
+    }
+
+    /// The topology in force and the node that takes writes.
+    pub fn topology(&self) -> (Topology, Option<NodeConfig>) {
+        read(&self.topology)
+    }
+
+    /// Installs a topology and the primary's node; re-points cluster pools to it.
+    pub fn set_topology(&self, topology: Topology, primary: Option<NodeConfig>) {
+        if let Ok(mut t) = self.topology.write() {
+            *t = (topology, primary.clone());
+        }
+        let config = self.config();
+        for pool in self.pools.all() {
+            let Some(db) = config.databases.get(&*pool.database) else {
+                continue;
+            };
+            if db.backend == Backend::Cluster {
+                if let Some(spec) = self.connect_spec(&config, db, &pool.user) {
+                    pool.retarget(spec);
+                }
+            }
+        }
+    }
+
+    /// Where and as whom a pool for `(db, user)` connects, given the current primary.
+    pub fn connect_spec(
+        &self,
+        config: &Config,
+        db: &DatabaseConfig,
+        user: &str,
+    ) -> Option<ConnectSpec> {
+        let (node, host, port) = match &db.backend {
+            Backend::Host { host, port } => (format!("{host}:{port}"), host.clone(), *port),
+            Backend::Cluster => {
+                let n = self.topology().1?;
+                (n.name.clone(), n.host.clone(), n.port)
+            }
+        };
+        let (server_user, password) = match &db.user {
+            Some(forced) => (
+                forced.clone(),
+                db.password.clone().or_else(|| self.password_for(forced)),
+            ),
+            None => (user.to_string(), self.password_for(user)),
+        };
+        Some(ConnectSpec {
+            node: node.into(),
+            host,
+            port,
+            user: server_user,
+            database: db.dbname.clone(),
+            password,
+            connect_timeout: config.pooler.server_connect_timeout,
+            keepalive: config.pooler.tcp_keepalive,
+        })
+    }
+
+    fn password_for(&self, user: &str) -> Option<String> {
+        match self.secret(user)? {
+            Secret::Plain(p) => Some(p),
+            Secret::Md5(h) => Some(h),
+            Secret::Scram(_) => None,
+        }
+    }
+
+    /// Pool settings for `(db, user)` from the configuration.
+    pub fn pool_settings(config: &Config, db: &DatabaseConfig, user: &str) -> PoolSettings {
+        let p = &config.pooler;
+        let u = config.users.get(user);
+        PoolSettings {
+            mode: u.and_then(|u| u.pool_mode).unwrap_or(db.pool_mode),
+            size: u.and_then(|u| u.pool_size).unwrap_or(db.pool_size),
+            min_size: db.min_pool_size,
+            reserve_size: db.reserve_pool_size,
+            reserve_timeout: p.reserve_pool_timeout,
+            query_wait_timeout: p.query_wait_timeout,
+            idle_timeout: p.server_idle_timeout,
+            lifetime: p.server_lifetime,
+            check_query: p.server_check_query.clone(),
+            check_delay: p.server_check_delay,
+            reset_query: p.server_reset_query.clone(),
+        }
+    }
+}
+
+fn merge_credentials(config: &Config, file: HashMap<String, Secret>) -> HashMap<String, Secret> {
+    let mut all = file;
+    for (name, u) in &config.users {
+        if let Some(pw) = &u.password {
+            all.insert(name.clone(), Secret::parse(pw));
+        }
+    }
+    all
+}

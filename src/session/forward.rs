@@ -1,0 +1,368 @@
+//! The forwarding fast path: bytes flow both ways between a client and its server session,
+//! with only frame headers looked at, until the transaction (or statement) ends.
+//!
+//! Each direction is a [`Pipe`]: bytes read but not yet written, how much of them is decided
+//! (whole frames, or the streamed part of a large one), and how much of a large frame body is
+//! still to come. Reads go straight into the pipe's buffer, and everything decided after a read
+//! leaves in one write, so a burst costs one read and one write per side. Large rows and COPY
+//! data stream through with backpressure: a pipe stops reading while it has bytes to write.
+
+use super::buffers;
+use crate::proto::{frame_len, tags, views, HEADER_LEN};
+use bytes::{Buf, BytesMut};
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+
+/// How a forwarding run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server is idle with nothing in flight: it may be released (transaction/statement mode).
+    Boundary,
+    /// Statement mode only: a statement left a transaction open.
+    OpenTransaction,
+    /// The client closed or sent Terminate; `clean` when the server has nothing in flight.
+    ClientGone { clean: bool },
+    /// The server closed or failed; `fatal_sent` when its FATAL error already reached the client.
+    ServerGone { fatal_sent: bool },
+}
+
+/// One direction of the forwarding.
+#[derive(Default)]
+pub struct Pipe {
+    buf: Option<BytesMut>,
+    /// Bytes at the front of `buf` that are decided and wait to be written.
+    ready: usize,
+    /// Bytes of a streamed frame body that have not arrived yet.
+    stream_left: usize,
+}
+
+impl Pipe {
+    fn buf(&mut self) -> &mut BytesMut {
+        self.buf.get_or_insert_with(buffers::take)
+    }
+
+    /// Whether nothing is buffered or half-received.
+    pub fn is_empty(&self) -> bool {
+        self.stream_left == 0 && self.buf.as_ref().is_none_or(|b| b.is_empty())
+    }
+
+    /// Returns the buffer to the thread cache when it holds nothing.
+    pub fn park(&mut self) {
+        if self.is_empty() {
+            if let Some(b) = self.buf.take() {
+                buffers::give(b);
+            }
+        }
+    }
+
+    /// Puts already-read bytes (from the idle client read) into this pipe.
+    pub fn preload(&mut self, bytes: BytesMut) {
+        match &mut self.buf {
+            Some(b) if !b.is_empty() => b.extend_from_slice(&bytes),
+            _ => {
+                if let Some(old) = self.buf.replace(bytes) {
+                    buffers::give(old);
+                }
+            }
+        }
+    }
+}
+
+/// Per-transaction forwarding state shared by both directions.
+pub struct Forwarder {
+    pub max_packet: usize,
+    /// Transaction-ending requests (Query, Sync, FunctionCall) sent minus ReadyForQuery received.
+    pub outstanding: u32,
+    /// Status of the last ReadyForQuery.
+    pub status: u8,
+    pub statement_mode: bool,
+    /// Release at a boundary (transaction and statement modes).
+    pub release_at_boundary: bool,
+    client_gone: bool,
+    server_fatal: bool,
+    /// Tracked settings the server reported during the run, for the session's view.
+    pub reported: Vec<(String, String)>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub queries: u64,
+}
+
+impl Forwarder {
+    /// A forwarder for a freshly attached, idle server.
+    pub fn new(max_packet: usize, statement_mode: bool, release_at_boundary: bool) -> Self {
+        Self {
+            max_packet,
+            outstanding: 0,
+            status: tags::status::IDLE,
+            statement_mode,
+            release_at_boundary,
+            client_gone: false,
+            server_fatal: false,
+            reported: Vec::new(),
+            bytes_in: 0,
+            bytes_out: 0,
+            queries: 0,
+        }
+    }
+
+    /// Forwards until an [`Outcome`].
+    pub async fn run(
+        &mut self,
+        client: &mut TcpStream,
+        server: &mut TcpStream,
+        c2s: &mut Pipe,
+        s2c: &mut Pipe,
+    ) -> io::Result<Outcome> {
+        poll_fn(|cx| self.poll(cx, client, server, c2s, s2c)).await
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &mut TcpStream,
+        server: &mut TcpStream,
+        c2s: &mut Pipe,
+        s2c: &mut Pipe,
+    ) -> Poll<io::Result<Outcome>> {
+        loop {
+            let mut progress = false;
+            // Client -> server.
+            if c2s.ready > 0 {
+                match write_out(cx, server, c2s) {
+                    Poll::Ready(Ok(n)) => progress |= n > 0,
+                    Poll::Ready(Err(_)) => return Poll::Ready(Ok(self.server_gone())),
+                    Poll::Pending => {}
+                }
+            }
+            if c2s.ready == 0 && !self.client_gone {
+                self.scan_client(c2s)?;
+                if c2s.ready == 0 && !self.client_gone {
+                    match read_in(cx, client, c2s) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => self.client_gone = true,
+                        Poll::Ready(Ok(n)) => {
+                            self.bytes_in += n as u64;
+                            self.scan_client(c2s)?;
+                            progress = true;
+                        }
+                        Poll::Pending => {}
+                    }
+                }
+                if c2s.ready > 0 {
+                    continue;
+                }
+            }
+            // Server -> client.
+            if s2c.ready > 0 {
+                match write_out(cx, client, s2c) {
+                    Poll::Ready(Ok(n)) => progress |= n > 0,
+                    Poll::Ready(Err(_)) => self.client_gone = true,
+                    Poll::Pending => {}
+                }
+            }
+            if s2c.ready == 0 {
+                if self.server_fatal {
+                    return Poll::Ready(Ok(Outcome::ServerGone { fatal_sent: true }));
+                }
+                match read_in(cx, server, s2c) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(Ok(self.server_gone()))
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.bytes_out += n as u64;
+                        self.scan_server(s2c)?;
+                        progress = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if let Some(outcome) = self.outcome(c2s, s2c) {
+                return Poll::Ready(Ok(outcome));
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn outcome(&self, c2s: &Pipe, s2c: &Pipe) -> Option<Outcome> {
+        let quiet = self.outstanding == 0 && c2s.is_empty() && s2c.is_empty();
+        if self.client_gone {
+            // Flush what the server still owes? The client is gone: nothing to flush to.
+            return Some(Outcome::ClientGone { clean: quiet });
+        }
+        if !quiet {
+            return None;
+        }
+        if self.statement_mode && self.status != tags::status::IDLE {
+            return Some(Outcome::OpenTransaction);
+        }
+        (self.release_at_boundary && self.status == tags::status::IDLE).then_some(Outcome::Boundary)
+    }
+
+    fn server_gone(&self) -> Outcome {
+        Outcome::ServerGone {
+            fatal_sent: self.server_fatal,
+        }
+    }
+
+    /// Decides client bytes: every frame flows at its header; Terminate ends the run.
+    fn scan_client(&mut self, p: &mut Pipe) -> io::Result<()> {
+        let Some(buf) = p.buf.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            let avail = buf.len() - p.ready;
+            if p.stream_left > 0 {
+                let take = p.stream_left.min(avail);
+                p.ready += take;
+                p.stream_left -= take;
+                if p.stream_left > 0 {
+                    return Ok(());
+                }
+                continue;
+            }
+            let Some(total) = frame_len(&buf[p.ready..], self.max_packet).map_err(invalid)? else {
+                return Ok(());
+            };
+            match buf[p.ready] {
+                tags::frontend::TERMINATE => {
+                    self.client_gone = true;
+                    buf.truncate(p.ready);
+                    return Ok(());
+                }
+                tags::frontend::QUERY | tags::frontend::SYNC | tags::frontend::FUNCTION_CALL => {
+                    self.outstanding += 1;
+                    self.queries += 1;
+                }
+                _ => {}
+            }
+            let take = total.min(avail);
+            p.ready += take;
+            p.stream_left = total - take;
+        }
+    }
+
+    /// Decides server bytes: ReadyForQuery, ParameterStatus and ErrorResponse are read whole;
+    /// everything else streams.
+    fn scan_server(&mut self, p: &mut Pipe) -> io::Result<()> {
+        let Some(buf) = p.buf.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            let avail = buf.len() - p.ready;
+            if p.stream_left > 0 {
+                let take = p.stream_left.min(avail);
+                p.ready += take;
+                p.stream_left -= take;
+                if p.stream_left > 0 {
+                    return Ok(());
+                }
+                continue;
+            }
+            let start = p.ready;
+            let Some(total) = frame_len(&buf[start..], self.max_packet).map_err(invalid)? else {
+                return Ok(());
+            };
+            let tag = buf[start];
+            let whole = matches!(tag, b'Z' | b'S' | b'E');
+            if !whole {
+                let take = total.min(avail);
+                p.ready += take;
+                p.stream_left = total - take;
+                continue;
+            }
+            if avail < total {
+                buf.reserve(total - avail);
+                return Ok(());
+            }
+            let body = &buf[start + HEADER_LEN..start + total];
+            match tag {
+                tags::backend::READY_FOR_QUERY => {
+                    self.status = views::ready_for_query(body).map_err(invalid)?;
+                    self.outstanding = self.outstanding.saturating_sub(1);
+                }
+                tags::backend::PARAMETER_STATUS => {
+                    if let Ok((k, v)) = views::parameter_status(body) {
+                        self.reported.push((k.to_string(), v.to_string()));
+                    }
+                }
+                _ => {
+                    let fatal = views::ErrorFields::new(body)
+                        .ok()
+                        .and_then(|f| f.severity().map(|s| s == "FATAL" || s == "PANIC"))
+                        .unwrap_or(false);
+                    if fatal {
+                        self.server_fatal = true;
+                        if self.outstanding > 0 {
+                            // Keep the client: show the server's error as a plain ERROR and
+                            // end its request with ReadyForQuery once the server is gone.
+                            downgrade_fatal(buf, start, total);
+                        }
+                    }
+                }
+            }
+            p.ready += total;
+        }
+    }
+
+    /// Drives a forwarding run to completion of the client's pending output only (used after
+    /// the server disappeared, to deliver what was decided).
+    pub async fn flush_to_client(client: &mut TcpStream, s2c: &mut Pipe) -> io::Result<()> {
+        while s2c.ready > 0 {
+            poll_fn(|cx| write_out(cx, client, s2c)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Rewrites the severity fields of an ErrorResponse in place from FATAL to ERROR (same length
+/// is impossible, so the frame is rebuilt; this is the rare path).
+fn downgrade_fatal(buf: &mut BytesMut, start: usize, total: usize) {
+    let body = buf[start + HEADER_LEN..start + total].to_vec();
+    let Ok(fields) = views::ErrorFields::new(&body) else {
+        return;
+    };
+    let mut rebuilt = BytesMut::new();
+    let code = fields.sqlstate().unwrap_or("08006");
+    let msg = fields.message().unwrap_or("server connection lost");
+    crate::proto::builders::error_response(&mut rebuilt, "ERROR", code, msg);
+    let tail = buf.split_off(start + total);
+    buf.truncate(start);
+    buf.extend_from_slice(&rebuilt);
+    buf.extend_from_slice(&tail);
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// Writes the decided bytes of `p` to `dst`; returns how many left.
+fn write_out(cx: &mut Context<'_>, dst: &mut TcpStream, p: &mut Pipe) -> Poll<io::Result<usize>> {
+    let Some(buf) = p.buf.as_mut() else {
+        return Poll::Ready(Ok(0));
+    };
+    let n = match Pin::new(dst).poll_write(cx, &buf[..p.ready]) {
+        Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+        Poll::Ready(Ok(n)) => n,
+        other => return other,
+    };
+    buf.advance(n);
+    p.ready -= n;
+    if buf.is_empty() && p.stream_left == 0 {
+        p.park();
+    }
+    Poll::Ready(Ok(n))
+}
+
+/// Reads whatever `src` has into the pipe's buffer.
+fn read_in(cx: &mut Context<'_>, src: &mut TcpStream, p: &mut Pipe) -> Poll<io::Result<usize>> {
+    let buf = p.buf();
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(buffers::BUF_SIZE);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(src), cx, buf)
+}

@@ -1,0 +1,232 @@
+//! The front door: SSL/GSS refusal, cancel requests, the startup packet, client authentication,
+//! and the greeting (ParameterStatus, BackendKeyData, ReadyForQuery).
+
+use super::ctx::SessionCtx;
+use super::LoginError;
+use crate::auth::{verify_md5, ScramServer, Secret};
+use crate::config::{AuthType, Config, DatabaseConfig};
+use crate::net::frame_io::read_frame;
+use crate::proto::{builders, parse_initial, tags::frontend, views, Initial};
+use crate::server::params::{parse_options, ParamSet};
+use bytes::BytesMut;
+use rand::Rng;
+use std::sync::{Arc, OnceLock};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What a successful login established.
+pub struct Login {
+    pub user: String,
+    pub database: Arc<DatabaseConfig>,
+    /// Settings the client asked for (startup parameters and `options`), not yet canonical.
+    pub wanted: ParamSet,
+    pub application_name: String,
+}
+
+/// Startup parameters that are not settings.
+const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
+
+/// Reads the startup packet (answering SSL/GSS requests), handles cancel requests.
+/// Returns `None` when the connection was a cancel request.
+pub async fn read_startup(
+    ctx: &SessionCtx,
+    client: &mut TcpStream,
+    max_len: usize,
+) -> Result<Option<Vec<(String, String)>>, LoginError> {
+    let mut buf = BytesMut::with_capacity(256);
+    loop {
+        let (initial, used) = loop {
+            if let Some(found) = parse_initial(&buf, max_len).map_err(LoginError::Startup)? {
+                break found;
+            }
+            if client.read_buf(&mut buf).await? == 0 {
+                return Err(LoginError::Gone);
+            }
+        };
+        let _ = buf.split_to(used);
+        match initial {
+            Initial::Ssl | Initial::GssEnc => {
+                if !buf.is_empty() {
+                    return Err(LoginError::Protocol("data after SSL/GSS request".into()));
+                }
+                client.write_all(b"N").await?;
+            }
+            Initial::Cancel { pid, secret } => {
+                ctx.cancels.cancel(pid, secret).await;
+                return Ok(None);
+            }
+            Initial::Startup { minor, params, .. } => {
+                let unknown: Vec<&str> = params
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .filter(|k| k.starts_with("_pq_."))
+                    .collect();
+                if minor > 0 || !unknown.is_empty() {
+                    let mut out = BytesMut::new();
+                    builders::negotiate_protocol_version(&mut out, 0, &unknown);
+                    client.write_all(&out).await?;
+                }
+                return Ok(Some(params));
+            }
+        }
+    }
+}
+
+/// Checks the startup parameters against the configuration and authenticates the client.
+pub async fn authenticate(
+    ctx: &SessionCtx,
+    config: &Config,
+    client: &mut TcpStream,
+    params: Vec<(String, String)>,
+) -> Result<Login, LoginError> {
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let user = get("user").filter(|u| !u.is_empty()).ok_or_else(|| {
+        LoginError::fatal(
+            "28000",
+            "no PostgreSQL user name specified in startup packet",
+        )
+    })?;
+    if get("replication").is_some_and(|v| v != "false" && v != "0" && v != "off") {
+        return Err(LoginError::fatal(
+            "08P01",
+            "replication connections are not supported by pgsluice",
+        ));
+    }
+    let dbname = get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
+    let database = config.databases.get(&dbname).ok_or_else(|| {
+        LoginError::fatal("3D000", format!("database \"{dbname}\" does not exist"))
+    })?;
+    let mut wanted = Vec::new();
+    for (k, v) in &params {
+        if !NOT_SETTINGS.contains(&k.as_str()) && !k.starts_with("_pq_.") {
+            wanted.push((k.clone(), v.clone()));
+        }
+    }
+    if let Some(opts) = get("options") {
+        let parsed = parse_options(&opts).map_err(|e| {
+            LoginError::fatal(
+                "22023",
+                format!("invalid command-line argument for server process: {e}"),
+            )
+        })?;
+        wanted.extend(parsed);
+    }
+    check_password(ctx, config.pooler.auth_type, client, &user).await?;
+    Ok(Login {
+        application_name: get("application_name").unwrap_or_default(),
+        user,
+        database: Arc::new(database.clone()),
+        wanted: ParamSet::new(wanted),
+    })
+}
+
+fn auth_failed(user: &str) -> LoginError {
+    LoginError::fatal(
+        "28P01",
+        format!("password authentication failed for user \"{user}\""),
+    )
+}
+
+fn mock_key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    KEY.get_or_init(|| rand::thread_rng().gen())
+}
+
+async fn check_password(
+    ctx: &SessionCtx,
+    auth: AuthType,
+    client: &mut TcpStream,
+    user: &str,
+) -> Result<(), LoginError> {
+    if auth == AuthType::Trust {
+        return Ok(());
+    }
+    let secret = ctx.secret(user);
+    let use_md5 = match (&secret, auth) {
+        (Some(Secret::Md5(_)), _) => true,
+        (Some(Secret::Scram(_)), _) => false,
+        (_, a) => a == AuthType::Md5,
+    };
+    let mut buf = BytesMut::with_capacity(256);
+    let mut out = BytesMut::with_capacity(256);
+    if use_md5 {
+        let salt: [u8; 4] = rand::thread_rng().gen();
+        builders::auth_md5(&mut out, salt);
+        client.write_all(&out).await?;
+        let resp = read_password(client, &mut buf).await?;
+        let ok = secret
+            .as_ref()
+            .is_some_and(|s| verify_md5(s, user, salt, views::password(&resp).unwrap_or_default()));
+        return if ok { Ok(()) } else { Err(auth_failed(user)) };
+    }
+    let mut scram = match &secret {
+        Some(s) => ScramServer::for_secret(s).map_err(|_| auth_failed(user))?,
+        None => ScramServer::mock(user, mock_key()),
+    };
+    builders::auth_sasl(&mut out, &["SCRAM-SHA-256"]);
+    client.write_all(&out).await?;
+    let first = read_password(client, &mut buf).await?;
+    let (mech, data) =
+        views::sasl_initial_response(&first).map_err(|e| LoginError::Protocol(e.to_string()))?;
+    if mech != "SCRAM-SHA-256" {
+        return Err(LoginError::fatal(
+            "28000",
+            "client selected an invalid SASL authentication mechanism",
+        ));
+    }
+    let server_first = scram.client_first(data).map_err(|_| auth_failed(user))?;
+    out.clear();
+    builders::auth_sasl_continue(&mut out, &server_first);
+    client.write_all(&out).await?;
+    let fin = read_password(client, &mut buf).await?;
+    let server_final = scram.client_final(&fin).map_err(|_| auth_failed(user))?;
+    out.clear();
+    builders::auth_sasl_final(&mut out, &server_final);
+    client.write_all(&out).await?;
+    Ok(())
+}
+
+async fn read_password(client: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesMut, LoginError> {
+    let f = read_frame(client, buf, 64 * 1024)
+        .await
+        .map_err(|e| match e {
+            crate::net::frame_io::FrameIoError::Closed => LoginError::Gone,
+            other => LoginError::Protocol(other.to_string()),
+        })?;
+    if f.tag != frontend::PASSWORD {
+        return Err(LoginError::fatal(
+            "08P01",
+            format!("expected password response, got message type {}", f.tag),
+        ));
+    }
+    Ok(f.body)
+}
+
+/// Sends AuthenticationOk, the parameters, the pooler-issued key and ReadyForQuery.
+pub async fn greet(
+    client: &mut TcpStream,
+    server_params: &[(String, String)],
+    view: &ParamSet,
+    key: (i32, i32),
+) -> std::io::Result<()> {
+    let mut out = BytesMut::with_capacity(512);
+    builders::auth_ok(&mut out);
+    for (k, v) in server_params {
+        let v = view.get(k).unwrap_or(v);
+        builders::parameter_status(&mut out, k, v);
+    }
+    for (k, v) in view.iter() {
+        if !server_params.iter().any(|(n, _)| n.eq_ignore_ascii_case(k))
+            && crate::server::params::TRACKED_REPORTED
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(k))
+        {
+            builders::parameter_status(&mut out, k, v);
+        }
+    }
+    builders::backend_key_data(&mut out, key.0, key.1);
+    builders::ready_for_query(&mut out, b'I');
+    client.write_all(&out).await
+}
