@@ -1,0 +1,389 @@
+//! The failover sequence, one recorded step at a time so that a restarted agent finishes or
+//! rolls back what it started, and never does it twice:
+//!
+//! 1. **fence**: persist and publish epoch+1 with the old primary fenced and no primary;
+//! 2. **stop the old primary**: soft fence over SQL if it answers, `pg_ctl stop` if local;
+//! 3. **promote** the candidate: `pg_promote(wait => true)`;
+//! 4. **repoint** the other standbys: slot on the new primary, `ALTER SYSTEM SET
+//!    primary_conninfo, primary_slot_name` + `pg_reload_conf()` (PostgreSQL 13+, no restart);
+//! 5. **publish** epoch+1 with the new primary.
+
+use super::ctx::{slot_name, Ctx};
+use super::fsm::Plan;
+use super::local::LocalPg;
+use super::sql::literal;
+use super::store::{InFlight, Persisted, StateStore, Step};
+use super::AgentError;
+use crate::topology::Topology;
+use std::time::{Duration, Instant};
+
+/// How long `pg_promote` may wait for the end of recovery.
+pub const PROMOTE_WAIT_SECS: u32 = 60;
+
+/// Starts a failover: records it, fences, then runs the remaining steps.
+pub async fn failover<S: StateStore>(
+    ctx: &Ctx<S>,
+    plan: &Plan,
+    op: &str,
+) -> Result<Topology, AgentError> {
+    let started = Instant::now();
+    let st = ctx.store.load().await?;
+    let base = st.topology;
+    let inflight = InFlight {
+        op: op.to_string(),
+        old_primary: plan.old_primary.clone(),
+        candidate: plan.candidate.clone(),
+        followers: plan.followers.clone(),
+        step: Step::Fence,
+        base_epoch: base.epoch,
+        started_unix_ms: super::events::Event::now("", None, "", 0).unix_ms,
+    };
+    let fenced = fenced_topology(&base, plan.old_primary.as_deref());
+    ctx.store
+        .save(
+            base.epoch,
+            &Persisted {
+                topology: fenced.clone(),
+                inflight: Some(InFlight {
+                    step: Step::StopOld,
+                    ..inflight.clone()
+                }),
+            },
+        )
+        .await?;
+    ctx.publish(&fenced).await;
+    let old = plan.old_primary.as_deref();
+    ctx.record(
+        "fenced",
+        old,
+        "published a topology without a primary",
+        fenced.epoch,
+    )
+    .await;
+    let result = resume(
+        ctx,
+        InFlight {
+            step: Step::StopOld,
+            ..inflight
+        },
+    )
+    .await;
+    if result.is_ok() {
+        ctx.metrics.failover_done(started.elapsed().as_secs_f64());
+    }
+    result
+}
+
+/// `base` plus one epoch, without a primary, with `old` fenced.
+pub fn fenced_topology(base: &Topology, old: Option<&str>) -> Topology {
+    let mut fenced = base.fenced.clone();
+    if let Some(o) = old {
+        if !fenced.iter().any(|f| f == o) {
+            fenced.push(o.to_string());
+        }
+    }
+    Topology {
+        epoch: base.epoch + 1,
+        primary: None,
+        standbys: base
+            .standbys
+            .iter()
+            .filter(|s| !fenced.contains(s))
+            .cloned()
+            .collect(),
+        fenced,
+    }
+}
+
+/// Runs the steps of `inflight` from its `step` on; on failure the in-flight record is cleared
+/// (the fenced topology stays: the state machine decides again) and the error returned.
+pub async fn resume<S: StateStore>(
+    ctx: &Ctx<S>,
+    mut inflight: InFlight,
+) -> Result<Topology, AgentError> {
+    let result = run_steps(ctx, &mut inflight).await;
+    if let Err(e) = &result {
+        let st = ctx.store.load().await?;
+        let epoch = st.topology.epoch;
+        ctx.store
+            .save(
+                epoch,
+                &Persisted {
+                    topology: st.topology,
+                    inflight: None,
+                },
+            )
+            .await?;
+        ctx.record(
+            &format!("{}_failed", inflight.op),
+            Some(&inflight.candidate),
+            format!("at step {:?}: {e}", inflight.step),
+            epoch,
+        )
+        .await;
+    }
+    result
+}
+
+async fn advance<S: StateStore>(
+    ctx: &Ctx<S>,
+    inflight: &mut InFlight,
+    next: Step,
+) -> Result<(), AgentError> {
+    let st = ctx.store.load().await?;
+    inflight.step = next;
+    let epoch = st.topology.epoch;
+    ctx.store
+        .save(
+            epoch,
+            &Persisted {
+                topology: st.topology,
+                inflight: Some(inflight.clone()),
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+async fn run_steps<S: StateStore>(
+    ctx: &Ctx<S>,
+    inflight: &mut InFlight,
+) -> Result<Topology, AgentError> {
+    if inflight.step <= Step::StopOld {
+        if let Some(old) = inflight.old_primary.clone() {
+            stop_old(ctx, &old).await;
+        }
+        advance(ctx, inflight, Step::Promote).await?;
+    }
+    if inflight.step <= Step::Promote {
+        promote(ctx, &inflight.candidate).await?;
+        advance(ctx, inflight, Step::Repoint).await?;
+    }
+    if inflight.step <= Step::Repoint {
+        repoint_all(ctx, &inflight.candidate, &inflight.followers).await;
+        advance(ctx, inflight, Step::Publish).await?;
+    }
+    publish_final(ctx, inflight, &[]).await
+}
+
+/// Persists (clearing the in-flight record) and publishes the topology with the candidate as
+/// primary; `rejoined` nodes leave the fenced list and become standbys.
+pub async fn publish_final<S: StateStore>(
+    ctx: &Ctx<S>,
+    inflight: &InFlight,
+    rejoined: &[String],
+) -> Result<Topology, AgentError> {
+    let st = ctx.store.load().await?;
+    let cur = st.topology;
+    let fenced: Vec<String> = cur
+        .fenced
+        .iter()
+        .filter(|f| !rejoined.contains(f))
+        .cloned()
+        .collect();
+    let standbys = ctx
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .filter(|n| *n != inflight.candidate && !fenced.contains(n))
+        .filter(|n| {
+            cur.standbys.contains(n) || inflight.followers.contains(n) || rejoined.contains(n)
+        })
+        .collect();
+    let topo = Topology {
+        epoch: cur.epoch + 1,
+        primary: Some(inflight.candidate.clone()),
+        standbys,
+        fenced,
+    };
+    ctx.store
+        .save(
+            cur.epoch,
+            &Persisted {
+                topology: topo.clone(),
+                inflight: None,
+            },
+        )
+        .await?;
+    ctx.publish(&topo).await;
+    let took = super::events::Event::now("", None, "", 0)
+        .unix_ms
+        .saturating_sub(inflight.started_unix_ms);
+    ctx.record(
+        &format!("{}_completed", inflight.op),
+        Some(&inflight.candidate),
+        format!(
+            "{} is primary at epoch {} ({took} ms after the decision)",
+            inflight.candidate, topo.epoch
+        ),
+        topo.epoch,
+    )
+    .await;
+    Ok(topo)
+}
+
+/// Best effort: soft-fence the old primary if it answers, stop it if it is local.
+pub async fn stop_old<S: StateStore>(ctx: &Ctx<S>, old: &str) {
+    let epoch = ctx
+        .store
+        .load()
+        .await
+        .map(|s| s.topology.epoch)
+        .unwrap_or(0);
+    match soft_fence(ctx, old).await {
+        Ok(()) => {
+            ctx.record(
+                "soft_fenced",
+                Some(old),
+                "default_transaction_read_only = on, clients terminated",
+                epoch,
+            )
+            .await
+        }
+        Err(e) => tracing::debug!(node = old, error = %e, "old primary does not answer"),
+    }
+    let Ok(node) = ctx.node(old) else { return };
+    if node.data_dir.is_none() {
+        return;
+    }
+    match LocalPg::of(&ctx.cluster, node) {
+        Ok(pg) if pg.is_running().await => {
+            let r = pg.stop("fast", Duration::from_secs(10)).await;
+            let r = match r {
+                Err(_) => pg.stop("immediate", Duration::from_secs(10)).await,
+                ok => ok,
+            };
+            let d = match r {
+                Ok(()) => "stopped".to_string(),
+                Err(e) => format!("could not stop: {e}"),
+            };
+            ctx.record("old_primary_stopped", Some(old), d, epoch).await;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(node = old, error = %e, "cannot manage the old primary locally"),
+    }
+}
+
+/// Makes `node` refuse writes by default and ends its client sessions.
+pub async fn soft_fence<S: StateStore>(ctx: &Ctx<S>, node: &str) -> Result<(), AgentError> {
+    let t = ctx.target(node)?;
+    let timeout = ctx.agent.probe_timeout.max(Duration::from_millis(500));
+    let client = t.connect(timeout).await?;
+    for sql in [
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+        "SELECT pg_reload_conf()",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+         AND application_name <> 'pgsluice-agent'",
+    ] {
+        super::sql::run_query(&client, &t, sql, timeout).await?;
+    }
+    Ok(())
+}
+
+/// Promotes `node` (`pg_promote(wait => true)`); a node already out of recovery is left alone.
+pub async fn promote<S: StateStore>(ctx: &Ctx<S>, node: &str) -> Result<(), AgentError> {
+    let t = ctx.target(node)?;
+    let timeout = Duration::from_secs(u64::from(PROMOTE_WAIT_SECS) + 5);
+    let epoch = ctx
+        .store
+        .load()
+        .await
+        .map(|s| s.topology.epoch)
+        .unwrap_or(0);
+    let started = Instant::now();
+    let sql = format!(
+        "SELECT CASE WHEN pg_is_in_recovery() THEN pg_promote(true, {PROMOTE_WAIT_SECS}) ELSE true END"
+    );
+    match t.scalar(&sql, timeout).await? {
+        Some(v) if v == "t" => {
+            let ms = started.elapsed().as_millis();
+            ctx.record(
+                "promoted",
+                Some(node),
+                format!("pg_promote took {ms} ms"),
+                epoch,
+            )
+            .await;
+            Ok(())
+        }
+        other => Err(AgentError::Failed(format!(
+            "{node}: pg_promote returned {other:?}"
+        ))),
+    }
+}
+
+/// Repoints every follower to `primary` concurrently; failures are events, not errors (a
+/// follower that cannot follow needs `pgsluice rejoin`).
+pub async fn repoint_all<S: StateStore>(ctx: &Ctx<S>, primary: &str, followers: &[String]) {
+    let epoch = ctx
+        .store
+        .load()
+        .await
+        .map(|s| s.topology.epoch)
+        .unwrap_or(0);
+    let jobs = followers
+        .iter()
+        .map(|f| Box::pin(async move { (f, repoint(ctx, primary, f).await) }))
+        .collect();
+    for (f, r) in join_all(jobs).await {
+        match r {
+            Ok(()) => {
+                ctx.record("repointed", Some(f), format!("follows {primary}"), epoch)
+                    .await
+            }
+            Err(e) => {
+                ctx.record("repoint_failed", Some(f), e.to_string(), epoch)
+                    .await
+            }
+        }
+    }
+}
+
+/// Polls every future together (they borrow the context, so they cannot be spawned).
+async fn join_all<F: std::future::Future + Unpin>(mut futs: Vec<F>) -> Vec<F::Output> {
+    let mut done: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in futs.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match std::pin::Pin::new(f).poll(cx) {
+                    std::task::Poll::Ready(v) => done[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
+/// Points `follower` at `primary`: slot on the primary, then conninfo + slot + reload.
+pub async fn repoint<S: StateStore>(
+    ctx: &Ctx<S>,
+    primary: &str,
+    follower: &str,
+) -> Result<(), AgentError> {
+    ctx.ensure_slot(primary, follower).await?;
+    let conninfo = ctx.replication_conninfo(primary, follower)?;
+    let t = ctx.target(follower)?;
+    let timeout = ctx.sql_timeout();
+    let client = t.connect(timeout).await?;
+    for sql in [
+        format!("ALTER SYSTEM SET primary_conninfo = {}", literal(&conninfo)),
+        format!(
+            "ALTER SYSTEM SET primary_slot_name = {}",
+            literal(&slot_name(follower))
+        ),
+        "SELECT pg_reload_conf()".to_string(),
+    ] {
+        super::sql::run_query(&client, &t, &sql, timeout).await?;
+    }
+    Ok(())
+}

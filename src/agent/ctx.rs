@@ -1,0 +1,175 @@
+//! What every action needs: the configuration, the state store, the poolers, the metrics, and
+//! the helpers to record an event, publish a topology and build conninfo strings.
+
+use super::events::{run_hook, Event};
+use super::metrics::Metrics;
+use super::pooler::{Outcome, Poolers};
+use super::sql::{conninfo_value, Target};
+use super::store::StateStore;
+use super::AgentError;
+use crate::config::{AgentConfig, ClusterConfig, Config, NodeConfig};
+use crate::topology::Topology;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Shared by the agent loop, its HTTP server and the command-line verbs.
+#[derive(Debug)]
+pub struct Ctx<S> {
+    /// `[cluster]`.
+    pub cluster: ClusterConfig,
+    /// `[agent]`.
+    pub agent: AgentConfig,
+    /// Durable state.
+    pub store: Arc<S>,
+    /// The poolers to push to.
+    pub poolers: Poolers,
+    /// Exported metrics.
+    pub metrics: Metrics,
+}
+
+/// The physical replication slot pgsluice keeps for `node` on its upstream (the node name,
+/// lower-cased, with characters other than `[a-z0-9_]` replaced by `_`).
+pub fn slot_name(node: &str) -> String {
+    node.chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl<S: StateStore> Ctx<S> {
+    /// A context for `config`, which must describe a cluster.
+    pub fn new(config: &Config, store: Arc<S>) -> Result<Ctx<S>, AgentError> {
+        let cluster = config
+            .cluster
+            .clone()
+            .ok_or_else(|| AgentError::Refused("the configuration has no [cluster]".into()))?;
+        let timeout = config.agent.probe_timeout.max(Duration::from_millis(500));
+        Ok(Ctx {
+            poolers: Poolers::new(config.agent.poolers.clone(), timeout),
+            cluster,
+            agent: config.agent.clone(),
+            store,
+            metrics: Metrics::new().map_err(|e| AgentError::Failed(e.to_string()))?,
+        })
+    }
+
+    /// The configured node `name`.
+    pub fn node(&self, name: &str) -> Result<&NodeConfig, AgentError> {
+        self.cluster
+            .node(name)
+            .ok_or_else(|| AgentError::Refused(format!("no node named {name:?} in [cluster]")))
+    }
+
+    /// The superuser SQL target of `name`.
+    pub fn target(&self, name: &str) -> Result<Target, AgentError> {
+        Ok(Target::of(&self.cluster, self.node(name)?))
+    }
+
+    /// Timeout for one administrative statement (longer than a probe).
+    pub fn sql_timeout(&self) -> Duration {
+        (self.agent.probe_timeout * 5).max(Duration::from_secs(5))
+    }
+
+    /// The `primary_conninfo` for `standby` streaming from `upstream`.
+    pub fn replication_conninfo(
+        &self,
+        upstream: &str,
+        standby: &str,
+    ) -> Result<String, AgentError> {
+        let n = self.node(upstream)?;
+        let mut s = format!(
+            "host={} port={} user={} application_name={}",
+            conninfo_value(&n.host),
+            n.port,
+            conninfo_value(&self.cluster.replication_user),
+            conninfo_value(standby)
+        );
+        if let Some(p) = &self.cluster.replication_password {
+            s.push_str(&format!(" password={}", conninfo_value(p)));
+        }
+        Ok(s)
+    }
+
+    /// A superuser conninfo for `node` (pg_rewind's source).
+    pub fn superuser_conninfo(&self, node: &str) -> Result<String, AgentError> {
+        let n = self.node(node)?;
+        let mut s = format!(
+            "host={} port={} user={} dbname={}",
+            conninfo_value(&n.host),
+            n.port,
+            conninfo_value(&self.cluster.superuser),
+            conninfo_value(&self.cluster.probe_database)
+        );
+        if let Some(p) = &self.cluster.superuser_password {
+            s.push_str(&format!(" password={}", conninfo_value(p)));
+        }
+        Ok(s)
+    }
+
+    /// Records an event: log, store, hook. A store failure is logged, never fatal.
+    pub async fn record(
+        &self,
+        kind: &str,
+        node: Option<&str>,
+        details: impl Into<String>,
+        epoch: u64,
+    ) {
+        let e = Event::now(kind, node, details, epoch);
+        tracing::info!(kind = %e.kind, node = e.node.as_deref().unwrap_or("-"), epoch, "{}", e.details);
+        if let Err(err) = self.store.append_event(&e).await {
+            tracing::error!(error = %err, "could not record event");
+        }
+        if let Some(cmd) = &self.agent.event_command {
+            run_hook(cmd, &e);
+        }
+    }
+
+    /// Pushes `topology` to every pooler; each pooler that does not accept it is an event.
+    pub async fn publish(&self, topology: &Topology) {
+        self.metrics.set_epoch(topology.epoch);
+        for r in self.poolers.publish(topology).await {
+            match r.outcome {
+                Outcome::Ok => {}
+                Outcome::Stale => {
+                    let d = format!("{} already holds epoch >= {}", r.url, topology.epoch);
+                    self.record("pooler_stale", None, d, topology.epoch).await;
+                }
+                other => {
+                    let d = format!("{}: {other:?}", r.url);
+                    self.record("pooler_unreachable", None, d, topology.epoch)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Creates `standby`'s physical slot on `upstream` if missing (pitfall 6).
+    pub async fn ensure_slot(&self, upstream: &str, standby: &str) -> Result<(), AgentError> {
+        let slot = super::sql::literal(&slot_name(standby));
+        let sql = format!(
+            "SELECT pg_create_physical_replication_slot({slot}, true) WHERE NOT EXISTS \
+             (SELECT 1 FROM pg_replication_slots WHERE slot_name = {slot})"
+        );
+        self.target(upstream)?
+            .query(&sql, self.sql_timeout())
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names_are_valid() {
+        assert_eq!(slot_name("node2"), "node2");
+        assert_eq!(slot_name("DB-East.1"), "db_east_1");
+    }
+}
