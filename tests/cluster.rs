@@ -117,3 +117,84 @@ fn two_clusters_start_concurrently_and_a_panic_still_stops_them() {
     assert!(!ports::is_listening(port));
     assert!(a.primary().is_running());
 }
+
+/// Runs the built binary; returns (success, stdout + stderr).
+fn pgsluice(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgsluice"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running pgsluice {args:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Purges the sandbox even when an assertion fails half-way.
+struct SandboxGuard(String);
+
+impl Drop for SandboxGuard {
+    fn drop(&mut self) {
+        let _ = pgsluice(&["sandbox", "down", "--purge", "--dir", &self.0]);
+    }
+}
+
+#[test]
+fn sandbox_up_status_up_again_and_down_purge() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir_path = tmp.path().join("sb");
+    let dir = dir_path.to_string_lossy().into_owned();
+    let guard = SandboxGuard(dir.clone());
+
+    let (ok, out) = pgsluice(&["sandbox", "up", "--dir", &dir, "--free-ports"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("created") && out.contains("sandbox down"),
+        "{out}"
+    );
+    let state = pgsluice::sandbox::State::load(&dir_path)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no state after up:\n{out}"));
+    assert_eq!(state.cluster.nodes.len(), 3);
+    assert!(pgsluice::config::load(&state.config_path()).is_ok());
+    let cluster = LocalCluster::adopt(&state.cluster).unwrap_or_else(|e| panic!("{e}"));
+    let primary = cluster.primary();
+    assert_eq!(count(primary, "app", "select current_database()"), "app");
+
+    // Plain psql as the OS user works on the primary's port (the developer role).
+    if let Some(role) = &state.developer_role {
+        let mut cmd = std::process::Command::new(primary.bin().path("psql"));
+        cmd.args(["-h", "127.0.0.1", "-p", &primary.port().to_string()])
+            .args(["-U", role, "-d", role, "-XAtc", "select 1"]);
+        assert_eq!(
+            process::run(&mut cmd, None, None).ok().as_deref(),
+            Some("1\n")
+        );
+    }
+
+    let (ok, out) = pgsluice(&["sandbox", "status", "--dir", &dir]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("primary") && out.matches("streaming from").count() == 2,
+        "{out}"
+    );
+
+    let (ok, again) = pgsluice(&["sandbox", "up", "--dir", &dir]);
+    assert!(ok, "{again}");
+    assert!(again.contains("already there") && again.matches("already running").count() >= 3);
+
+    let mut pids: Vec<i32> = cluster.nodes().iter().flat_map(processes_of).collect();
+    pids.extend(state.services.iter().map(|s| s.pid));
+    let node_ports: Vec<u16> = cluster.nodes().iter().map(LocalNode::port).collect();
+    let base = state.cluster.base_dir.clone();
+    let (ok, out) = pgsluice(&["sandbox", "down", "--purge", "--dir", &dir]);
+    assert!(ok, "{out}");
+    assert!(pids.iter().all(|p| !process::alive(*p)), "{pids:?}\n{out}");
+    assert!(node_ports.iter().all(|p| !ports::is_listening(*p)));
+    assert!(!ports::is_listening(state.ports.pooler));
+    assert!(!base.exists() && !dir_path.exists(), "{out}");
+    drop(guard);
+}

@@ -4,6 +4,7 @@
 
 mod check_config;
 mod pooler;
+mod sandbox;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub enum Command {
     CheckConfig(ConfigArg),
     /// Run the connection pooler daemon in the foreground.
     Pooler(ConfigArg),
+    /// A local cluster with the pgsluice daemons: `up`, `status`, `down [--purge]`.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 /// Runs one command line.
@@ -42,6 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::CheckConfig(c) => Ok(check_config::run(&c.config)),
         Command::Pooler(c) => pooler::run(&c.config),
+        Command::Sandbox(a) => sandbox::run(a),
     }
 }
 

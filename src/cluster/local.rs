@@ -291,7 +291,7 @@ impl LocalCluster {
         let _ = std::fs::remove_file(&pwfile);
         result?;
         write_conf(&node, spec)?;
-        write_hba(&node)?;
+        write_hba(&node, spec)?;
         // Registered before starting, so a failure from here on still stops it on drop.
         self.nodes.push(node);
         let node = &self.nodes[0];
@@ -418,13 +418,19 @@ fn write_conf(node: &LocalNode, spec: &ClusterSpec) -> Result<()> {
         .map_err(|e| HarnessError::io(format!("writing {}", file.display()), e))
 }
 
-/// Unix socket: trust. TCP on loopback: SCRAM, including replication (which `all` does not cover).
-fn write_hba(node: &LocalNode) -> Result<()> {
-    let text = "# written by the pgsluice cluster harness\n\
-                local all all trust\n\
-                local replication all trust\n\
-                host all all 127.0.0.1/32 scram-sha-256\n\
-                host replication all 127.0.0.1/32 scram-sha-256\n";
+/// The spec's own lines first, then: unix socket trust; TCP on loopback SCRAM, including
+/// replication (which `all` does not cover).
+fn write_hba(node: &LocalNode, spec: &ClusterSpec) -> Result<()> {
+    let mut text = String::from("# written by the pgsluice cluster harness\n");
+    for line in &spec.extra_hba {
+        text.push_str(&format!("{line}\n"));
+    }
+    text.push_str(
+        "local all all trust\n\
+         local replication all trust\n\
+         host all all 127.0.0.1/32 scram-sha-256\n\
+         host replication all 127.0.0.1/32 scram-sha-256\n",
+    );
     let file = node.data_dir.join("pg_hba.conf");
     std::fs::write(&file, text)
         .map_err(|e| HarnessError::io(format!("writing {}", file.display()), e))

@@ -48,6 +48,8 @@ pub struct ClusterSpec {
     pub databases: Vec<DatabaseSpec>,
     /// Extra postgresql.conf lines, appended last.
     pub extra_conf: Vec<String>,
+    /// Extra pg_hba.conf lines, placed before the harness's own (first match wins).
+    pub extra_hba: Vec<String>,
     /// Preferred ports by node index (primary first); busy or missing ones become free ports.
     pub ports: Vec<u16>,
     /// `shared_buffers`.
@@ -74,6 +76,7 @@ impl Default for ClusterSpec {
             users: Vec::new(),
             databases: Vec::new(),
             extra_conf: Vec::new(),
+            extra_hba: Vec::new(),
             ports: Vec::new(),
             shared_buffers: "32MB".to_string(),
             fsync: false,

@@ -1,0 +1,169 @@
+//! Renders the sandbox's `pgsluice.toml` from its state: the cluster's nodes with their data
+//! directories and priorities, credentials, `[databases.app]`, users, agent and metrics.
+
+use super::state::State;
+use std::fmt::Write;
+
+/// A TOML basic string.
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// Promotion priority of the i-th node: the last one is a less preferred candidate, to show
+/// the setting off.
+fn priority(i: usize, count: usize) -> u32 {
+    if count > 2 && i == count - 1 {
+        50
+    } else {
+        100
+    }
+}
+
+/// The configuration file for the sandbox described by `state`.
+pub fn render(state: &State) -> String {
+    let c = &state.cluster;
+    let p = &state.ports;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"# pgsluice sandbox configuration, written by `pgsluice sandbox up`.
+# `up` writes it once and keeps your edits; `down --purge` removes it.
+
+[pooler]
+listen_addr = "127.0.0.1"
+listen_port = {pooler}
+pool_mode = "transaction"
+default_pool_size = 10
+auth_type = "scram-sha-256"
+admin_users = [{superuser}]
+stats_users = [{superuser}]
+
+[databases.app]
+dbname = {app_db}
+
+[users.{app_key}]
+password = {app_pw}
+
+[users.{su_key}]
+password = {su_pw}
+
+[cluster]
+name = "sandbox"
+pg_bindir = {bindir}
+superuser = {superuser}
+superuser_password = {su_pw}
+replication_user = {repl}
+replication_password = {repl_pw}
+probe_database = "postgres"
+"#,
+        pooler = p.pooler,
+        superuser = q(&c.superuser),
+        app_db = q(&state.app_user),
+        app_key = q(&state.app_user),
+        app_pw = q(&state.app_password),
+        su_key = q(&c.superuser),
+        su_pw = q(&c.superuser_password),
+        bindir = q(&c.bindir.to_string_lossy()),
+        repl = q(&c.replication_user),
+        repl_pw = q(&c.replication_password),
+    );
+    for (i, n) in c.nodes.iter().enumerate() {
+        let _ = write!(
+            out,
+            "\n[[cluster.nodes]]\nname = {}\nhost = \"127.0.0.1\"\nport = {}\ndata_dir = {}\npriority = {}\n",
+            q(&n.name),
+            n.port,
+            q(&n.data_dir.to_string_lossy()),
+            priority(i, c.nodes.len()),
+        );
+        if let Some(u) = &c.os_user {
+            let _ = writeln!(out, "os_user = {}", q(u));
+        }
+    }
+    let _ = write!(
+        out,
+        r#"
+[agent]
+state_dir = {state_dir}
+probe_interval = "1s"
+probe_timeout = "1s"
+failure_threshold = 3
+failure_window = "10s"
+max_failover_lag = "16MB"
+auto_failover = true
+poolers = ["http://127.0.0.1:{metrics}"]
+listen = "127.0.0.1:{agent}"
+
+[metrics]
+enabled = true
+listen = "127.0.0.1:{metrics}"
+"#,
+        state_dir = q(&state.dir.join("agent").to_string_lossy()),
+        metrics = p.metrics,
+        agent = p.agent,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{ClusterLayout, NodeLayout};
+    use crate::sandbox::state::ServicePorts;
+    use std::path::PathBuf;
+
+    fn state() -> State {
+        let node = |i: u16| NodeLayout {
+            name: format!("node{i}"),
+            port: 5431 + i,
+            data_dir: PathBuf::from(format!("/tmp/sb/node{i}")),
+            socket_dir: PathBuf::from("/tmp/sb/sock"),
+            log_file: PathBuf::from(format!("/tmp/sb/node{i}.log")),
+        };
+        State {
+            dir: PathBuf::from("/work/x/.sandbox"),
+            cluster: ClusterLayout {
+                base_dir: PathBuf::from("/tmp/sb"),
+                bindir: PathBuf::from("/usr/lib/postgresql/15/bin"),
+                os_user: Some("postgres".to_string()),
+                superuser: "postgres".to_string(),
+                superuser_password: "su\"pw".to_string(),
+                replication_user: "replicator".to_string(),
+                replication_password: "rpw".to_string(),
+                nodes: (1..=3).map(node).collect(),
+            },
+            ports: ServicePorts {
+                pooler: 6432,
+                metrics: 9930,
+                agent: 9931,
+            },
+            app_user: "app".to_string(),
+            app_password: "apw".to_string(),
+            developer_role: None,
+            services: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_rendered_file_validates_and_matches_the_cluster() {
+        let text = render(&state());
+        let config = crate::config::from_str(&text, "sandbox");
+        let config = match config {
+            Ok(c) => c,
+            Err(e) => panic!("{e}\n{text}"),
+        };
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(|c| c.nodes.clone())
+            .unwrap_or_default();
+        assert_eq!(cluster.len(), 3);
+        assert_eq!(cluster[1].port, 5433);
+        assert_eq!(cluster[2].priority, 50);
+        assert_eq!(cluster[0].os_user.as_deref(), Some("postgres"));
+        assert_eq!(config.pooler.listen.port(), 6432);
+        assert_eq!(config.users["postgres"].password.as_deref(), Some("su\"pw"));
+        assert!(config.databases.contains_key("app"));
+        assert_eq!(config.agent.listen.port(), 9931);
+    }
+}
