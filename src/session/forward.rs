@@ -300,7 +300,8 @@ impl Forwarder {
                         if self.outstanding > 0 {
                             // Keep the client: show the server's error as a plain ERROR and
                             // end its request with ReadyForQuery once the server is gone.
-                            downgrade_fatal(buf, start, total);
+                            p.ready += downgrade_fatal(buf, start, total);
+                            continue;
                         }
                     }
                 }
@@ -321,10 +322,10 @@ impl Forwarder {
 
 /// Rewrites the severity fields of an ErrorResponse in place from FATAL to ERROR (same length
 /// is impossible, so the frame is rebuilt; this is the rare path).
-fn downgrade_fatal(buf: &mut BytesMut, start: usize, total: usize) {
+fn downgrade_fatal(buf: &mut BytesMut, start: usize, total: usize) -> usize {
     let body = buf[start + HEADER_LEN..start + total].to_vec();
     let Ok(fields) = views::ErrorFields::new(&body) else {
-        return;
+        return total;
     };
     let mut rebuilt = BytesMut::new();
     let code = fields.sqlstate().unwrap_or("08006");
@@ -334,6 +335,7 @@ fn downgrade_fatal(buf: &mut BytesMut, start: usize, total: usize) {
     buf.truncate(start);
     buf.extend_from_slice(&rebuilt);
     buf.extend_from_slice(&tail);
+    rebuilt.len()
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {

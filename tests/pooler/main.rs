@@ -1,0 +1,30 @@
+//! Integration tests of the pooler against a real PostgreSQL cluster: one cluster and one
+//! pooler process are shared by every test of this binary (libtest-mimic harness), started by
+//! the first test that needs them and stopped after the last.
+
+mod basic;
+mod state;
+mod util;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use std::sync::{Arc, OnceLock};
+use util::Fixture;
+
+/// A test body: gets the shared fixture, panics or errs on failure.
+type Body = fn(&Fixture) -> Result<(), Failed>;
+
+fn main() {
+    let args = Arguments::from_args();
+    let shared: Arc<OnceLock<Fixture>> = Arc::new(OnceLock::new());
+    let tests: Vec<(&str, Body)> = [basic::TESTS, state::TESTS].concat();
+    let trials = tests
+        .into_iter()
+        .map(|(name, body)| {
+            let shared = shared.clone();
+            Trial::test(name, move || body(shared.get_or_init(Fixture::start)))
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(shared);
+    conclusion.exit();
+}

@@ -1,0 +1,188 @@
+//! Shared fixture of the pooler tests: one PostgreSQL cluster and one pooler process for the
+//! whole test binary, plus client helpers (tokio-postgres, psql, pgbench).
+
+use pgsluice::cluster::{ClusterSpec, LocalCluster};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Password of every test role.
+pub const PASSWORD: &str = "pw-secret";
+
+/// A cluster with the pooler in front of it.
+pub struct Fixture {
+    pub cluster: LocalCluster,
+    pub pooler: Child,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub config_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.pooler.kill();
+        let _ = self.pooler.wait();
+    }
+}
+
+impl Fixture {
+    /// Starts a primary (no standbys) and a pooler with one database per pool mode.
+    pub fn start() -> Fixture {
+        let spec = ClusterSpec::new(0)
+            .user("app", PASSWORD)
+            .user("md5user", PASSWORD)
+            .database("app", Some("app"))
+            .conf("max_connections = 100");
+        let cluster = LocalCluster::start(spec).expect("cluster starts");
+        cluster
+            .primary()
+            .psql(
+                "postgres",
+                "set password_encryption = 'md5'; alter role md5user password 'pw-secret'",
+            )
+            .expect("md5 role");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = pgsluice::cluster::ports::free_port().expect("port");
+        let metrics_port = pgsluice::cluster::ports::free_port().expect("port");
+        let pg = cluster.primary().port();
+        let userlist = dir.path().join("userlist.txt");
+        std::fs::write(
+            &userlist,
+            format!(
+                "\"md5user\" \"{}\"\n",
+                pgsluice::auth::md5_hex(PASSWORD, "md5user")
+            ),
+        )
+        .expect("userlist");
+        let config = format!(
+            r#"
+[pooler]
+listen_port = {port}
+auth_type = "scram-sha-256"
+auth_file = "{userlist}"
+default_pool_size = 4
+max_client_conn = 200
+query_wait_timeout = "5s"
+server_check_delay = "1s"
+stats_period = 0
+[databases.app]
+host = "127.0.0.1"
+port = {pg}
+[databases.app_session]
+host = "127.0.0.1"
+port = {pg}
+dbname = "app"
+pool_mode = "session"
+[databases.app_statement]
+host = "127.0.0.1"
+port = {pg}
+dbname = "app"
+pool_mode = "statement"
+[databases.tiny]
+host = "127.0.0.1"
+port = {pg}
+dbname = "app"
+pool_size = 1
+[users.app]
+password = "{PASSWORD}"
+[users.trusty]
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+"#,
+            userlist = userlist.display()
+        );
+        let config_path = dir.path().join("pgsluice.toml");
+        std::fs::File::create(&config_path)
+            .and_then(|mut f| f.write_all(config.as_bytes()))
+            .expect("config");
+        let log = std::fs::File::create(dir.path().join("pooler.log")).expect("log");
+        let pooler = Command::new(env!("CARGO_BIN_EXE_pgsluice"))
+            .args(["pooler", "-c"])
+            .arg(&config_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("pooler starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pgsluice::cluster::ports::is_listening(port) {
+            assert!(Instant::now() < deadline, "pooler did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Fixture {
+            cluster,
+            pooler,
+            port,
+            metrics_port,
+            config_path,
+            _dir: dir,
+        }
+    }
+
+    /// libpq connection string through the pooler.
+    pub fn url(&self, db: &str, user: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password={PASSWORD} dbname={db}",
+            self.port
+        )
+    }
+
+    /// A tokio-postgres client through the pooler.
+    pub async fn connect(&self, db: &str) -> tokio_postgres::Client {
+        self.connect_as(db, "app")
+            .await
+            .expect("connect through pooler")
+    }
+
+    /// A tokio-postgres client through the pooler as `user`.
+    pub async fn connect_as(
+        &self,
+        db: &str,
+        user: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, conn) =
+            tokio_postgres::connect(&self.url(db, user), tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    /// Runs psql through the pooler; returns (success, stdout, stderr).
+    pub fn psql(&self, db: &str, sql: &str) -> (bool, String, String) {
+        self.psql_many(db, &[sql])
+    }
+
+    /// Runs psql with one `-c` per command (each sent as its own query).
+    pub fn psql_many(&self, db: &str, sqls: &[&str]) -> (bool, String, String) {
+        let bin = pgsluice::cluster::PgBin::find(None).expect("pg binaries");
+        let mut cmd = Command::new(bin.path("psql"));
+        cmd.args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(self.url(db, "app"));
+        for sql in sqls {
+            cmd.args(["-c", sql]);
+        }
+        let out = cmd.output().expect("psql runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// Runs psql directly on the primary as the superuser.
+    pub fn direct(&self, sql: &str) -> String {
+        self.cluster
+            .primary()
+            .psql("app", sql)
+            .expect("direct psql")
+    }
+}
+
+/// A current-thread runtime for one test.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
