@@ -67,19 +67,7 @@ probe_database = "postgres"
         repl = q(&c.replication_user),
         repl_pw = q(&c.replication_password),
     );
-    for (i, n) in c.nodes.iter().enumerate() {
-        let _ = write!(
-            out,
-            "\n[[cluster.nodes]]\nname = {}\nhost = \"127.0.0.1\"\nport = {}\ndata_dir = {}\npriority = {}\n",
-            q(&n.name),
-            n.port,
-            q(&n.data_dir.to_string_lossy()),
-            priority(i, c.nodes.len()),
-        );
-        if let Some(u) = &c.os_user {
-            let _ = writeln!(out, "os_user = {}", q(u));
-        }
-    }
+    render_nodes(&mut out, state);
     let _ = write!(
         out,
         r#"
@@ -103,6 +91,24 @@ listen = "127.0.0.1:{metrics}"
         agent = p.agent,
     );
     out
+}
+
+/// The `[[cluster.nodes]]` tables.
+fn render_nodes(out: &mut String, state: &State) {
+    let c = &state.cluster;
+    for (i, n) in c.nodes.iter().enumerate() {
+        let _ = write!(
+            out,
+            "\n[[cluster.nodes]]\nname = {}\nhost = \"127.0.0.1\"\nport = {}\ndata_dir = {}\npriority = {}\n",
+            q(&n.name),
+            n.port,
+            q(&n.data_dir.to_string_lossy()),
+            priority(i, c.nodes.len()),
+        );
+        if let Some(u) = &c.os_user {
+            let _ = writeln!(out, "os_user = {}", q(u));
+        }
+    }
 }
 
 #[cfg(test)]
