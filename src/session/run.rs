@@ -42,8 +42,20 @@ pub async fn serve(ctx: Arc<SessionCtx>, mut client: TcpStream, peer: SocketAddr
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             ctx.totals.login_failures.fetch_add(1, Ordering::Relaxed);
-            if let LoginError::Fatal { code, message } = &e {
-                let _ = send_error(&mut client, "FATAL", code, message).await;
+            match &e {
+                LoginError::Fatal { code, message } => {
+                    let _ = send_error(&mut client, "FATAL", code, message).await;
+                }
+                LoginError::Startup(p) => {
+                    let _ = send_error(
+                        &mut client,
+                        "FATAL",
+                        "08P01",
+                        &format!("invalid startup packet: {p}"),
+                    )
+                    .await;
+                }
+                _ => {}
             }
             debug!(%peer, error = %e, "login failed");
             return;
@@ -64,7 +76,6 @@ pub async fn serve(ctx: Arc<SessionCtx>, mut client: TcpStream, peer: SocketAddr
             pool,
             key,
             view,
-            login,
             c2s: Pipe::default(),
             s2c: Pipe::default(),
         };
@@ -198,7 +209,6 @@ struct Session {
     pool: Arc<Pool>,
     key: CancelKey,
     view: Arc<ParamSet>,
-    login: Login,
     c2s: Pipe,
     s2c: Pipe,
 }

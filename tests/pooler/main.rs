@@ -3,6 +3,7 @@
 //! the first test that needs them and stopped after the last.
 
 mod basic;
+mod front_door;
 mod state;
 mod util;
 
@@ -16,7 +17,7 @@ type Body = fn(&Fixture) -> Result<(), Failed>;
 fn main() {
     let args = Arguments::from_args();
     let shared: Arc<OnceLock<Fixture>> = Arc::new(OnceLock::new());
-    let tests: Vec<(&str, Body)> = [basic::TESTS, state::TESTS].concat();
+    let tests: Vec<(&str, Body)> = [basic::TESTS, state::TESTS, front_door::TESTS].concat();
     let trials = tests
         .into_iter()
         .map(|(name, body)| {

@@ -85,6 +85,12 @@ host = "127.0.0.1"
 port = {pg}
 dbname = "app"
 pool_size = 1
+[databases.forced]
+host = "127.0.0.1"
+port = {pg}
+dbname = "app"
+user = "app"
+password = "{PASSWORD}"
 [users.app]
 password = "{PASSWORD}"
 [users.trusty]
@@ -185,4 +191,61 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// A second pooler process with its own small configuration, killed on drop.
+pub struct ExtraPooler {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ExtraPooler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ExtraPooler {
+    /// Starts a pooler in front of the fixture's primary with `pooler_keys` added to
+    /// `[pooler]` and a database `app` with `db_keys`.
+    pub fn start(fx: &Fixture, pooler_keys: &str, db_keys: &str) -> ExtraPooler {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = pgsluice::cluster::ports::free_port().expect("port");
+        let pg = fx.cluster.primary().port();
+        let config = format!(
+            "[pooler]\nlisten_port = {port}\nstats_period = 0\n{pooler_keys}\n\
+             [databases.app]\nhost = \"127.0.0.1\"\nport = {pg}\n{db_keys}\n\
+             [users.app]\npassword = \"{PASSWORD}\"\n[metrics]\nenabled = false\n"
+        );
+        let path = dir.path().join("extra.toml");
+        std::fs::write(&path, config).expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_pgsluice"))
+            .args(["pooler", "-c"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pooler starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pgsluice::cluster::ports::is_listening(port) {
+            assert!(Instant::now() < deadline, "extra pooler did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ExtraPooler {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Connection string for user `app`.
+    pub fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=app password={PASSWORD} dbname=app",
+            self.port
+        )
+    }
 }
