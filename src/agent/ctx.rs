@@ -2,8 +2,10 @@
 //! the helpers to record an event, publish a topology and build conninfo strings.
 
 use super::events::{run_hook, Event};
+use super::fsm::{FsmConfig, NodeSpec, Round};
 use super::metrics::Metrics;
 use super::pooler::{Outcome, Poolers};
+use super::probe::Prober;
 use super::sql::{conninfo_value, Target};
 use super::store::StateStore;
 use super::AgentError;
@@ -57,6 +59,37 @@ impl<S: StateStore> Ctx<S> {
             store,
             metrics: Metrics::new().map_err(|e| AgentError::Failed(e.to_string()))?,
         })
+    }
+
+    /// The state machine's static inputs.
+    pub fn fsm_config(&self) -> FsmConfig {
+        FsmConfig {
+            failure_threshold: self.agent.failure_threshold,
+            failure_window_ms: self.agent.failure_window.as_millis() as u64,
+            max_failover_lag: self.agent.max_failover_lag,
+            auto_failover: self.agent.auto_failover,
+            nodes: self
+                .cluster
+                .nodes
+                .iter()
+                .map(|n| NodeSpec {
+                    name: n.name.clone(),
+                    host: n.host.clone(),
+                    port: n.port,
+                    priority: n.priority,
+                })
+                .collect(),
+        }
+    }
+
+    /// Probes every node once.
+    pub async fn probe_all(&self) -> Round {
+        let mut prober = Prober::new(Target::all(&self.cluster), self.agent.probe_timeout);
+        Round {
+            now_ms: 0,
+            probes: prober.round().await,
+            warmth: Default::default(),
+        }
     }
 
     /// The configured node `name`.

@@ -18,18 +18,34 @@
 //! | [`metrics`] | Prometheus metrics |
 //! | [`ctx`] | what every action needs: config, store, poolers, metrics, record, publish |
 //! | [`actions`] | the failover sequence, resumable step by step |
+//! | [`recover`] | finish or roll back an action left in flight |
+//! | [`http`] | `/metrics`, `/status`, `/probe`, `/ops` on `agent.listen` |
+//! | [`run`] | the agent loop |
+//! | [`client`] | calling the agent's HTTP endpoint (command line, tests) |
+//! | [`ops`] | DBA operations: request, report, dispatch |
+//! | [`manual`] | manual failover |
+//! | [`switchover`] | planned switchover, paused poolers |
+//! | [`rejoin`] | rejoin (pg_rewind or clone) and clone |
 
 pub mod actions;
+pub mod client;
 pub mod ctx;
 pub mod events;
 pub mod fsm;
+pub mod http;
 pub mod local;
+pub mod manual;
 pub mod metrics;
+pub mod ops;
 pub mod pooler;
 pub mod probe;
+pub mod recover;
+pub mod rejoin;
+pub mod run;
 pub mod sql;
 pub mod state;
 pub mod store;
+pub mod switchover;
 
 /// Why an agent operation did not happen or did not finish.
 #[derive(Debug, thiserror::Error)]

@@ -2,9 +2,16 @@
 //!
 //! Each verb lives in its own file and returns an [`ExitCode`]; errors are `anyhow` here only.
 
+mod agent;
 mod check_config;
+mod clone;
+mod events;
+mod failover;
 mod pooler;
+mod rejoin;
 mod sandbox;
+mod status;
+mod switchover;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -38,6 +45,20 @@ pub enum Command {
     Pooler(ConfigArg),
     /// A local cluster with the pgsluice daemons: `up`, `status`, `down [--purge]`.
     Sandbox(sandbox::SandboxArgs),
+    /// Run the replication manager (probes, automatic failover) in the foreground.
+    Agent(ConfigArg),
+    /// Table of nodes: role, state, upstream, timeline, LSN, lag, priority, epoch.
+    Status(status::StatusArgs),
+    /// The agent's event log.
+    Events(events::EventsArgs),
+    /// Promote a standby by hand while the primary is gone.
+    Failover(failover::FailoverArgs),
+    /// Swap the primary with a standby, clients paused rather than broken.
+    Switchover(switchover::SwitchoverArgs),
+    /// Make a node (an old primary) a streaming standby again: pg_rewind or clone.
+    Rejoin(rejoin::RejoinArgs),
+    /// Create a new standby with pg_basebackup and register it.
+    Clone(clone::CloneArgs),
 }
 
 /// Runs one command line.
@@ -46,6 +67,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(c) => Ok(check_config::run(&c.config)),
         Command::Pooler(c) => pooler::run(&c.config),
         Command::Sandbox(a) => sandbox::run(a),
+        Command::Agent(c) => agent::run(&c.config),
+        Command::Status(a) => status::run(a),
+        Command::Events(a) => events::run(a),
+        Command::Failover(a) => failover::run(a),
+        Command::Switchover(a) => switchover::run(a),
+        Command::Rejoin(a) => rejoin::run(a),
+        Command::Clone(a) => clone::run(a),
     }
 }
 

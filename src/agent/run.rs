@@ -1,0 +1,178 @@
+//! `pgsluice agent`: the loop. Every `probe_interval` (or at once on `POST /probe`): probe every
+//! node, feed the round to the state machine, carry out its actions; between rounds, run the
+//! DBA operations asked over HTTP. Stops on the injected cancellation token.
+
+use super::actions;
+use super::ctx::Ctx;
+use super::fsm::{self, Action, FsmConfig, FsmState, Input, Round};
+use super::http::{self, OpCall};
+use super::metrics::Metrics;
+use super::probe::Prober;
+use super::sql::Target;
+use super::state::NodeProbe;
+use super::store::{Persisted, StateStore};
+use super::AgentError;
+use crate::config::Config;
+use crate::topology::Topology;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+/// What `/status` returns.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// The published topology.
+    pub topology: Topology,
+    /// The decision state (`healthy`, `suspect`, ...), with its details.
+    pub decision: serde_json::Value,
+    /// The last probe of every node.
+    pub nodes: Vec<NodeProbe>,
+    /// When the last round ended (ms since the Unix epoch).
+    pub updated_unix_ms: u64,
+}
+
+/// State shared between the loop and the HTTP endpoint.
+#[derive(Debug)]
+pub struct Shared {
+    /// The metrics registry.
+    pub metrics: Metrics,
+    /// Wakes the loop for an immediate probe.
+    pub probe_now: Notify,
+    status: Mutex<Status>,
+}
+
+impl Shared {
+    /// A copy of the latest status.
+    pub fn status(&self) -> Status {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn set_status(&self, s: Status) {
+        if let Ok(mut g) = self.status.lock() {
+            *g = s;
+        }
+    }
+}
+
+/// Runs the agent until `stop` is cancelled.
+pub async fn run<S: StateStore>(
+    config: &Config,
+    store: S,
+    stop: CancellationToken,
+) -> Result<(), AgentError> {
+    let ctx = Ctx::new(config, Arc::new(store))?;
+    let shared = Arc::new(Shared {
+        metrics: ctx.metrics.clone(),
+        probe_now: Notify::new(),
+        status: Mutex::new(Status::default()),
+    });
+    let listener = tokio::net::TcpListener::bind(ctx.agent.listen)
+        .await
+        .map_err(|e| AgentError::Failed(format!("cannot listen on {}: {e}", ctx.agent.listen)))?;
+    let (ops_tx, mut ops_rx) = mpsc::channel::<OpCall>(8);
+    let server = tokio::spawn(http::serve(listener, shared.clone(), ops_tx, stop.clone()));
+    let epoch = ctx.store.load().await?.topology.epoch;
+    ctx.record(
+        "agent_started",
+        None,
+        format!("listening on {}", ctx.agent.listen),
+        epoch,
+    )
+    .await;
+    if let Some(done) = super::recover::recover(&ctx).await? {
+        tracing::info!("{done}");
+    }
+    let topo = ctx.store.load().await?.topology;
+    ctx.publish(&topo).await;
+    let cfg = ctx.fsm_config();
+    let (mut fsm, _) = fsm::step(&FsmState::default(), &cfg, &topo, &Input::Reset);
+    let mut prober = Prober::new(Target::all(&ctx.cluster), ctx.agent.probe_timeout);
+    let mut tick = tokio::time::interval(ctx.agent.probe_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let t0 = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+            _ = shared.probe_now.notified() => tick.reset(),
+            Some((op, reply)) = ops_rx.recv() => {
+                let report = super::ops::execute(&ctx, &op).await;
+                let _ = reply.send(report);
+                let topo = ctx.store.load().await?.topology;
+                fsm = fsm::step(&fsm, &cfg, &topo, &Input::Reset).0;
+                continue;
+            }
+        }
+        let round = Round {
+            now_ms: t0.elapsed().as_millis() as u64,
+            probes: prober.round().await,
+            warmth: Default::default(),
+        };
+        fsm = one_round(&ctx, &cfg, fsm, round, &shared, t0).await?;
+    }
+    let epoch = ctx.store.load().await?.topology.epoch;
+    ctx.record("agent_stopped", None, "shutdown requested", epoch)
+        .await;
+    let _ = server.await;
+    Ok(())
+}
+
+async fn one_round<S: StateStore>(
+    ctx: &Ctx<S>,
+    cfg: &FsmConfig,
+    fsm: FsmState,
+    round: Round,
+    shared: &Shared,
+    t0: Instant,
+) -> Result<FsmState, AgentError> {
+    let topo = ctx.store.load().await?.topology;
+    ctx.metrics.observe(&round.probes, topo.primary.as_deref());
+    ctx.metrics.set_epoch(topo.epoch);
+    let (mut fsm, acts) = fsm::step(&fsm, cfg, &topo, &Input::Round(round.clone()));
+    for act in acts {
+        match act {
+            Action::Note(n) => {
+                ctx.record(n.kind, n.node.as_deref(), n.details, topo.epoch)
+                    .await
+            }
+            Action::Adopt(t) => {
+                ctx.store
+                    .save(
+                        topo.epoch,
+                        &Persisted {
+                            topology: t.clone(),
+                            inflight: None,
+                        },
+                    )
+                    .await?;
+                ctx.publish(&t).await;
+            }
+            Action::Fence(node) => {
+                if let Err(e) = actions::soft_fence(ctx, &node).await {
+                    tracing::warn!(node, error = %e, "soft fence failed");
+                }
+            }
+            Action::Failover(plan) => {
+                let r = actions::failover(ctx, &plan, "failover").await;
+                let input = Input::FailoverFinished {
+                    now_ms: t0.elapsed().as_millis() as u64,
+                    ok: r.is_ok(),
+                    detail: r.err().map(|e| e.to_string()).unwrap_or_default(),
+                };
+                let topo = ctx.store.load().await?.topology;
+                fsm = fsm::step(&fsm, cfg, &topo, &input).0;
+            }
+        }
+    }
+    ctx.metrics.set_phase(&fsm.phase);
+    let topology = ctx.store.load().await?.topology;
+    shared.set_status(Status {
+        topology,
+        decision: serde_json::to_value(&fsm.phase).unwrap_or_default(),
+        nodes: round.probes,
+        updated_unix_ms: super::events::Event::now("", None, "", 0).unix_ms,
+    });
+    Ok(fsm)
+}

@@ -1,0 +1,150 @@
+//! `pgsluice status [--json]`: every node probed directly, plus the agent's view (`/status`)
+//! when it answers: node, role, state, upstream, timeline, LSN, lag, priority, epoch.
+//! Exit codes: 0 the topology's primary answers as a primary, 1 it does not.
+
+use crate::agent::probe::{lag, Prober};
+use crate::agent::run::Status;
+use crate::agent::sql::Target;
+use crate::agent::state::{NodeProbe, Role};
+use crate::agent::store::{LocalStore, StateStore};
+use crate::config::{self, ClusterConfig};
+use crate::topology::Topology;
+use anyhow::Context;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: super::ConfigArg,
+    /// Print JSON (topology, agent status, probes) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the verb.
+pub fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let cfg = config::load(&a.config.config)?;
+    let cluster = cfg
+        .cluster
+        .clone()
+        .context("the configuration has no [cluster]")?;
+    let rt = super::agent::runtime()?;
+    let (probes, agent, stored) = rt.block_on(async {
+        let probes = Prober::new(Target::all(&cluster), cfg.agent.probe_timeout)
+            .round()
+            .await;
+        let agent = crate::agent::client::status(cfg.agent.listen, Duration::from_secs(1)).await;
+        let stored = LocalStore::open_read_only(&cfg.agent.state_dir)
+            .load()
+            .await;
+        (
+            probes,
+            agent.ok(),
+            stored.map(|s| s.topology).unwrap_or_default(),
+        )
+    });
+    let topo = agent.as_ref().map_or(stored, |s| s.topology.clone());
+    let primary_ok = topo
+        .primary
+        .as_deref()
+        .and_then(|p| probes.iter().find(|x| x.name == p))
+        .is_some_and(|p| p.role() == Role::Primary);
+    if a.json {
+        let out = serde_json::json!({ "topology": topo, "agent": agent, "nodes": probes });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_table(&cluster, &topo, agent.as_ref(), &probes);
+    }
+    Ok(ExitCode::from(if primary_ok { 0 } else { 1 }))
+}
+
+fn print_table(
+    cluster: &ClusterConfig,
+    topo: &Topology,
+    agent: Option<&Status>,
+    probes: &[NodeProbe],
+) {
+    let decision = agent
+        .and_then(|s| {
+            s.decision
+                .get("phase")
+                .and_then(|p| p.as_str())
+                .map(str::to_string)
+        })
+        .map_or("agent not reachable".to_string(), |d| {
+            format!("agent decision: {d}")
+        });
+    println!(
+        "cluster {}  epoch {}  primary {}  {decision}",
+        cluster.name,
+        topo.epoch,
+        topo.primary.as_deref().unwrap_or("(none)")
+    );
+    println!(
+        "{:<12} {:<8} {:<22} {:<12} {:>3} {:<12} {:>12} {:>8} {:>8} {:>5}",
+        "node", "role", "state", "upstream", "tl", "lsn", "lag bytes", "lag s", "priority", "epoch"
+    );
+    let head = topo
+        .primary
+        .as_deref()
+        .and_then(|p| probes.iter().find(|x| x.name == p));
+    for n in &cluster.nodes {
+        let Some(p) = probes.iter().find(|x| x.name == n.name) else {
+            continue;
+        };
+        let state = if topo.is_fenced(&n.name) {
+            "fenced".to_string()
+        } else if !p.reachable {
+            format!("down: {}", p.error.as_deref().unwrap_or("?"))
+                .chars()
+                .take(22)
+                .collect()
+        } else if p.role() == Role::Primary && topo.primary.as_deref() != Some(&n.name) {
+            "primary outside topology".into()
+        } else if p.role() == Role::Standby && !p.is_streaming() {
+            "not streaming".into()
+        } else {
+            "running".into()
+        };
+        let upstream =
+            p.wal_receiver
+                .as_ref()
+                .filter(|w| w.is_streaming())
+                .map_or("-".into(), |w| {
+                    cluster
+                        .nodes
+                        .iter()
+                        .find(|u| {
+                            Some(u.port) == w.sender_port
+                                && w.sender_host.as_deref() == Some(u.host.as_str())
+                        })
+                        .map_or(
+                            format!(
+                                "{}:{}",
+                                w.sender_host.as_deref().unwrap_or("?"),
+                                w.sender_port.unwrap_or(0)
+                            ),
+                            |u| u.name.clone(),
+                        )
+                });
+        let (bytes, secs) = match (head, p.role()) {
+            (Some(h), Role::Standby) => lag(h, p),
+            _ => (None, None),
+        };
+        println!(
+            "{:<12} {:<8} {:<22} {:<12} {:>3} {:<12} {:>12} {:>8} {:>8} {:>5}",
+            n.name,
+            p.role().as_str(),
+            state,
+            upstream,
+            p.timeline.map_or("-".into(), |t| t.to_string()),
+            p.wal_position().map_or("-".into(), |l| l.to_string()),
+            bytes.map_or("-".into(), |b| b.to_string()),
+            secs.map_or("-".into(), |s| format!("{s:.2}")),
+            n.priority,
+            topo.epoch
+        );
+    }
+}
