@@ -33,7 +33,7 @@ fn psql_in_every_mode(fx: &Fixture) -> Result<(), Failed> {
 
 fn tokio_postgres_simple_and_extended(fx: &Fixture) -> Result<(), Failed> {
     rt().block_on(async {
-        let c = fx.connect("app").await;
+        let c = fx.connect("app_session").await;
         let rows = c.simple_query("select 1; select 2").await?;
         assert_eq!(rows.len(), 6, "{rows:?}");
         let row = c.query_one("select $1::int + 1", &[&41i32]).await?;
@@ -70,8 +70,8 @@ fn copy_in_and_out(fx: &Fixture) -> Result<(), Failed> {
                 total += chunk?.len();
             }
             assert!(total > 50_000, "{total}");
-            let r = c.query_one("select count(*) from copy_t", &[]).await?;
-            assert_eq!(r.get::<_, i64>(0), 5000);
+            let r = crate::util::scalar(&c, "select count(*) from copy_t").await?;
+            assert_eq!(r, "5000");
             Ok(())
         }
         .await;
@@ -81,7 +81,7 @@ fn copy_in_and_out(fx: &Fixture) -> Result<(), Failed> {
 
 fn large_rows_and_results(fx: &Fixture) -> Result<(), Failed> {
     rt().block_on(async {
-        let c = fx.connect("app").await;
+        let c = fx.connect("app_session").await;
         let r = c
             .query_one("select repeat('x', 8 * 1024 * 1024)", &[])
             .await?;
@@ -117,8 +117,8 @@ fn errors_and_rollback_in_transactions(fx: &Fixture) -> Result<(), Failed> {
             Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
         );
         c.batch_execute("rollback").await?;
-        let r = c.query_one("select 7", &[]).await?;
-        assert_eq!(r.get::<_, i32>(0), 7);
+        let r = crate::util::scalar(&c, "select 7").await?;
+        assert_eq!(r, "7");
         Ok(())
     })
 }

@@ -68,8 +68,8 @@ fn scram_and_md5_logins(fx: &Fixture) -> Result<(), Failed> {
     connect(&fx.url("app", "app"))?;
     // md5user: md5 secret from the auth_file, md5 challenge; the database logs in as app.
     let c = connect(&fx.url("forced", "md5user"))?;
-    let who = runtime().block_on(c.query_one("select current_user::text", &[]))?;
-    assert_eq!(who.get::<_, String>(0), "app");
+    let who = runtime().block_on(crate::util::scalar(&c, "select current_user::text"))?;
+    assert_eq!(who, "app");
     // auth_type = md5 with a plain password.
     let p = ExtraPooler::start(fx, "auth_type = \"md5\"", "");
     connect(&p.url())?;
@@ -180,12 +180,7 @@ fn malformed_startup(fx: &Fixture) -> Result<(), Failed> {
     let mut hanging = raw(fx);
     hanging.write_all(&[0, 0, 1, 0, 0, 3])?;
     let c = connect(&fx.url("app", "app"))?;
-    assert_eq!(
-        runtime()
-            .block_on(c.query_one("select 3", &[]))?
-            .get::<_, i32>(0),
-        3
-    );
+    assert_eq!(runtime().block_on(crate::util::scalar(&c, "select 3"))?, "3");
     Ok(())
 }
 

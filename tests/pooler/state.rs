@@ -79,8 +79,18 @@ fn cancel_reaches_the_running_query(fx: &Fixture) -> Result<(), Failed> {
         let c = fx.connect("app").await;
         let token = c.cancel_token();
         let started = Instant::now();
+        let primary = fx.cluster.primary().clone();
         let canceller = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Cancel once the query is really running on the server.
+            for _ in 0..100 {
+                let running = primary
+                    .psql("app", "select count(*) from pg_stat_activity where query = 'select pg_sleep(20)' and state = 'active'")
+                    .unwrap_or_default();
+                if running == "1" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             token.cancel_query(tokio_postgres::NoTls).await
         });
         let err = c
@@ -94,7 +104,8 @@ fn cancel_reaches_the_running_query(fx: &Fixture) -> Result<(), Failed> {
         );
         assert!(started.elapsed() < Duration::from_secs(10));
         canceller.await?.map_err(|e| format!("cancel: {e:?}"))?;
-        assert_eq!(c.query_one("select 1", &[]).await?.get::<_, i32>(0), 1);
+        let after = crate::util::scalar(&c, "select 1").await.map_err(|e| format!("after cancel: {e:?}"))?;
+        assert_eq!(after, "1");
         Ok(())
     })
 }
@@ -166,8 +177,8 @@ fn server_terminated_mid_query(fx: &Fixture) -> Result<(), Failed> {
         assert!(err.as_db_error().is_some() || err.is_closed() == false, "{err:?}");
         let _ = killer.join();
         // The next transaction works on the same client connection.
-        let r = c.query_one("select 11", &[]).await?;
-        assert_eq!(r.get::<_, i32>(0), 11);
+        let r = crate::util::scalar(&c, "select 11").await?;
+        assert_eq!(r, "11");
         Ok(())
     })
 }

@@ -249,3 +249,19 @@ impl ExtraPooler {
         )
     }
 }
+
+/// First column of the first row of a simple-protocol query, as text.
+///
+/// Transaction-mode tests use the simple protocol: named prepared statements across
+/// transactions need the prepared-statement support of a later issue.
+pub async fn scalar(
+    c: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<String, tokio_postgres::Error> {
+    for m in c.simple_query(sql).await? {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            return Ok(r.get(0).unwrap_or_default().to_string());
+        }
+    }
+    Ok(String::new())
+}
