@@ -53,7 +53,10 @@ impl LocalPg {
             name: node.name.clone(),
             log_file: data_dir.with_extension("log"),
             data_dir,
-            bin: PgBin::find(cluster.pg_bindir.as_deref())?,
+            bin: match cluster.pg_bindir.as_deref() {
+                Some(dir) => PgBin::at(dir)?,
+                None => PgBin::find(None)?,
+            },
             run_as: RunAs::detect(node.os_user.as_deref())?,
         })
     }
@@ -72,15 +75,24 @@ impl LocalPg {
             .map_err(|e| LocalError::Join(e.to_string()))?
     }
 
-    /// Whether a postmaster runs on the data directory (`pg_ctl status`).
+    /// Whether a postmaster runs on the data directory: the pid in `postmaster.pid` is alive
+    /// (zombies count as dead) and is a `postgres` process. Cheap: no program is run.
     pub async fn is_running(&self) -> bool {
-        self.blocking(|me| {
-            let mut cmd = me.cmd("pg_ctl");
-            cmd.arg("status").arg("-D").arg(&me.data_dir);
-            Ok(process::run(&mut cmd, None, None).is_ok())
-        })
-        .await
-        .unwrap_or(false)
+        let Ok(text) = std::fs::read_to_string(self.data_dir.join("postmaster.pid")) else {
+            return false;
+        };
+        let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+        else {
+            return false;
+        };
+        let is_postgres = process::cmdline(pid)
+            .first()
+            .and_then(|a| Path::new(a).file_name().map(|f| f == "postgres"))
+            .unwrap_or(false);
+        is_postgres && process::alive(pid)
     }
 
     /// `pg_ctl stop -m MODE -w` bounded by `timeout` (no-op when already stopped).

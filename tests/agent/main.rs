@@ -1,0 +1,197 @@
+//! Integration tests of the replication manager against real PostgreSQL clusters (harness):
+//! no failover when only the agent is cut off, kill -9 failover with timing, the old primary
+//! fenced then rejoined, election by LSN over priority, restart recovery, switchover.
+
+mod util;
+
+use pgsluice::agent::ops::{OpRequest, Outcome};
+use pgsluice::cluster::{ClusterSpec, LocalCluster};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use util::*;
+
+/// The scenarios measure time: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn cluster() -> LocalCluster {
+    LocalCluster::start(ClusterSpec::new(2)).unwrap_or_else(|e| panic!("cluster: {e}"))
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn failover_chain() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let c = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let (n1, n2, n3) = (
+        c.nodes()[0].clone(),
+        c.nodes()[1].clone(),
+        c.nodes()[2].clone(),
+    );
+    sql(&n1, "create table t(id serial primary key, v int)");
+    sql(
+        &n1,
+        "insert into t(v) select g from generate_series(1, 100) g",
+    );
+
+    // 1. The agent alone cut off from the primary (through a proxy) while standbys stream: no failover.
+    {
+        let proxy = Proxy::start(n1.port());
+        let mut spec = AgentSpec::tuned(&c, &[300, 200, 100]);
+        spec.nodes[0].1 = proxy.port;
+        let a = Agent::start(&c, &spec, &dir.path().join("cut"));
+        assert!(
+            a.wait_event("topology_adopted", 0, WAIT).is_some(),
+            "{:?}",
+            a.events()
+        );
+        let cut_at = unix_ms();
+        proxy.cut();
+        let veto = a.wait_event("failover_vetoed", cut_at, Duration::from_secs(5));
+        assert!(veto.is_some(), "no veto: {:?}", a.events());
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(
+            !a.events().iter().any(|e| e.kind == "failover_decided"),
+            "{:?}",
+            a.events()
+        );
+        assert_eq!(sql(&n1, "select pg_is_in_recovery()"), "f");
+        assert_eq!(a.state().topology.primary.as_deref(), Some("node1"));
+        a.stop();
+    }
+
+    // 2. kill -9 of the primary's whole process tree: node2 (priority 200, same LSN as node3) wins.
+    let a = Agent::start(
+        &c,
+        &AgentSpec::tuned(&c, &[300, 200, 100]),
+        &dir.path().join("main"),
+    );
+    assert!(
+        a.wait_event("topology_adopted", 0, WAIT).is_some(),
+        "{:?}",
+        a.events()
+    );
+    c.wait_replicated(WAIT).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let killed_ms = unix_ms();
+    let killed = Instant::now();
+    n1.kill9().unwrap();
+    let first_write = poll(WAIT, || {
+        [&n2, &n3]
+            .into_iter()
+            .find(|n| try_sql(n, "insert into t(v) values (-1)"))
+            .map(|n| (n.name().to_string(), killed.elapsed()))
+    });
+    let (winner, took) =
+        first_write.unwrap_or_else(|| panic!("no write succeeded: {:?}", a.events()));
+    let done = a
+        .wait_event("failover_completed", killed_ms, WAIT)
+        .expect("failover_completed");
+    let decided = a
+        .wait_event("failover_decided", killed_ms, WAIT)
+        .expect("failover_decided");
+    let promoted = a.wait_event("promoted", killed_ms, WAIT).expect("promoted");
+    eprintln!(
+        "kill -9 -> decided {} ms, promoted {} ms, topology published {} ms, first write {} ms",
+        decided.unix_ms - killed_ms,
+        promoted.unix_ms - killed_ms,
+        done.unix_ms - killed_ms,
+        took.as_millis()
+    );
+    for e in a.events().iter().filter(|e| e.unix_ms >= killed_ms) {
+        eprintln!("+{:>5} ms {}", e.unix_ms - killed_ms, e.line());
+    }
+    eprintln!("{}", n2.log_tail(15));
+    assert_eq!(winner, "node2");
+    assert!(
+        took < Duration::from_secs(2),
+        "tuned failover took {took:?}"
+    );
+    assert_eq!(sql(&n2, "select count(*) from t where v > 0"), "100");
+    let follows = poll(WAIT, || {
+        (upstream_port(&n3) == Some(n2.port())).then_some(())
+    });
+    assert!(
+        follows.is_some(),
+        "node3 does not follow node2: {:?}",
+        a.events()
+    );
+    let st = a.state();
+    assert_eq!(st.topology.primary.as_deref(), Some("node2"));
+    assert!(st.topology.is_fenced("node1"));
+    assert!(st.inflight.is_none());
+
+    // 3. The old primary restarted: fenced, soft-fenced, never primary in the topology.
+    let back = unix_ms();
+    n1.start().unwrap();
+    assert!(
+        a.wait_event("unexpected_primary", back, WAIT).is_some(),
+        "{:?}",
+        a.events()
+    );
+    let ro = poll(WAIT, || {
+        (sql(&n1, "show default_transaction_read_only") == "on").then_some(())
+    });
+    assert!(ro.is_some(), "node1 not soft-fenced");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(a.state().topology.primary.as_deref(), Some("node2"));
+    assert!(a.state().topology.is_fenced("node1"));
+
+    // 4. `rejoin` (through the running agent) makes it a streaming standby of node2.
+    let req = OpRequest::Rejoin {
+        node: "node1".into(),
+        dry_run: false,
+    };
+    let rep = block_on(pgsluice::agent::client::op(
+        a.listen,
+        &req,
+        Duration::from_secs(120),
+    ))
+    .unwrap();
+    eprintln!("{}", rep.lines.join("\n"));
+    assert_eq!(rep.outcome, Outcome::Done, "{rep:?}");
+    assert_eq!(sql(&n1, "select pg_is_in_recovery()"), "t");
+    assert_eq!(upstream_port(&n1), Some(n2.port()));
+    assert_eq!(sql(&n1, "show default_transaction_read_only"), "off");
+    assert!(!a.state().topology.is_fenced("node1"));
+
+    // 5. Two candidates at different LSNs: node1 (priority 300) stops receiving, node3 (100) is
+    //    ahead when node2 dies: node3 wins.
+    sql(&n1, "alter system set primary_conninfo = ''");
+    sql(&n1, "select pg_reload_conf()");
+    poll(WAIT, || upstream_port(&n1).is_none().then_some(())).expect("node1 still streams");
+    sql(
+        &n2,
+        "insert into t(v) select g from generate_series(101, 200) g",
+    );
+    let lsn = sql(&n2, "select pg_current_wal_lsn()");
+    n3.wait_replayed(&lsn, WAIT).unwrap();
+    let killed_ms = unix_ms();
+    n2.kill9().unwrap();
+    let done = a.wait_event("failover_completed", killed_ms, WAIT);
+    assert!(done.is_some(), "{:?}", a.events());
+    assert_eq!(
+        a.state().topology.primary.as_deref(),
+        Some("node3"),
+        "{:?}",
+        a.events()
+    );
+    assert_eq!(sql(&n3, "select count(*) from t where v > 0"), "200");
+    let follows = poll(WAIT, || {
+        (upstream_port(&n1) == Some(n3.port())).then_some(())
+    });
+    assert!(follows.is_some(), "node1 does not follow node3");
+    n1.wait_replayed(&sql(&n3, "select pg_current_wal_lsn()"), WAIT)
+        .unwrap();
+    assert_eq!(sql(&n1, "select count(*) from t where v > 0"), "200");
+    a.stop();
+}

@@ -1,0 +1,279 @@
+//! Helpers for the agent tests: an in-process agent, a cuttable TCP proxy, SQL over TCP.
+
+use pgsluice::agent::events::Event;
+use pgsluice::agent::store::{tail_events, Persisted};
+use pgsluice::cluster::{ports, LocalCluster, LocalNode};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Agent settings for a test.
+pub struct AgentSpec {
+    /// Per node: (name, port the agent uses, priority).
+    pub nodes: Vec<(String, u16, u32)>,
+    /// `[agent]` lines.
+    pub agent_lines: Vec<String>,
+}
+
+impl AgentSpec {
+    /// Tuned settings (200 ms probes, threshold 3 within 2 s) for every node of `cluster`.
+    pub fn tuned(cluster: &LocalCluster, priorities: &[u32]) -> AgentSpec {
+        AgentSpec {
+            nodes: cluster
+                .nodes()
+                .iter()
+                .zip(priorities)
+                .map(|(n, p)| (n.name().to_string(), n.port(), *p))
+                .collect(),
+            agent_lines: vec![
+                "probe_interval = \"200ms\"".into(),
+                "probe_timeout = \"500ms\"".into(),
+                "failure_threshold = 3".into(),
+                "failure_window = \"2s\"".into(),
+            ],
+        }
+    }
+}
+
+/// An agent running in this process on its own runtime thread.
+pub struct Agent {
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    stop: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The configuration text for `spec` on `cluster`.
+pub fn config_text(
+    cluster: &LocalCluster,
+    spec: &AgentSpec,
+    state_dir: &Path,
+    listen: SocketAddr,
+) -> String {
+    let layout = cluster.layout();
+    let mut s = format!(
+        "[cluster]\nname = \"test\"\npg_bindir = \"{}\"\nsuperuser = \"{}\"\nsuperuser_password = \"{}\"\n\
+         replication_user = \"{}\"\nreplication_password = \"{}\"\n",
+        layout.bindir.display(),
+        layout.superuser,
+        layout.superuser_password,
+        layout.replication_user,
+        layout.replication_password
+    );
+    for (name, port, prio) in &spec.nodes {
+        let data_dir = cluster
+            .node(name)
+            .map(|n| n.data_dir().to_path_buf())
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "[[cluster.nodes]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             data_dir = \"{}\"\npriority = {prio}\n",
+            data_dir.display()
+        ));
+    }
+    s.push_str(&format!(
+        "[agent]\nstate_dir = \"{}\"\nlisten = \"{listen}\"\n{}\n",
+        state_dir.display(),
+        spec.agent_lines.join("\n")
+    ));
+    s
+}
+
+impl Agent {
+    /// Starts an agent for `spec` with its state in `state_dir`.
+    pub fn start(cluster: &LocalCluster, spec: &AgentSpec, state_dir: &Path) -> Agent {
+        let port = ports::free_port().unwrap();
+        let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let text = config_text(cluster, spec, state_dir, listen);
+        Agent::start_text(&text, state_dir, listen)
+    }
+
+    /// Starts an agent from configuration text.
+    pub fn start_text(text: &str, state_dir: &Path, listen: SocketAddr) -> Agent {
+        let cfg =
+            pgsluice::config::from_str(text, "test").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let stop = CancellationToken::new();
+        let (s, dir) = (stop.clone(), state_dir.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let store = pgsluice::agent::store::LocalStore::open_exclusive(&dir).unwrap();
+                if let Err(e) = pgsluice::agent::run::run(&cfg, store, s).await {
+                    eprintln!("agent stopped with an error: {e}");
+                }
+            });
+        });
+        Agent {
+            state_dir: state_dir.to_path_buf(),
+            listen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Every recorded event.
+    pub fn events(&self) -> Vec<Event> {
+        tail_events(&self.state_dir, 0)
+            .map(|(e, _)| e)
+            .unwrap_or_default()
+    }
+
+    /// Waits for an event of `kind` recorded at or after `since_ms`.
+    pub fn wait_event(&self, kind: &str, since_ms: u64, timeout: Duration) -> Option<Event> {
+        poll(timeout, || {
+            self.events()
+                .into_iter()
+                .find(|e| e.kind == kind && e.unix_ms >= since_ms)
+        })
+    }
+
+    /// The persisted state.
+    pub fn state(&self) -> Persisted {
+        let text = std::fs::read_to_string(self.state_dir.join("state.json")).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or_default()
+    }
+
+    /// Stops the agent and waits for its thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Polls `f` every 20 ms until it returns something or `timeout` passes.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// psql on `node`, panicking with the log tail on error.
+pub fn sql(node: &LocalNode, q: &str) -> String {
+    node.psql("postgres", q)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", node.name(), node.log_tail(30)))
+}
+
+/// Whether `q` runs on `node` (over TCP, within 1 s).
+pub fn try_sql(node: &LocalNode, q: &str) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let conninfo = node.conninfo("postgres");
+    rt.block_on(async {
+        let fut = async {
+            let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            client.batch_execute(q).await
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), fut).await,
+            Ok(Ok(()))
+        )
+    })
+}
+
+/// Port of the upstream `node` streams from, if it streams.
+pub fn upstream_port(node: &LocalNode) -> Option<u16> {
+    node.psql(
+        "postgres",
+        "select sender_port from pg_stat_wal_receiver where status = 'streaming'",
+    )
+    .ok()
+    .and_then(|s| s.trim().parse().ok())
+}
+
+/// A TCP proxy to a port that a test can cut: existing connections are shut down and new ones
+/// are closed at once.
+pub struct Proxy {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    /// Forwards a free port to `upstream`.
+    pub fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (c, k) = (cut.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let mut list = k.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Proxy { port, cut, conns }
+    }
+
+    /// Cuts every connection, now and later.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}
