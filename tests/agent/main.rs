@@ -2,6 +2,8 @@
 //! no failover when only the agent is cut off, kill -9 failover with timing, the old primary
 //! fenced then rejoined, election by LSN over priority, restart recovery, switchover.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod util;
 
 use pgsluice::agent::ops::{OpRequest, Outcome};
