@@ -197,3 +197,84 @@ fn failover_chain() {
     assert_eq!(sql(&n1, "select count(*) from t where v > 0"), "200");
     a.stop();
 }
+
+/// Client loop through the real pooler during a switchover: zero errors, nothing lost.
+#[test]
+fn switchover_through_the_pooler_without_client_errors() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let spec = ClusterSpec::new(2)
+        .user("app", "app-secret")
+        .database("app", Some("app"));
+    let c = LocalCluster::start(spec).unwrap_or_else(|e| panic!("cluster: {e}"));
+    let (n1, n2, n3) = (
+        c.nodes()[0].clone(),
+        c.nodes()[1].clone(),
+        c.nodes()[2].clone(),
+    );
+    n1.psql(
+        "app",
+        "create table t(id serial primary key, v int); alter table t owner to app",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pooler = Pooler::start(&c, dir.path());
+    let mut aspec = AgentSpec::tuned(&c, &[100, 100, 100]);
+    aspec
+        .agent_lines
+        .push(format!("poolers = [\"{}\"]", pooler.control_url()));
+    let listen = format!(
+        "127.0.0.1:{}",
+        pgsluice::cluster::ports::free_port().unwrap()
+    )
+    .parse()
+    .unwrap();
+    let state = dir.path().join("state");
+    let text = format!(
+        "{}\n{}",
+        config_text(&c, &aspec, &state, listen),
+        pooler.sections
+    );
+    let a = Agent::start_text(&text, &state, listen);
+    assert!(
+        a.wait_event("topology_adopted", 0, WAIT).is_some(),
+        "{:?}",
+        a.events()
+    );
+
+    let load = ClientLoad::start(pooler.url("app"), 4);
+    std::thread::sleep(Duration::from_secs(1));
+    let req = OpRequest::Switchover {
+        to: "node2".into(),
+        dry_run: false,
+    };
+    let rep = block_on(pgsluice::agent::client::op(
+        a.listen,
+        &req,
+        Duration::from_secs(120),
+    ))
+    .unwrap();
+    eprintln!("{}", rep.lines.join("\n"));
+    std::thread::sleep(Duration::from_secs(1));
+    let stats = load.stop();
+    eprintln!(
+        "switchover under load: {} commits, {} errors, longest transaction {} ms; first errors {:?}",
+        stats.ok, stats.errors, stats.max_ms, stats.first_errors
+    );
+    assert_eq!(rep.outcome, Outcome::Done, "{rep:?}");
+    assert_eq!(a.state().topology.primary.as_deref(), Some("node2"));
+    assert_eq!(sql(&n1, "select pg_is_in_recovery()"), "t");
+    assert_eq!(upstream_port(&n1), Some(n2.port()));
+    let follows = poll(WAIT, || {
+        (upstream_port(&n3) == Some(n2.port())).then_some(())
+    });
+    assert!(follows.is_some(), "node3 does not follow node2");
+    let rows: u64 = n2
+        .psql("app", "select count(*) from t")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(stats.ok > 0);
+    assert_eq!(rows, stats.ok, "acknowledged writes lost");
+    assert_eq!(stats.errors, 0, "client errors: {:?}", stats.first_errors);
+    a.stop();
+}

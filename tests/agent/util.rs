@@ -277,3 +277,166 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
         let _ = to.shutdown(std::net::Shutdown::Both);
     });
 }
+
+/// The real pooler (`pgsluice pooler`) in front of a cluster database `app`.
+pub struct Pooler {
+    pub port: u16,
+    pub http_port: u16,
+    /// The `[pooler]`, `[databases]`, `[users]`, `[metrics]` sections (for the shared config).
+    pub sections: String,
+    child: std::process::Child,
+}
+
+impl Pooler {
+    /// Starts it with a configuration in `dir` describing `cluster`.
+    pub fn start(cluster: &LocalCluster, dir: &Path) -> Pooler {
+        let port = ports::free_port().unwrap();
+        let http_port = ports::free_port().unwrap();
+        let sections = format!(
+            "[pooler]\nlisten_port = {port}\nauth_type = \"scram-sha-256\"\ndefault_pool_size = 8\n\
+             query_wait_timeout = \"30s\"\nserver_check_delay = \"1s\"\nstats_period = 0\n\
+             [databases.app]\ndbname = \"app\"\n[users.app]\npassword = \"app-secret\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{http_port}\"\n"
+        );
+        let spec = AgentSpec::tuned(cluster, &[100, 100, 100]);
+        let state = dir.join("pooler-state");
+        let listen: SocketAddr = format!("127.0.0.1:{}", ports::free_port().unwrap())
+            .parse()
+            .unwrap();
+        let text = format!(
+            "{}\n{sections}",
+            config_text(cluster, &spec, &state, listen)
+        );
+        let path = dir.join("pooler.toml");
+        std::fs::write(&path, text).unwrap();
+        let log = std::fs::File::create(dir.join("pooler.log")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_pgsluice"))
+            .args(["pooler", "-c"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        poll(Duration::from_secs(10), || {
+            ports::is_listening(port).then_some(())
+        })
+        .expect("pooler listens");
+        Pooler {
+            port,
+            http_port,
+            sections,
+            child,
+        }
+    }
+
+    /// Its control base URL.
+    pub fn control_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// A conninfo through the pooler.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=app password=app-secret dbname={db}",
+            self.port
+        )
+    }
+}
+
+impl Drop for Pooler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a client load saw.
+#[derive(Debug, Default, Clone)]
+pub struct LoadStats {
+    pub ok: u64,
+    pub errors: u64,
+    pub max_ms: u128,
+    pub first_errors: Vec<String>,
+}
+
+/// Clients inserting one row per autocommit transaction (simple protocol, like pgbench
+/// `-M simple`), reconnecting after an error.
+pub struct ClientLoad {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<LoadStats>>,
+}
+
+impl ClientLoad {
+    /// Starts `clients` clients on `url`.
+    pub fn start(url: String, clients: usize) -> ClientLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..clients)
+            .map(|_| {
+                let (url, stop) = (url.clone(), stop.clone());
+                std::thread::spawn(move || client_loop(&url, &stop))
+            })
+            .collect();
+        ClientLoad { stop, threads }
+    }
+
+    /// Stops the clients and sums what they saw.
+    pub fn stop(self) -> LoadStats {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut total = LoadStats::default();
+        for t in self.threads {
+            let s = t.join().unwrap_or_default();
+            total.ok += s.ok;
+            total.errors += s.errors;
+            total.max_ms = total.max_ms.max(s.max_ms);
+            total
+                .first_errors
+                .extend(s.first_errors.into_iter().take(2));
+        }
+        total
+    }
+}
+
+fn client_loop(url: &str, stop: &AtomicBool) -> LoadStats {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut stats = LoadStats::default();
+        let mut client = None;
+        while !stop.load(Ordering::SeqCst) {
+            let started = Instant::now();
+            if client.is_none() {
+                match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+                    Ok((c, conn)) => {
+                        tokio::spawn(conn);
+                        client = Some(c);
+                    }
+                    Err(e) => {
+                        stats.errors += 1;
+                        stats.first_errors.push(format!("connect: {e}"));
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = client.as_ref() else { continue };
+            match c.simple_query("insert into t(v) values (1)").await {
+                Ok(_) => stats.ok += 1,
+                Err(e) => {
+                    stats.errors += 1;
+                    if stats.first_errors.len() < 3 {
+                        let why = e
+                            .as_db_error()
+                            .map_or(e.to_string(), |d| d.message().to_string());
+                        stats.first_errors.push(why);
+                    }
+                    client = None;
+                }
+            }
+            stats.max_ms = stats.max_ms.max(started.elapsed().as_millis());
+        }
+        stats
+    })
+}
