@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# End-to-end pooler benchmark: PgBouncer vs pgsluice vs direct PostgreSQL, interleaved
+# (A B C, A B C, ...), medians, in one run. Reports tps, average latency and the pooler
+# process's own CPU microseconds per transaction (utime+stime from /proc over the run).
+#
+# Usage: benches/pooler_vs_pgbouncer.sh [seconds-per-run] [repetitions] [client counts...]
+# Example: benches/pooler_vs_pgbouncer.sh 5 3 1 16 64 256
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-5}; REPS=${2:-3}; shift 2 || true
+CLIENTS=("${@:-1 16 64}"); read -r -a CLIENTS <<<"${CLIENTS[*]}"
+BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -1)
+[ -x "$BIN/initdb" ] || BIN=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
+command -v pgbouncer >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
+cargo build --release --quiet
+PGSLUICE=$PWD/target/release/pgsluice
+
+WORK=$(mktemp -d /tmp/pgsluice-bench.XXXXXX); chmod 755 "$WORK"
+AS=(); [ "$(id -u)" = 0 ] && { chown postgres "$WORK"; AS=(runuser -u postgres --); }
+PGPORT=$((20000 + RANDOM % 10000)); BPORT=$((PGPORT + 1)); SPORT=$((PGPORT + 2)); MPORT=$((PGPORT + 3))
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  "${AS[@]}" "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"${AS[@]}" "$BIN/initdb" -D "$WORK/data" -U postgres --auth=trust >/dev/null
+cat >>"$WORK/data/postgresql.conf" <<CONF
+port = $PGPORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$WORK'
+max_connections = 300
+shared_buffers = 256MB
+fsync = off
+CONF
+"${AS[@]}" "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
+"$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p $PGPORT -U postgres postgres >/dev/null 2>&1
+
+echo '"postgres" ""' >"$WORK/userlist.txt"; chmod 644 "$WORK/userlist.txt"
+cat >"$WORK/pgbouncer.ini" <<INI
+[databases]
+postgres = host=127.0.0.1 port=$PGPORT dbname=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BPORT
+auth_type = trust
+auth_file = $WORK/userlist.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 12000
+logfile = $WORK/pgbouncer.log
+unix_socket_dir =
+INI
+cat >"$WORK/pgsluice.toml" <<TOML
+[pooler]
+listen_port = $SPORT
+auth_type = "trust"
+pool_mode = "transaction"
+default_pool_size = 20
+max_client_conn = 12000
+log_connections = false
+log_disconnections = false
+stats_period = 0
+[databases.postgres]
+host = "127.0.0.1"
+port = $PGPORT
+[metrics]
+listen = "127.0.0.1:$MPORT"
+TOML
+chown -R postgres "$WORK" 2>/dev/null || true
+"${AS[@]}" pgbouncer -q "$WORK/pgbouncer.ini" & PIDS+=($!)
+RUST_LOG=warn "$PGSLUICE" pooler -c "$WORK/pgsluice.toml" 2>"$WORK/pgsluice.log" & PIDS+=($!); SLUICE=$!
+sleep 1
+# The pgbouncer process itself (runuser is its parent when run as root).
+BOUNCER=$(pgrep -n -x pgbouncer -P "${PIDS[0]}" 2>/dev/null || echo "${PIDS[0]}")
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+
+# run TARGET PORT PID CLIENTS MODE SCRIPT -> "tps lat_ms cpu_us_per_tx"
+run() {
+  local port=$1 pid=$2 c=$3 mode=$4 extra=$5 before after out tps lat tx
+  before=0; [ "$pid" != 0 ] && before=$(cpu_ticks "$pid")
+  out=$("$BIN/pgbench" -n $extra -M "$mode" -c "$c" -j $(( c < 4 ? c : 4 )) -T "$SECS" -h 127.0.0.1 -p "$port" -U postgres postgres 2>&1 || true)
+  after=0; [ "$pid" != 0 ] && after=$(cpu_ticks "$pid")
+  tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
+  lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
+  tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+  local cpu="-"
+  [ "$pid" != 0 ] && [ "${tx:-0}" -gt 0 ] && cpu=$(awk -v a="$after" -v b="$before" -v t="$TCK" -v n="$tx" 'BEGIN{printf "%.1f", (a-b)/t*1e6/n}')
+  echo "${tps:-0} ${lat:-0} $cpu"
+}
+median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {printf "%.2f", (a[NR/2]+a[NR/2+1])/2} }'; }
+
+printf "| case | clients | target | tps (median) | avg latency ms | pooler CPU us/tx | tps vs PgBouncer | CPU vs PgBouncer |\n|---|---|---|---|---|---|---|---|\n"
+for spec in "select-only simple:-S:simple" "select-only extended:-S:extended" "tpcb-like:--:simple"; do
+  IFS=: read -r name extra mode <<<"$spec"; [ "$extra" = "--" ] && extra=""
+  for c in "${CLIENTS[@]}"; do
+    [ "$name" = "tpcb-like" ] && [ "$c" != 64 ] && continue
+    declare -A T=() L=() U=()
+    for r in $(seq "$REPS"); do
+      for t in pgbouncer pgsluice direct; do
+        case $t in pgbouncer) p=$BPORT; pid=$BOUNCER;; pgsluice) p=$SPORT; pid=$SLUICE;; direct) p=$PGPORT; pid=0;; esac
+        read -r tps lat cpu < <(run "$p" "$pid" "$c" "$mode" "$extra")
+        T[$t]+="$tps "; L[$t]+="$lat "; U[$t]+="$cpu "
+      done
+    done
+    bt=$(tr ' ' '\n' <<<"${T[pgbouncer]}" | grep . | median); bu=$(tr ' ' '\n' <<<"${U[pgbouncer]}" | grep -v -- - | grep . | median)
+    for t in pgbouncer pgsluice direct; do
+      mt=$(tr ' ' '\n' <<<"${T[$t]}" | grep . | median); ml=$(tr ' ' '\n' <<<"${L[$t]}" | grep . | median)
+      mu=$(tr ' ' '\n' <<<"${U[$t]}" | grep -v -- - | grep . | median)
+      rt=$(awk -v a="$mt" -v b="$bt" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-"}')
+      ru="-"; [ "$mu" != "-" ] && ru=$(awk -v a="$mu" -v b="$bu" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-"}')
+      echo "| $name | $c | $t | $mt | $ml | $mu | $rt | $ru |"
+    done
+    unset T L U
+  done
+done
