@@ -180,7 +180,10 @@ fn malformed_startup(fx: &Fixture) -> Result<(), Failed> {
     let mut hanging = raw(fx);
     hanging.write_all(&[0, 0, 1, 0, 0, 3])?;
     let c = connect(&fx.url("app", "app"))?;
-    assert_eq!(runtime().block_on(crate::util::scalar(&c, "select 3"))?, "3");
+    assert_eq!(
+        runtime().block_on(crate::util::scalar(&c, "select 3"))?,
+        "3"
+    );
     Ok(())
 }
 
