@@ -2,6 +2,8 @@
 //! pooler process are shared by every test of this binary (libtest-mimic harness), started by
 //! the first test that needs them and stopped after the last.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod basic;
 mod front_door;
 mod state;

@@ -174,7 +174,7 @@ fn server_terminated_mid_query(fx: &Fixture) -> Result<(), Failed> {
             })
         };
         let err = c.batch_execute("select pg_sleep(30)").await.expect_err("terminated");
-        assert!(err.as_db_error().is_some() || err.is_closed() == false, "{err:?}");
+        assert!(err.as_db_error().is_some() || !err.is_closed(), "{err:?}");
         let _ = killer.join();
         // The next transaction works on the same client connection.
         let r = crate::util::scalar(&c, "select 11").await?;

@@ -3,7 +3,6 @@
 
 use pgsluice::cluster::{ClusterSpec, LocalCluster};
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,8 +14,6 @@ pub struct Fixture {
     pub cluster: LocalCluster,
     pub pooler: Child,
     pub port: u16,
-    pub metrics_port: u16,
-    pub config_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -121,8 +118,6 @@ listen = "127.0.0.1:{metrics_port}"
             cluster,
             pooler,
             port,
-            metrics_port,
-            config_path,
             _dir: dir,
         }
     }
@@ -174,14 +169,6 @@ listen = "127.0.0.1:{metrics_port}"
             String::from_utf8_lossy(&out.stdout).trim().to_string(),
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
-    }
-
-    /// Runs psql directly on the primary as the superuser.
-    pub fn direct(&self, sql: &str) -> String {
-        self.cluster
-            .primary()
-            .psql("app", sql)
-            .expect("direct psql")
     }
 }
 
