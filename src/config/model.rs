@@ -119,12 +119,8 @@ pub struct PoolerConfig {
     /// Zero = wait forever.
     pub query_wait_timeout: Duration,
     /// Zero = off.
-    pub query_timeout: Duration,
-    /// Zero = off.
     pub client_idle_timeout: Duration,
     pub client_login_timeout: Duration,
-    /// Zero = off.
-    pub idle_transaction_timeout: Duration,
     pub track_extra_parameters: Vec<String>,
     pub max_packet_size: usize,
     pub max_startup_packet_size: usize,

@@ -343,7 +343,6 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             &p.query_wait_timeout,
             Duration::from_secs(120),
         ),
-        query_timeout: c.duration("pooler.query_timeout", &p.query_timeout, Duration::ZERO),
         client_idle_timeout: c.duration(
             "pooler.client_idle_timeout",
             &p.client_idle_timeout,
@@ -353,11 +352,6 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             "pooler.client_login_timeout",
             &p.client_login_timeout,
             Duration::from_secs(60),
-        ),
-        idle_transaction_timeout: c.duration(
-            "pooler.idle_transaction_timeout",
-            &p.idle_transaction_timeout,
-            Duration::ZERO,
         ),
         track_extra_parameters: p
             .track_extra_parameters
