@@ -197,6 +197,12 @@ pub async fn publish_final<S: StateStore>(
         standbys,
         fenced,
     };
+    if let Some(value) = super::fsm::sync_setting(ctx.agent.synchronous_standbys, &topo) {
+        // Before the poolers send writes: no acknowledged commit without a standby copy.
+        if let Err(e) = ctx.set_sync(&inflight.candidate, &value, cur.epoch).await {
+            tracing::warn!(error = %e, "setting synchronous_standby_names failed");
+        }
+    }
     ctx.store
         .save(
             cur.epoch,
@@ -267,24 +273,19 @@ pub async fn stop_old<S: StateStore>(ctx: &Ctx<S>, old: &str) {
 
 /// Makes `node` refuse writes by default and ends its client sessions.
 pub async fn soft_fence<S: StateStore>(ctx: &Ctx<S>, node: &str) -> Result<(), AgentError> {
-    let t = ctx.target(node)?;
     let timeout = ctx.agent.probe_timeout.max(Duration::from_millis(500));
-    let client = t.connect(timeout).await?;
-    for sql in [
+    let sqls = [
         "ALTER SYSTEM SET default_transaction_read_only = on",
         "SELECT pg_reload_conf()",
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
          AND application_name <> 'pgsluice-agent'",
-    ] {
-        super::sql::run_query(&client, &t, sql, timeout).await?;
-    }
-    Ok(())
+    ];
+    ctx.sql_each(node, &sqls, timeout).await
 }
 
 /// Promotes `node` (`pg_promote(wait => true)`); a node already out of recovery is left alone.
 pub async fn promote<S: StateStore>(ctx: &Ctx<S>, node: &str) -> Result<(), AgentError> {
-    let t = ctx.target(node)?;
     let timeout = Duration::from_secs(u64::from(PROMOTE_WAIT_SECS) + 5);
     let epoch = ctx
         .store
@@ -296,7 +297,7 @@ pub async fn promote<S: StateStore>(ctx: &Ctx<S>, node: &str) -> Result<(), Agen
     let sql = format!(
         "SELECT CASE WHEN pg_is_in_recovery() THEN pg_promote(true, {PROMOTE_WAIT_SECS}) ELSE true END"
     );
-    match t.scalar(&sql, timeout).await? {
+    match ctx.scalar(node, &sql, timeout).await? {
         Some(v) if v == "t" => {
             let ms = started.elapsed().as_millis();
             ctx.record(
@@ -372,18 +373,11 @@ pub async fn repoint<S: StateStore>(
 ) -> Result<(), AgentError> {
     ctx.ensure_slot(primary, follower).await?;
     let conninfo = ctx.replication_conninfo(primary, follower)?;
-    let t = ctx.target(follower)?;
-    let timeout = ctx.sql_timeout();
-    let client = t.connect(timeout).await?;
-    for sql in [
-        format!("ALTER SYSTEM SET primary_conninfo = {}", literal(&conninfo)),
-        format!(
-            "ALTER SYSTEM SET primary_slot_name = {}",
-            literal(&slot_name(follower))
-        ),
-        "SELECT pg_reload_conf()".to_string(),
-    ] {
-        super::sql::run_query(&client, &t, &sql, timeout).await?;
-    }
-    Ok(())
+    let conninfo = format!("ALTER SYSTEM SET primary_conninfo = {}", literal(&conninfo));
+    let slot = format!(
+        "ALTER SYSTEM SET primary_slot_name = {}",
+        literal(&slot_name(follower))
+    );
+    let sqls = [conninfo.as_str(), slot.as_str(), "SELECT pg_reload_conf()"];
+    ctx.sql_each(follower, &sqls, ctx.sql_timeout()).await
 }

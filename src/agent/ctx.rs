@@ -6,7 +6,7 @@ use super::fsm::{FsmConfig, NodeSpec, Round};
 use super::metrics::Metrics;
 use super::pooler::{Outcome, Poolers};
 use super::probe::Prober;
-use super::sql::{conninfo_value, Target};
+use super::sql::{conninfo_value, Conns, Rows, Target};
 use super::store::StateStore;
 use super::AgentError;
 use crate::config::{AgentConfig, ClusterConfig, Config, NodeConfig};
@@ -27,6 +27,8 @@ pub struct Ctx<S> {
     pub poolers: Poolers,
     /// Exported metrics.
     pub metrics: Metrics,
+    /// Connections kept open to the nodes, shared by probes and actions.
+    pub conns: Arc<Conns>,
 }
 
 /// The physical replication slot pgsluice keeps for `node` on its upstream (the node name,
@@ -58,6 +60,7 @@ impl<S: StateStore> Ctx<S> {
             agent: config.agent.clone(),
             store,
             metrics: Metrics::new().map_err(|e| AgentError::Failed(e.to_string()))?,
+            conns: Arc::default(),
         })
     }
 
@@ -68,6 +71,7 @@ impl<S: StateStore> Ctx<S> {
             failure_window_ms: self.agent.failure_window.as_millis() as u64,
             max_failover_lag: self.agent.max_failover_lag,
             auto_failover: self.agent.auto_failover,
+            synchronous_standbys: self.agent.synchronous_standbys,
             nodes: self
                 .cluster
                 .nodes
@@ -82,9 +86,48 @@ impl<S: StateStore> Ctx<S> {
         }
     }
 
+    /// A prober over every node sharing the context's connections.
+    pub fn prober(&self) -> Prober {
+        Prober::with_conns(
+            Target::all(&self.cluster),
+            self.agent.probe_timeout,
+            self.conns.clone(),
+        )
+    }
+
+    /// Runs `sql` on `node` over its kept connection.
+    pub async fn sql(
+        &self,
+        node: &str,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Rows>, AgentError> {
+        Ok(self.conns.query(&self.target(node)?, sql, timeout).await?)
+    }
+
+    /// Runs each statement in order on `node`.
+    pub async fn sql_each(
+        &self,
+        node: &str,
+        sqls: &[&str],
+        timeout: Duration,
+    ) -> Result<(), AgentError> {
+        Ok(self.conns.each(&self.target(node)?, sqls, timeout).await?)
+    }
+
+    /// The first value `sql` returns on `node`.
+    pub async fn scalar(
+        &self,
+        node: &str,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<Option<String>, AgentError> {
+        Ok(self.conns.scalar(&self.target(node)?, sql, timeout).await?)
+    }
+
     /// Probes every node once.
     pub async fn probe_all(&self) -> Round {
-        let mut prober = Prober::new(Target::all(&self.cluster), self.agent.probe_timeout);
+        let mut prober = self.prober();
         Round {
             now_ms: 0,
             probes: prober.round().await,
@@ -182,6 +225,24 @@ impl<S: StateStore> Ctx<S> {
         }
     }
 
+    /// Sets `synchronous_standby_names` on `node` and reloads it.
+    pub async fn set_sync(&self, node: &str, value: &str, epoch: u64) -> Result<(), AgentError> {
+        let set = format!(
+            "ALTER SYSTEM SET synchronous_standby_names = {}",
+            super::sql::literal(value)
+        );
+        self.sql_each(node, &[&set, "SELECT pg_reload_conf()"], self.sql_timeout())
+            .await?;
+        self.record(
+            "synchronous_standbys_set",
+            Some(node),
+            format!("synchronous_standby_names = '{value}'"),
+            epoch,
+        )
+        .await;
+        Ok(())
+    }
+
     /// Creates `standby`'s physical slot on `upstream` if missing (pitfall 6).
     pub async fn ensure_slot(&self, upstream: &str, standby: &str) -> Result<(), AgentError> {
         let slot = super::sql::literal(&slot_name(standby));
@@ -189,9 +250,7 @@ impl<S: StateStore> Ctx<S> {
             "SELECT pg_create_physical_replication_slot({slot}, true) WHERE NOT EXISTS \
              (SELECT 1 FROM pg_replication_slots WHERE slot_name = {slot})"
         );
-        self.target(upstream)?
-            .query(&sql, self.sql_timeout())
-            .await?;
+        self.sql(upstream, &sql, self.sql_timeout()).await?;
         Ok(())
     }
 }

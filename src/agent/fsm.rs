@@ -24,6 +24,8 @@ pub struct FsmConfig {
     pub max_failover_lag: u64,
     /// Whether the agent may fail over by itself.
     pub auto_failover: bool,
+    /// Synchronous mode: k of `ANY k (standbys)`; 0 = asynchronous.
+    pub synchronous_standbys: u32,
     /// Every configured node.
     pub nodes: Vec<NodeSpec>,
 }
@@ -193,6 +195,45 @@ pub enum Action {
     Failover(Plan),
     /// Soft-fence this node: it is fenced in the topology but accepts writes.
     Fence(String),
+    /// Set `synchronous_standby_names` on the primary (synchronous mode).
+    SetSync {
+        /// The primary.
+        node: String,
+        /// The value to set.
+        value: String,
+    },
+}
+
+/// The standbys whose acknowledgement a commit may wait for: the topology's unfenced standbys.
+pub fn sync_set(topo: &Topology, exclude: Option<&str>) -> Vec<String> {
+    let mut set: Vec<String> = topo
+        .standbys
+        .iter()
+        .filter(|s| {
+            !topo.is_fenced(s) && Some(s.as_str()) != exclude && topo.primary.as_ref() != Some(*s)
+        })
+        .cloned()
+        .collect();
+    set.sort();
+    set
+}
+
+/// The `synchronous_standby_names` the primary of `topo` must have in synchronous mode:
+/// `ANY k ("a", "b")` with k capped by the number of standbys (empty when none is left).
+pub fn sync_setting(k: u32, topo: &Topology) -> Option<String> {
+    if k == 0 || topo.primary.is_none() {
+        return None;
+    }
+    let set = sync_set(topo, None);
+    let k = (k as usize).min(set.len());
+    if k == 0 {
+        return Some(String::new());
+    }
+    let names: Vec<String> = set
+        .iter()
+        .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+        .collect();
+    Some(format!("ANY {k} ({})", names.join(", ")))
 }
 
 /// A decided failover.
@@ -325,6 +366,14 @@ fn watch_primary(
     let probe = r.probe(primary);
     if let Some(p) = probe.filter(|p| p.role() == Role::Primary) {
         next.last_primary_lsn = p.wal_position().or(next.last_primary_lsn);
+        if let Some(want) = sync_setting(cfg.synchronous_standbys, topo) {
+            if p.sync_names.as_deref() != Some(want.as_str()) {
+                actions.push(Action::SetSync {
+                    node: primary.to_string(),
+                    value: want,
+                });
+            }
+        }
         if !matches!(next.phase, Phase::Healthy | Phase::Discovering) {
             note(actions, "primary_recovered", Some(primary), String::new());
         }
@@ -452,8 +501,10 @@ fn decide(
     }
     let ranking = rank(cfg, topo, r, next.last_primary_lsn, old_primary);
     let best = ranking.iter().find(|v| v.eligible);
+    let sync_gap = sync_gap(cfg, topo, r, old_primary);
     let reason = match best {
         _ if !cfg.auto_failover => "auto_failover is off".to_string(),
+        _ if sync_gap.is_some() => sync_gap.unwrap_or_default(),
         None => format!(
             "no eligible candidate: {}",
             ranking
@@ -497,6 +548,31 @@ fn decide(
         reason,
         retry_at_ms: r.now_ms,
     };
+}
+
+/// In synchronous mode, why a failover could lose an acknowledged commit: a commit waits for
+/// k of the n synchronous standbys, so n - k + 1 of them must answer for the most advanced one
+/// to hold every acknowledged commit.
+fn sync_gap(cfg: &FsmConfig, topo: &Topology, r: &Round, old: Option<&str>) -> Option<String> {
+    if cfg.synchronous_standbys == 0 {
+        return None;
+    }
+    let set = sync_set(topo, old);
+    let k = (cfg.synchronous_standbys as usize).min(set.len());
+    if k == 0 {
+        return None;
+    }
+    let up = set
+        .iter()
+        .filter(|n| r.probe(n).is_some_and(|p| p.role() == Role::Standby))
+        .count();
+    let need = set.len() - k + 1;
+    (up < need).then(|| {
+        format!(
+            "synchronous mode: {up} of the synchronous standbys {set:?} answer, {need} needed \
+             to be sure to keep every acknowledged commit"
+        )
+    })
 }
 
 /// Standbys whose WAL receiver still streams from the primary, or from anything that is not
@@ -581,6 +657,9 @@ fn verdict(
     }
     if n.priority == 0 {
         return refuse("priority 0: never promoted".into());
+    }
+    if cfg.synchronous_standbys > 0 && !topo.standbys.contains(&n.name) {
+        return refuse("not a synchronous standby of the topology".into());
     }
     let Some(p) = probe.filter(|p| p.reachable) else {
         let err = probe.and_then(|p| p.error.clone()).unwrap_or_default();

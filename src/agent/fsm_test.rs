@@ -12,6 +12,7 @@ fn cfg() -> FsmConfig {
         failure_window_ms: WINDOW,
         max_failover_lag: 1 << 20,
         auto_failover: true,
+        synchronous_standbys: 0,
         nodes: vec![
             spec("a", 5001, 100),
             spec("b", 5002, 100),
@@ -537,4 +538,51 @@ fn reset_follows_the_topology() {
     assert_eq!(s.phase, Phase::Healthy);
     let (s, _) = step(&s, &cfg(), &Topology::default(), &Input::Reset);
     assert_eq!(s.phase, Phase::Discovering);
+}
+
+#[test]
+fn synchronous_mode_sets_the_primary_and_needs_enough_standbys() {
+    let mut c = cfg();
+    c.synchronous_standbys = 1;
+    assert_eq!(
+        sync_setting(1, &topo()).as_deref(),
+        Some("ANY 1 (\"b\", \"c\")")
+    );
+    let (_, a) = run(
+        healthy(),
+        &c,
+        &topo(),
+        vec![round(0, vec![primary("a", 1)])],
+    );
+    assert!(a.iter().any(|a| matches!(a, Action::SetSync { node, value } if node == "a" && value.starts_with("ANY 1"))));
+    let mut p = primary("a", 1);
+    p.sync_names = sync_setting(1, &topo());
+    let (_, a) = run(healthy(), &c, &topo(), vec![round(0, vec![p])]);
+    assert!(a.is_empty());
+    // ANY 1 of {b, c}: both must answer (n - k + 1 = 2) to be sure to hold every commit.
+    let rounds = [0, 1, 2]
+        .iter()
+        .map(|t| round(*t, vec![down("a"), standby("b", 9, None), down("c")]))
+        .collect();
+    let (s, _) = run(healthy(), &c, &topo(), rounds);
+    assert!(
+        matches!(s.phase, Phase::Blocked { ref reason, .. } if reason.starts_with("synchronous mode")),
+        "{s:?}"
+    );
+    let (s, _) = run(s, &c, &topo(), dead_primary_rounds(&[3], 5, 9));
+    assert!(matches!(s.phase, Phase::FailingOver { ref candidate, .. } if candidate == "c"));
+    // With k = 2 (every standby), one answering standby is enough.
+    c.synchronous_standbys = 2;
+    let rounds = [0, 1, 2]
+        .iter()
+        .map(|t| round(*t, vec![down("a"), standby("b", 9, None), down("c")]))
+        .collect();
+    let (s, _) = run(healthy(), &c, &topo(), rounds);
+    assert!(matches!(s.phase, Phase::FailingOver { ref candidate, .. } if candidate == "b"));
+    let none = Topology {
+        standbys: vec![],
+        ..topo()
+    };
+    assert_eq!(sync_setting(1, &none).as_deref(), Some(""));
+    assert_eq!(sync_setting(0, &topo()), None);
 }

@@ -1,12 +1,11 @@
 //! Probing nodes: one round trip per node per round (four statements in one simple query) over a
 //! kept-open connection, bounded by `probe_timeout`; a broken connection is reopened next time.
 
-use super::sql::{run_query, Rows, SqlError, Target};
+use super::sql::{run_query, Conns, Rows, Target};
 use super::state::{Downstream, Lsn, NodeProbe, Slot, WalReceiver};
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
-use tokio_postgres::Client;
 
 /// The probe: role, LSNs, timeline, soft-fence setting; WAL receiver; slots; downstreams.
 pub const PROBE_SQL: &str = "\
@@ -17,7 +16,8 @@ SELECT pg_is_in_recovery(), \
  CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint()) \
   ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, \
  extract(epoch FROM now() - pg_last_xact_replay_timestamp()), \
- current_setting('default_transaction_read_only'); \
+ current_setting('default_transaction_read_only'), \
+ current_setting('synchronous_standby_names'); \
 SELECT status, sender_host, sender_port, received_tli, \
  extract(epoch FROM now() - last_msg_receipt_time) FROM pg_stat_wal_receiver; \
 SELECT slot_name, slot_type, active, restart_lsn FROM pg_replication_slots ORDER BY 1; \
@@ -29,16 +29,21 @@ SELECT application_name, state, sent_lsn, replay_lsn, extract(epoch FROM replay_
 pub struct Prober {
     targets: Vec<Target>,
     timeout: Duration,
-    clients: HashMap<String, Client>,
+    conns: Arc<Conns>,
 }
 
 impl Prober {
     /// A prober for `targets`, each probe bounded by `timeout`.
     pub fn new(targets: Vec<Target>, timeout: Duration) -> Prober {
+        Prober::with_conns(targets, timeout, Arc::default())
+    }
+
+    /// A prober keeping its connections in `conns` (shared with the actions).
+    pub fn with_conns(targets: Vec<Target>, timeout: Duration, conns: Arc<Conns>) -> Prober {
         Prober {
             targets,
             timeout,
-            clients: HashMap::new(),
+            conns,
         }
     }
 
@@ -46,19 +51,12 @@ impl Prober {
     pub async fn round(&mut self) -> Vec<NodeProbe> {
         let mut set = JoinSet::new();
         for (i, t) in self.targets.iter().enumerate() {
-            let client = self.clients.remove(&t.name);
-            let (t, timeout) = (t.clone(), self.timeout);
-            set.spawn(async move {
-                let (probe, client) = probe_node(&t, client, timeout).await;
-                (i, probe, client)
-            });
+            let (t, timeout, conns) = (t.clone(), self.timeout, self.conns.clone());
+            set.spawn(async move { (i, probe_node(&t, &conns, timeout).await) });
         }
         let mut out: Vec<Option<NodeProbe>> = vec![None; self.targets.len()];
         while let Some(done) = set.join_next().await {
-            if let Ok((i, probe, client)) = done {
-                if let Some(c) = client {
-                    self.clients.insert(probe.name.clone(), c);
-                }
+            if let Ok((i, probe)) = done {
                 out[i] = Some(probe);
             }
         }
@@ -69,32 +67,28 @@ impl Prober {
     }
 }
 
-/// Probes one node with `client` if it is still open, else a new connection. Returns the
-/// probe and the connection to keep (none after an error).
-pub async fn probe_node(
-    t: &Target,
-    client: Option<Client>,
-    timeout: Duration,
-) -> (NodeProbe, Option<Client>) {
+/// Probes one node over its kept connection (a new one if it has none or it closed); the
+/// whole probe, connecting included, is bounded by `timeout`. A failed probe drops the
+/// connection, so that the next one reconnects: reachability means accepting connections.
+pub async fn probe_node(t: &Target, conns: &Conns, timeout: Duration) -> NodeProbe {
     let started = Instant::now();
     let attempt = async {
-        let client = match client.filter(|c| !c.is_closed()) {
-            Some(c) => c,
-            None => t.connect(timeout).await?,
-        };
+        let client = conns.get(t, timeout).await?;
         let left = timeout
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(1));
-        let rows = run_query(&client, t, PROBE_SQL, left).await?;
-        Ok::<_, SqlError>((rows, client))
+        run_query(&client, t, PROBE_SQL, left).await
     };
     match attempt.await {
-        Ok((rows, client)) => {
+        Ok(rows) => {
             let mut p = parse(&t.name, &rows);
             p.rtt_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-            (p, Some(client))
+            p
         }
-        Err(e) => (NodeProbe::unreachable(&t.name, error_text(&e)), None),
+        Err(e) => {
+            conns.evict(&t.name);
+            NodeProbe::unreachable(&t.name, error_text(&e))
+        }
     }
 }
 
@@ -139,6 +133,7 @@ pub fn parse(name: &str, rows: &[Rows]) -> NodeProbe {
         timeline: num(col(main, 0, 5)),
         replay_delay_s: num(col(main, 0, 6)),
         read_only: col(main, 0, 7).map(|v| v == "on"),
+        sync_names: col(main, 0, 8).map(str::to_string),
         ..NodeProbe::default()
     };
     if !p.reachable {

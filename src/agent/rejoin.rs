@@ -91,8 +91,7 @@ async fn rejoin_steps<S: StateStore>(
         .get("Latest checkpoint location")
         .and_then(|v| Lsn::parse(v))
         .max(last_lsn);
-    ctx.target(primary)?
-        .query("CHECKPOINT", ctx.sql_timeout() * 6)
+    ctx.sql(primary, "CHECKPOINT", ctx.sql_timeout() * 6)
         .await?;
     let saved: Vec<(&str, String)> = CONFIG_FILES
         .iter()
@@ -149,11 +148,14 @@ pub fn diverged_at(out: &str) -> Option<Lsn> {
 }
 
 async fn wait_streaming<S: StateStore>(ctx: &Ctx<S>, node: &str) -> Result<(), AgentError> {
-    let t = ctx.target(node)?;
     let deadline = Instant::now() + STREAM_TIMEOUT;
     loop {
-        let status = t
-            .scalar("SELECT status FROM pg_stat_wal_receiver", ctx.sql_timeout())
+        let status = ctx
+            .scalar(
+                node,
+                "SELECT status FROM pg_stat_wal_receiver",
+                ctx.sql_timeout(),
+            )
             .await
             .ok()
             .flatten();

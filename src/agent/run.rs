@@ -7,8 +7,6 @@ use super::ctx::Ctx;
 use super::fsm::{self, Action, FsmConfig, FsmState, Input, Round};
 use super::http::{self, OpCall};
 use super::metrics::Metrics;
-use super::probe::Prober;
-use super::sql::Target;
 use super::state::NodeProbe;
 use super::store::{Persisted, StateStore};
 use super::AgentError;
@@ -88,7 +86,7 @@ pub async fn run<S: StateStore>(
     ctx.publish(&topo).await;
     let cfg = ctx.fsm_config();
     let (mut fsm, _) = fsm::step(&FsmState::default(), &cfg, &topo, &Input::Reset);
-    let mut prober = Prober::new(Target::all(&ctx.cluster), ctx.agent.probe_timeout);
+    let mut prober = ctx.prober();
     let mut tick = tokio::time::interval(ctx.agent.probe_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let t0 = Instant::now();
@@ -152,6 +150,11 @@ async fn one_round<S: StateStore>(
             Action::Fence(node) => {
                 if let Err(e) = actions::soft_fence(ctx, &node).await {
                     tracing::warn!(node, error = %e, "soft fence failed");
+                }
+            }
+            Action::SetSync { node, value } => {
+                if let Err(e) = ctx.set_sync(&node, &value, topo.epoch).await {
+                    tracing::warn!(node, error = %e, "setting synchronous_standby_names failed");
                 }
             }
             Action::Failover(plan) => {

@@ -2,6 +2,8 @@
 //! who to connect as, a bounded connect, and small helpers returning text.
 
 use crate::config::{ClusterConfig, NodeConfig};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
@@ -118,14 +120,86 @@ impl Target {
 
     /// Runs `sql` and returns the first column of the first row of the first statement.
     pub async fn scalar(&self, sql: &str, timeout: Duration) -> Result<Option<String>, SqlError> {
-        let rows = self.query(sql, timeout).await?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next())
-            .and_then(|r| r.into_iter().next())
-            .flatten())
+        Ok(first(self.query(sql, timeout).await?))
     }
+}
+
+/// Open connections by node name, shared by the probes and the actions: a failover then runs
+/// its statements on connections the last probe round already authenticated (a new SCRAM
+/// handshake costs a round trip and, in debug builds, tens of milliseconds of PBKDF2).
+#[derive(Debug, Default)]
+pub struct Conns {
+    map: Mutex<HashMap<String, Arc<Client>>>,
+}
+
+impl Conns {
+    /// The open connection to `t`, or a new one (kept for next time).
+    pub async fn get(&self, t: &Target, timeout: Duration) -> Result<Arc<Client>, SqlError> {
+        let cached = self.map.lock().ok().and_then(|m| m.get(&t.name).cloned());
+        if let Some(c) = cached.filter(|c| !c.is_closed()) {
+            return Ok(c);
+        }
+        let c = Arc::new(t.connect(timeout).await?);
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(t.name.clone(), c.clone());
+        }
+        Ok(c)
+    }
+
+    /// Forgets the connection to `name` (after an error).
+    pub fn evict(&self, name: &str) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(name);
+        }
+    }
+
+    /// Runs `sql` on `t` over the kept connection; after a failure on a kept connection, once
+    /// more on a new one (the node may have restarted since).
+    pub async fn query(
+        &self,
+        t: &Target,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Rows>, SqlError> {
+        let client = self.get(t, timeout).await?;
+        match run_query(&client, t, sql, timeout).await {
+            Ok(rows) => Ok(rows),
+            Err(_) if client.is_closed() => {
+                self.evict(&t.name);
+                let client = self.get(t, timeout).await?;
+                run_query(&client, t, sql, timeout).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs each statement in order (statements that refuse a transaction block, such as
+    /// `ALTER SYSTEM`, cannot share one simple query).
+    pub async fn each(&self, t: &Target, sqls: &[&str], timeout: Duration) -> Result<(), SqlError> {
+        for sql in sqls {
+            self.query(t, sql, timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// The first column of the first row of the first statement.
+    pub async fn scalar(
+        &self,
+        t: &Target,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<Option<String>, SqlError> {
+        let rows = self.query(t, sql, timeout).await?;
+        Ok(first(rows))
+    }
+}
+
+fn first(rows: Vec<Rows>) -> Option<String> {
+    rows.into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next())
+        .and_then(|r| r.into_iter().next())
+        .flatten()
 }
 
 /// Rows of one statement, each a vector of nullable text columns.

@@ -141,6 +141,9 @@ pub struct NodeProbe {
     pub replay_delay_s: Option<f64>,
     /// `default_transaction_read_only` (the agent's soft fence).
     pub read_only: Option<bool>,
+    /// `synchronous_standby_names`.
+    #[serde(default)]
+    pub sync_names: Option<String>,
     /// The WAL receiver, when one runs.
     pub wal_receiver: Option<WalReceiver>,
     /// Replication slots on this node.

@@ -165,8 +165,7 @@ async fn execute<S: StateStore>(
             other => rep.step(format!("pooler {} did not pause: {other:?}", r.url)),
         }
     }
-    let old_t = ctx.target(&old)?;
-    old_t.query("CHECKPOINT", ctx.sql_timeout() * 6).await?;
+    ctx.sql(&old, "CHECKPOINT", ctx.sql_timeout() * 6).await?;
     let fenced = fenced_topology(&base, Some(&old));
     inflight.step = Step::StopOld;
     ctx.store
@@ -251,11 +250,10 @@ async fn wait_replayed<S: StateStore>(
     node: &str,
     past: Lsn,
 ) -> Result<(), AgentError> {
-    let t = ctx.target(node)?;
     let deadline = Instant::now() + CATCH_UP_TIMEOUT;
     loop {
-        let replay = t
-            .scalar("SELECT pg_last_wal_replay_lsn()", ctx.sql_timeout())
+        let replay = ctx
+            .scalar(node, "SELECT pg_last_wal_replay_lsn()", ctx.sql_timeout())
             .await?
             .and_then(|v| Lsn::parse(&v));
         if replay.is_some_and(|r| r > past) {

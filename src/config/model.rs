@@ -212,6 +212,8 @@ pub struct AgentConfig {
     pub event_command: Option<String>,
     pub poolers: Vec<String>,
     pub listen: SocketAddr,
+    /// k in `synchronous_standby_names = 'ANY k (...)'`; 0 = asynchronous.
+    pub synchronous_standbys: u32,
 }
 
 /// `[metrics]`.

@@ -166,6 +166,8 @@ pub struct RawAgent {
     /// HTTP control endpoints of the poolers the agent pushes topology to.
     pub poolers: Option<Vec<String>>,
     pub listen: Option<String>,
+    /// Synchronous mode: commits wait for ANY k standbys (0 = asynchronous).
+    pub synchronous_standbys: Option<i64>,
 }
 
 /// `[metrics]`: the pooler's HTTP endpoint (`/metrics`, `/health`, control).

@@ -202,4 +202,9 @@ max_user_connections = -1
     }
     let p = problems("[agent]\nprobe_interval = 1\nfailure_threshold = 5\nfailure_window = 1\n");
     assert!(has(&p, "agent.failure_window:"), "{p:#?}");
+    let p = problems("[agent]\nsynchronous_standbys = 1\n");
+    assert!(
+        has(&p, "agent.synchronous_standbys: 1 is more than the 0"),
+        "{p:#?}"
+    );
 }

@@ -628,6 +628,21 @@ fn agent(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfig>) -> Agen
             );
         }
     }
+    let synchronous_standbys = c.count(
+        "agent.synchronous_standbys",
+        a.synchronous_standbys,
+        0,
+        0,
+        100,
+    ) as u32;
+    let standbys = cluster.map_or(0, |cl| cl.nodes.len().saturating_sub(1));
+    if synchronous_standbys as usize > standbys {
+        c.bad(
+            "agent.synchronous_standbys",
+            format!("{synchronous_standbys} is more than the {standbys} standby(s) of [cluster]"),
+            "at most the number of nodes minus one",
+        );
+    }
     if a.state_dir.is_some() && cluster.is_none() {
         c.bad(
             "agent.state_dir",
@@ -646,5 +661,6 @@ fn agent(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfig>) -> Agen
         event_command: a.event_command.clone().filter(|s| !s.is_empty()),
         poolers,
         listen: c.socket("agent.listen", &a.listen, "127.0.0.1:9931"),
+        synchronous_standbys,
     }
 }

@@ -278,3 +278,143 @@ fn switchover_through_the_pooler_without_client_errors() {
     assert_eq!(stats.errors, 0, "client errors: {:?}", stats.first_errors);
     a.stop();
 }
+
+/// Default timing settings in synchronous mode (ANY 1), kill -9 under a write load through the
+/// pooler: writes resume within 10 s and no acknowledged write is lost (the whole process tree
+/// is killed, so no orphan backend acknowledges a commit after the fault).
+/// Then an agent restarted with a failover left in flight before promotion rolls it back.
+#[test]
+fn defaults_sync_kill_under_load_and_restart_recovery() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let spec = ClusterSpec::new(2)
+        .user("app", "app-secret")
+        .database("app", Some("app"));
+    let c = LocalCluster::start(spec).unwrap_or_else(|e| panic!("cluster: {e}"));
+    let (n1, n2, n3) = (
+        c.nodes()[0].clone(),
+        c.nodes()[1].clone(),
+        c.nodes()[2].clone(),
+    );
+    n1.psql(
+        "app",
+        "create table t(id serial primary key, v int); alter table t owner to app",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pooler = Pooler::start(&c, dir.path());
+    let mut aspec = AgentSpec::tuned(&c, &[100, 100, 100]);
+    aspec.agent_lines = vec![
+        format!("poolers = [\"{}\"]", pooler.control_url()),
+        "synchronous_standbys = 1".into(),
+    ];
+    let listen = format!(
+        "127.0.0.1:{}",
+        pgsluice::cluster::ports::free_port().unwrap()
+    )
+    .parse()
+    .unwrap();
+    let state = dir.path().join("state");
+    let text = format!(
+        "{}\n{}",
+        config_text(&c, &aspec, &state, listen),
+        pooler.sections
+    );
+    let a = Agent::start_text(&text, &state, listen);
+    assert!(
+        a.wait_event("topology_adopted", 0, WAIT).is_some(),
+        "{:?}",
+        a.events()
+    );
+    assert!(
+        a.wait_event("synchronous_standbys_set", 0, WAIT).is_some(),
+        "{:?}",
+        a.events()
+    );
+    assert_eq!(
+        sql(&n1, "show synchronous_standby_names"),
+        "ANY 1 (\"node2\", \"node3\")"
+    );
+
+    let load = ClientLoad::start(pooler.url("app"), 4);
+    std::thread::sleep(Duration::from_secs(1));
+    let killed_ms = unix_ms();
+    let killed = Instant::now();
+    n1.kill9().unwrap();
+    let done = a.wait_event("failover_completed", killed_ms, WAIT);
+    assert!(done.is_some(), "{:?}", a.events());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(load.running());
+    let stats = load.stop();
+    let first = ClientLoad::resumed_after(&stats, killed);
+    let decided = a.wait_event("failover_decided", killed_ms, WAIT).unwrap();
+    eprintln!(
+        "defaults: kill -9 -> decided {} ms, topology published {} ms, first write through the pooler {:?}; \
+         {} commits, {} client errors",
+        decided.unix_ms - killed_ms,
+        done.map_or(0, |d| d.unix_ms - killed_ms),
+        first,
+        stats.ok,
+        stats.errors
+    );
+    for e in a.events().iter().filter(|e| e.unix_ms >= killed_ms) {
+        eprintln!("+{:>5} ms {}", e.unix_ms - killed_ms, e.line());
+    }
+    let first = first.expect("no write after the failover");
+    assert!(
+        first < Duration::from_secs(10),
+        "default failover took {first:?}"
+    );
+    let new = a.state().topology.primary.unwrap();
+    let node = if new == "node2" { &n2 } else { &n3 };
+    let rows: u64 = node
+        .psql("app", "select count(*) from t")
+        .unwrap()
+        .parse()
+        .unwrap();
+    eprintln!(
+        "acknowledged {} rows, {} on the new primary",
+        stats.ok, rows
+    );
+    assert!(
+        rows >= stats.ok,
+        "acknowledged writes lost: {} acknowledged, {rows} found",
+        stats.ok
+    );
+    a.stop();
+
+    // A failover recorded in flight before promotion while the primary is healthy: rolled back.
+    let mut st: pgsluice::agent::store::Persisted =
+        serde_json::from_str(&std::fs::read_to_string(state.join("state.json")).unwrap()).unwrap();
+    let other = if new == "node2" { "node3" } else { "node2" };
+    let base = st.topology.clone();
+    st.topology = pgsluice::agent::actions::fenced_topology(&base, Some(&new));
+    st.inflight = Some(pgsluice::agent::store::InFlight {
+        op: "failover".into(),
+        old_primary: Some(new.clone()),
+        candidate: other.into(),
+        followers: vec![],
+        step: pgsluice::agent::store::Step::StopOld,
+        base_epoch: base.epoch,
+        started_unix_ms: unix_ms(),
+    });
+    std::fs::write(state.join("state.json"), serde_json::to_vec(&st).unwrap()).unwrap();
+    let restarted = unix_ms();
+    let a = Agent::start_text(&text, &state, listen);
+    let rolled = a.wait_event("failover_rolled_back", restarted, WAIT);
+    assert!(rolled.is_some(), "{:?}", a.events());
+    let after = a.state();
+    assert!(after.inflight.is_none());
+    assert_eq!(after.topology.primary.as_deref(), Some(new.as_str()));
+    assert!(!after.topology.is_fenced(&new));
+    assert_eq!(after.topology.epoch, base.epoch + 2);
+    assert_eq!(
+        node.psql("postgres", "select pg_is_in_recovery()").unwrap(),
+        "f"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(!a
+        .events()
+        .iter()
+        .any(|e| e.kind == "failover_decided" && e.unix_ms >= restarted));
+    a.stop();
+}

@@ -355,6 +355,12 @@ impl Drop for Pooler {
 #[derive(Debug, Default, Clone)]
 pub struct LoadStats {
     pub ok: u64,
+    /// When each commit was acknowledged.
+    pub ok_at: Vec<Instant>,
+    /// When each error happened.
+    pub err_at: Vec<Instant>,
+    /// Per client, its results in order: (when, ok).
+    pub per_client: Vec<Vec<(Instant, bool)>>,
     pub errors: u64,
     pub max_ms: u128,
     pub first_errors: Vec<String>,
@@ -380,6 +386,23 @@ impl ClientLoad {
         ClientLoad { stop, threads }
     }
 
+    /// The first commit after the first error following `t` (the write gap of a fault at `t`),
+    /// as a delay from `t`.
+    pub fn resumed_after(stats: &LoadStats, t: Instant) -> Option<Duration> {
+        let first_err = stats.err_at.iter().filter(|e| **e >= t).min()?;
+        stats
+            .ok_at
+            .iter()
+            .filter(|o| *o > first_err)
+            .min()
+            .map(|o| *o - t)
+    }
+
+    /// Whether the clients still run.
+    pub fn running(&self) -> bool {
+        !self.stop.load(Ordering::SeqCst)
+    }
+
     /// Stops the clients and sums what they saw.
     pub fn stop(self) -> LoadStats {
         self.stop.store(true, Ordering::SeqCst);
@@ -387,6 +410,9 @@ impl ClientLoad {
         for t in self.threads {
             let s = t.join().unwrap_or_default();
             total.ok += s.ok;
+            total.ok_at.extend(s.ok_at);
+            total.err_at.extend(s.err_at);
+            total.per_client.extend(s.per_client);
             total.errors += s.errors;
             total.max_ms = total.max_ms.max(s.max_ms);
             total
@@ -404,6 +430,7 @@ fn client_loop(url: &str, stop: &AtomicBool) -> LoadStats {
         .unwrap();
     rt.block_on(async {
         let mut stats = LoadStats::default();
+        let mut seq = Vec::new();
         let mut client = None;
         while !stop.load(Ordering::SeqCst) {
             let started = Instant::now();
@@ -415,6 +442,8 @@ fn client_loop(url: &str, stop: &AtomicBool) -> LoadStats {
                     }
                     Err(e) => {
                         stats.errors += 1;
+                        stats.err_at.push(Instant::now());
+                        seq.push((Instant::now(), false));
                         stats.first_errors.push(format!("connect: {e}"));
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
@@ -423,9 +452,15 @@ fn client_loop(url: &str, stop: &AtomicBool) -> LoadStats {
             }
             let Some(c) = client.as_ref() else { continue };
             match c.simple_query("insert into t(v) values (1)").await {
-                Ok(_) => stats.ok += 1,
+                Ok(_) => {
+                    stats.ok += 1;
+                    stats.ok_at.push(Instant::now());
+                    seq.push((Instant::now(), true));
+                }
                 Err(e) => {
                     stats.errors += 1;
+                    stats.err_at.push(Instant::now());
+                    seq.push((Instant::now(), false));
                     if stats.first_errors.len() < 3 {
                         let why = e
                             .as_db_error()
@@ -437,6 +472,7 @@ fn client_loop(url: &str, stop: &AtomicBool) -> LoadStats {
             }
             stats.max_ms = stats.max_ms.max(started.elapsed().as_millis());
         }
+        stats.per_client.push(seq);
         stats
     })
 }
