@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`state`] | what one probe learns about a node; LSNs and roles |
 //! | [`fsm`] | the failover state machine, pure: `(state, input) -> (state, actions)` |
+//! | [`election`] | vetoes, candidate order, synchronous-mode rules (pure) |
 //! | [`sql`] | connecting to nodes, text queries, quoting |
 //! | [`probe`] | one round trip per node per round: role, LSNs, receiver, slots, lag |
 //! | [`pooler`] | the poolers' control endpoints: publish topology, pause, resume |
@@ -30,6 +31,7 @@
 pub mod actions;
 pub mod client;
 pub mod ctx;
+pub mod election;
 pub mod events;
 pub mod fsm;
 pub mod http;
