@@ -20,6 +20,46 @@ pub async fn failover<S: StateStore>(ctx: &Ctx<S>, to: Option<&str>, dry_run: bo
             return rep.refuse(format!("no node named {n:?} in [cluster]"));
         }
     }
+    let (plan, ok) = plan(ctx, &mut rep, &topo, to).await;
+    let (old, name) = (plan.old_primary.clone(), plan.candidate.clone());
+    rep.step(format!(
+        "fence {} at epoch {}, stop it if local",
+        old.as_deref().unwrap_or("(none)"),
+        topo.epoch + 1
+    ));
+    rep.step(format!(
+        "promote {name}; repoint {:?}; publish epoch {}",
+        plan.followers,
+        topo.epoch + 2
+    ));
+    if !rep.gate(ok, dry_run) {
+        return rep;
+    }
+    let epoch = topo.epoch;
+    ctx.record(
+        "manual_failover",
+        Some(&name),
+        plan.ranking.join("; "),
+        epoch,
+    )
+    .await;
+    match actions::failover(ctx, &plan, "failover").await {
+        Ok(t) => {
+            rep.step(format!("{name} is primary at epoch {}", t.epoch));
+            rep.topology = Some(t);
+            rep
+        }
+        Err(e) => rep.error(e),
+    }
+}
+
+/// Probes, checks and ranks: the plan, and whether every check passed.
+async fn plan<S: StateStore>(
+    ctx: &Ctx<S>,
+    rep: &mut OpReport,
+    topo: &crate::topology::Topology,
+    to: Option<&str>,
+) -> (Plan, bool) {
     let round = ctx.probe_all().await;
     let old = topo.primary.clone();
     let mut ok = true;
@@ -31,12 +71,12 @@ pub async fn failover<S: StateStore>(ctx: &Ctx<S>, to: Option<&str>, dry_run: bo
         );
     }
     let cfg = ctx.fsm_config();
-    let vetoes = fsm::vetoes(&cfg, &topo, &round, old.as_deref());
+    let vetoes = fsm::vetoes(&cfg, topo, &round, old.as_deref());
     ok &= rep.check(
         vetoes.is_empty(),
         format!("no standby still streams from the primary {vetoes:?}"),
     );
-    let ranking = fsm::rank(&cfg, &topo, &round, None, old.as_deref());
+    let ranking = fsm::rank(&cfg, topo, &round, None, old.as_deref());
     for v in &ranking {
         rep.lines.push(format!("         {}", v.line()));
     }
@@ -70,33 +110,5 @@ pub async fn failover<S: StateStore>(ctx: &Ctx<S>, to: Option<&str>, dry_run: bo
         candidate_lsn: chosen.and_then(|c| c.lsn),
         ranking: ranking.iter().map(fsm::Verdict::line).collect(),
     };
-    rep.step(format!(
-        "fence {} at epoch {}, stop it if local",
-        old.as_deref().unwrap_or("(none)"),
-        topo.epoch + 1
-    ));
-    rep.step(format!(
-        "promote {name}; repoint {:?}; publish epoch {}",
-        plan.followers,
-        topo.epoch + 2
-    ));
-    if !rep.gate(ok, dry_run) {
-        return rep;
-    }
-    let epoch = topo.epoch;
-    ctx.record(
-        "manual_failover",
-        Some(&name),
-        plan.ranking.join("; "),
-        epoch,
-    )
-    .await;
-    match actions::failover(ctx, &plan, "failover").await {
-        Ok(t) => {
-            rep.step(format!("{name} is primary at epoch {}", t.epoch));
-            rep.topology = Some(t);
-            rep
-        }
-        Err(e) => rep.error(e),
-    }
+    (plan, ok)
 }

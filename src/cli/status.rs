@@ -91,60 +91,70 @@ fn print_table(
         .as_deref()
         .and_then(|p| probes.iter().find(|x| x.name == p));
     for n in &cluster.nodes {
-        let Some(p) = probes.iter().find(|x| x.name == n.name) else {
-            continue;
-        };
-        let state = if topo.is_fenced(&n.name) {
-            "fenced".to_string()
-        } else if !p.reachable {
-            format!("down: {}", p.error.as_deref().unwrap_or("?"))
-                .chars()
-                .take(22)
-                .collect()
-        } else if p.role() == Role::Primary && topo.primary.as_deref() != Some(&n.name) {
-            "primary outside topology".into()
-        } else if p.role() == Role::Standby && !p.is_streaming() {
-            "not streaming".into()
-        } else {
-            "running".into()
-        };
-        let upstream =
-            p.wal_receiver
-                .as_ref()
-                .filter(|w| w.is_streaming())
-                .map_or("-".into(), |w| {
-                    cluster
-                        .nodes
-                        .iter()
-                        .find(|u| {
-                            Some(u.port) == w.sender_port
-                                && w.sender_host.as_deref() == Some(u.host.as_str())
-                        })
-                        .map_or(
-                            format!(
-                                "{}:{}",
-                                w.sender_host.as_deref().unwrap_or("?"),
-                                w.sender_port.unwrap_or(0)
-                            ),
-                            |u| u.name.clone(),
-                        )
-                });
-        let (bytes, secs) = match (head, p.role()) {
-            (Some(h), Role::Standby) => lag(h, p),
-            _ => (None, None),
-        };
-        println!(
-            "{:<12} {:<8} {:<22} {:<12} {:>3} {:<12} {:>12} {:>8} {:>8} {:>5}",
-            n.name,
-            p.role().as_str(),
-            state,
-            upstream,
-            p.timeline.map_or("-".into(), |t| t.to_string()),
-            p.wal_position().map_or("-".into(), |l| l.to_string()),
-            bytes.map_or("-".into(), |b| b.to_string()),
-            secs.map_or("-".into(), |s| format!("{s:.2}")),
-            n.priority,
-            topo.epoch
-        );
+        if let Some(p) = probes.iter().find(|x| x.name == n.name) {
+            println!("{}", row(cluster, topo, head, n, p));
+        }
     }
+}
+
+/// One line of the table.
+fn row(
+    cluster: &ClusterConfig,
+    topo: &Topology,
+    head: Option<&NodeProbe>,
+    n: &crate::config::NodeConfig,
+    p: &NodeProbe,
+) -> String {
+    let state = if topo.is_fenced(&n.name) {
+        "fenced".to_string()
+    } else if !p.reachable {
+        format!("down: {}", p.error.as_deref().unwrap_or("?"))
+            .chars()
+            .take(22)
+            .collect()
+    } else if p.role() == Role::Primary && topo.primary.as_deref() != Some(&n.name) {
+        "primary outside topology".into()
+    } else if p.role() == Role::Standby && !p.is_streaming() {
+        "not streaming".into()
+    } else {
+        "running".into()
+    };
+    let upstream = p
+        .wal_receiver
+        .as_ref()
+        .filter(|w| w.is_streaming())
+        .map_or("-".into(), |w| {
+            cluster
+                .nodes
+                .iter()
+                .find(|u| {
+                    Some(u.port) == w.sender_port
+                        && w.sender_host.as_deref() == Some(u.host.as_str())
+                })
+                .map_or(
+                    format!(
+                        "{}:{}",
+                        w.sender_host.as_deref().unwrap_or("?"),
+                        w.sender_port.unwrap_or(0)
+                    ),
+                    |u| u.name.clone(),
+                )
+        });
+    let (bytes, secs) = match (head, p.role()) {
+        (Some(h), Role::Standby) => lag(h, p),
+        _ => (None, None),
+    };
+    format!(
+        "{:<12} {:<8} {:<22} {:<12} {:>3} {:<12} {:>12} {:>8} {:>8} {:>5}",
+        n.name,
+        p.role().as_str(),
+        state,
+        upstream,
+        p.timeline.map_or("-".into(), |t| t.to_string()),
+        p.wal_position().map_or("-".into(), |l| l.to_string()),
+        bytes.map_or("-".into(), |b| b.to_string()),
+        secs.map_or("-".into(), |s| format!("{s:.2}")),
+        n.priority,
+        topo.epoch
+    )
 }

@@ -241,6 +241,31 @@ fn switchover_through_the_pooler_without_client_errors() {
         a.events()
     );
 
+    // The command line against the running agent: status, dry runs with their exit codes.
+    let cfg_path = dir.path().join("agent.toml");
+    std::fs::write(&cfg_path, &text).unwrap();
+    a.wait_event("synchronous_standbys_set", 0, Duration::from_millis(600));
+    let (code, out) = cli(&["status", "-c"], &cfg_path);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("agent decision: healthy") && out.contains("node3"),
+        "{out}"
+    );
+    let (code, out) = cli(
+        &["switchover", "--to", "node2", "--dry-run", "-c"],
+        &cfg_path,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("switchover: DryRun") && !out.contains("check NO"),
+        "{out}"
+    );
+    let (code, out) = cli(&["failover", "--dry-run", "-c"], &cfg_path);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("check NO  primary node1 is down"), "{out}");
+    let (code, out) = cli(&["switchover", "--to", "node1", "-c"], &cfg_path);
+    assert_eq!(code, 1, "{out}");
+
     let load = ClientLoad::start(pooler.url("app"), 4);
     std::thread::sleep(Duration::from_secs(1));
     let req = OpRequest::Switchover {
@@ -276,7 +301,25 @@ fn switchover_through_the_pooler_without_client_errors() {
     assert!(stats.ok > 0);
     assert_eq!(rows, stats.ok, "acknowledged writes lost");
     assert_eq!(stats.errors, 0, "client errors: {:?}", stats.first_errors);
+    let (code, out) = cli(&["events", "-c"], &cfg_path);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("switchover_completed"), "{out}");
     a.stop();
+}
+
+/// Runs the pgsluice binary with `args` followed by `config`; exit code and stdout + stderr.
+fn cli(args: &[&str], config: &std::path::Path) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgsluice"))
+        .args(args)
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
 }
 
 /// Default timing settings in synchronous mode (ANY 1), kill -9 under a write load through the
