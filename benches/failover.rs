@@ -1,0 +1,220 @@
+//! Failover benchmark: kill -9 the primary N times under a write load through the pooler, and
+//! switch over M times; per run: detection, promotion, topology published, first write through
+//! the pooler, client errors, acknowledged writes lost. Medians at the end.
+//!
+//! ```text
+//! cargo bench --profile dev --bench failover -- [--runs N] [--switchovers M] [--defaults] [--sync]
+//! ```
+//! Tuned settings by default (probe_interval 200ms, threshold 3 within 2s); `--defaults` uses
+//! the shipped ones (1s, 3 within 10s). `--sync` turns on synchronous mode (ANY 1).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+#[path = "../tests/agent/util.rs"]
+mod util;
+
+use pgsluice::agent::ops::{OpRequest, Outcome};
+use pgsluice::cluster::{ClusterSpec, LocalCluster};
+use std::time::{Duration, Instant};
+use util::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Args {
+    runs: usize,
+    switchovers: usize,
+    defaults: bool,
+    sync: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        runs: 5,
+        switchovers: 3,
+        defaults: false,
+        sync: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--runs" => a.runs = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.runs),
+            "--switchovers" => {
+                a.switchovers = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(a.switchovers)
+            }
+            "--defaults" => a.defaults = true,
+            "--sync" => a.sync = true,
+            _ => {} // `cargo bench` adds --bench
+        }
+    }
+    a
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let a = args();
+    let spec = ClusterSpec::new(2)
+        .user("app", "app-secret")
+        .database("app", Some("app"));
+    let c = LocalCluster::start(spec).expect("cluster");
+    c.primary()
+        .psql(
+            "app",
+            "create table t(id serial primary key, v int); alter table t owner to app",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pooler = Pooler::start(&c, dir.path());
+    let mut aspec = AgentSpec::tuned(&c, &[100, 100, 100]);
+    if a.defaults {
+        aspec.agent_lines.clear();
+    }
+    aspec
+        .agent_lines
+        .push(format!("poolers = [\"{}\"]", pooler.control_url()));
+    if a.sync {
+        aspec.agent_lines.push("synchronous_standbys = 1".into());
+    }
+    let listen = format!(
+        "127.0.0.1:{}",
+        pgsluice::cluster::ports::free_port().unwrap()
+    )
+    .parse()
+    .unwrap();
+    let state = dir.path().join("state");
+    let text = format!(
+        "{}\n{}",
+        config_text(&c, &aspec, &state, listen),
+        pooler.sections
+    );
+    let agent = Agent::start_text(&text, &state, listen);
+    agent
+        .wait_event("topology_adopted", 0, WAIT)
+        .expect("adopted");
+    println!(
+        "settings: {}",
+        if a.defaults { "defaults" } else { "tuned" }
+    );
+    println!("run  detect_ms  promoted_ms  published_ms  first_write_ms  errors  lost");
+    let mut cols: [Vec<f64>; 4] = Default::default();
+    for run in 1..=a.runs {
+        std::thread::sleep(Duration::from_millis(500));
+        let primary = agent.state().topology.primary.expect("a primary");
+        let node = c.node(&primary).unwrap().clone();
+        let rows_before = count(&c, &primary);
+        let load = ClientLoad::start(pooler.url("app"), 4);
+        std::thread::sleep(Duration::from_secs(1));
+        let (ms, at) = (unix_ms(), Instant::now());
+        node.kill9().unwrap();
+        let done = agent
+            .wait_event("failover_completed", ms, WAIT)
+            .expect("failover");
+        std::thread::sleep(Duration::from_millis(1500));
+        let stats = load.stop();
+        let ev = |k: &str| {
+            agent
+                .wait_event(k, ms, WAIT)
+                .map_or(f64::NAN, |e| (e.unix_ms - ms) as f64)
+        };
+        let first =
+            ClientLoad::resumed_after(&stats, at).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+        let new = agent.state().topology.primary.unwrap();
+        let lost = stats
+            .ok
+            .saturating_sub(count(&c, &new).saturating_sub(rows_before));
+        let row = [
+            ev("failover_decided"),
+            ev("promoted"),
+            (done.unix_ms - ms) as f64,
+            first,
+        ];
+        println!(
+            "{run:>3}  {:>9.0}  {:>11.0}  {:>12.0}  {:>14.0}  {:>6}  {:>4}",
+            row[0], row[1], row[2], row[3], stats.errors, lost
+        );
+        if std::env::var_os("FAILOVER_BENCH_DEBUG").is_some() {
+            let errs: Vec<_> = stats
+                .per_client
+                .iter()
+                .map(|s| {
+                    s.iter()
+                        .filter(|(_, ok)| !ok)
+                        .map(|(t, _)| t.saturating_duration_since(at).as_millis())
+                        .take(3)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            println!(
+                "     first errors {:?} at (ms after kill) {errs:?}",
+                stats.first_errors
+            );
+        }
+        for (c, v) in cols.iter_mut().zip(row) {
+            c.push(v);
+        }
+        let req = OpRequest::Rejoin {
+            node: primary.clone(),
+            dry_run: false,
+        };
+        let rep = block_on(pgsluice::agent::client::op(agent.listen, &req, WAIT * 4)).unwrap();
+        assert_eq!(rep.outcome, Outcome::Done, "{rep:?}");
+    }
+    println!(
+        "median {:>9.0}  {:>11.0}  {:>12.0}  {:>14.0}",
+        median(cols[0].clone()),
+        median(cols[1].clone()),
+        median(cols[2].clone()),
+        median(cols[3].clone())
+    );
+    println!("switchover  total_ms  longest_tx_ms  commits  errors");
+    for run in 1..=a.switchovers {
+        std::thread::sleep(Duration::from_millis(500));
+        let st = agent.state().topology;
+        let to = st
+            .standbys
+            .iter()
+            .find(|s| !st.is_fenced(s))
+            .cloned()
+            .expect("a standby");
+        let load = ClientLoad::start(pooler.url("app"), 4);
+        std::thread::sleep(Duration::from_millis(800));
+        let at = Instant::now();
+        let req = OpRequest::Switchover { to, dry_run: false };
+        let rep = block_on(pgsluice::agent::client::op(agent.listen, &req, WAIT * 4)).unwrap();
+        let took = at.elapsed().as_millis();
+        std::thread::sleep(Duration::from_millis(800));
+        let stats = load.stop();
+        assert_eq!(rep.outcome, Outcome::Done, "{rep:?}");
+        println!(
+            "{run:>10}  {took:>8}  {:>13}  {:>7}  {:>6}",
+            stats.max_ms, stats.ok, stats.errors
+        );
+    }
+}
+
+/// Rows in the load's table on `node` (only the load writes it, so acknowledged commits minus
+/// the rows a run added are the acknowledged writes lost).
+fn count(c: &LocalCluster, node: &str) -> u64 {
+    let n = c.node(node).unwrap();
+    n.psql("app", "select count(*) from t")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
