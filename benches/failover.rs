@@ -104,7 +104,7 @@ fn main() {
         "settings: {}",
         if a.defaults { "defaults" } else { "tuned" }
     );
-    println!("run  detect_ms  promoted_ms  published_ms  first_write_ms  errors  lost");
+    println!("run  detect_ms  promoted_ms  published_ms  first_write_ms  errors  lost  acked_during_kill");
     let mut cols: [Vec<f64>; 4] = Default::default();
     for run in 1..=a.runs {
         std::thread::sleep(Duration::from_millis(500));
@@ -115,6 +115,7 @@ fn main() {
         std::thread::sleep(Duration::from_secs(1));
         let (ms, at) = (unix_ms(), Instant::now());
         node.kill9().unwrap();
+        let dead = Instant::now();
         let done = agent
             .wait_event("failover_completed", ms, WAIT)
             .expect("failover");
@@ -125,8 +126,9 @@ fn main() {
                 .wait_event(k, ms, WAIT)
                 .map_or(f64::NAN, |e| (e.unix_ms - ms) as f64)
         };
-        let first =
-            ClientLoad::resumed_after(&stats, at).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+        let orphans = ClientLoad::acked_during(&stats, at, dead);
+        let first = ClientLoad::resumed_after(&stats, at, dead)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
         let new = agent.state().topology.primary.unwrap();
         let lost = stats
             .ok
@@ -138,7 +140,7 @@ fn main() {
             first,
         ];
         println!(
-            "{run:>3}  {:>9.0}  {:>11.0}  {:>12.0}  {:>14.0}  {:>6}  {:>4}",
+            "{run:>3}  {:>9.0}  {:>11.0}  {:>12.0}  {:>14.0}  {:>6}  {:>4}  {orphans:>17}",
             row[0], row[1], row[2], row[3], stats.errors, lost
         );
         if std::env::var_os("FAILOVER_BENCH_DEBUG").is_some() {

@@ -384,12 +384,14 @@ fn defaults_sync_kill_under_load_and_restart_recovery() {
     let killed_ms = unix_ms();
     let killed = Instant::now();
     n1.kill9().unwrap();
+    let dead = Instant::now();
     let done = a.wait_event("failover_completed", killed_ms, WAIT);
     assert!(done.is_some(), "{:?}", a.events());
     std::thread::sleep(Duration::from_secs(2));
     assert!(load.running());
     let stats = load.stop();
-    let first = ClientLoad::resumed_after(&stats, killed);
+    let first = ClientLoad::resumed_after(&stats, killed, dead);
+    let orphans = ClientLoad::acked_during(&stats, killed, dead);
     let decided = a.wait_event("failover_decided", killed_ms, WAIT).unwrap();
     eprintln!(
         "defaults: kill -9 -> decided {} ms, topology published {} ms, first write through the pooler {:?}; \

@@ -386,16 +386,25 @@ impl ClientLoad {
         ClientLoad { stop, threads }
     }
 
-    /// The first commit after the first error following `t` (the write gap of a fault at `t`),
-    /// as a delay from `t`.
-    pub fn resumed_after(stats: &LoadStats, t: Instant) -> Option<Duration> {
-        let first_err = stats.err_at.iter().filter(|e| **e >= t).min()?;
+    /// The first commit acknowledged after `dead` (the moment every process of the killed
+    /// primary is gone), as a delay from `t` (the start of the fault).
+    pub fn resumed_after(stats: &LoadStats, t: Instant, dead: Instant) -> Option<Duration> {
         stats
             .ok_at
             .iter()
-            .filter(|o| *o > first_err)
+            .filter(|o| **o > dead)
             .min()
             .map(|o| *o - t)
+    }
+
+    /// Commits acknowledged between the start of the fault and the death of its last process
+    /// (orphan backends): with asynchronous standbys these may be lost.
+    pub fn acked_during(stats: &LoadStats, t: Instant, dead: Instant) -> usize {
+        stats
+            .ok_at
+            .iter()
+            .filter(|o| **o >= t && **o <= dead)
+            .count()
     }
 
     /// Whether the clients still run.
