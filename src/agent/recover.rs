@@ -6,7 +6,8 @@
 //! | candidate out of recovery | finish: repoint, publish | finish: repoint, restart the old primary as standby, publish |
 //! | promotion not requested yet, old primary healthy | roll back: publish it again | roll back: start it, publish it again |
 //! | otherwise, candidate reachable | finish from the recorded step | roll back if the old primary can start, else finish |
-//! | candidate unreachable | abandon: keep the fenced topology; the state machine decides again | same |
+//! | candidate unreachable, old primary healthy | roll back | roll back |
+//! | candidate unreachable, old primary too | abandon: keep the fenced topology; the state machine decides again | same |
 
 use super::actions;
 use super::ctx::Ctx;
@@ -36,17 +37,11 @@ pub async fn recover<S: StateStore>(ctx: &Ctx<S>) -> Result<Option<String>, Agen
     ctx.record("recovering", Some(&inflight.candidate), what.clone(), epoch)
         .await;
     let switchover = inflight.op == "switchover";
-    let decision = match (cand, old_role) {
-        (Some(Role::Primary), _) => "finish",
-        (_, Some(Role::Primary)) if inflight.step <= Step::StopOld => "roll back",
-        (Some(Role::Standby), _) if switchover => "roll back",
-        (Some(Role::Standby), _) => "finish",
-        _ => "abandon",
-    };
+    let decision = decide(&inflight, cand, old_role);
     match decision {
-        "finish" => finish(ctx, inflight, switchover).await?,
-        "roll back" => roll_back(ctx, &st, &inflight).await?,
-        _ => {
+        Recovery::Finish => finish(ctx, inflight, switchover).await?,
+        Recovery::RollBack => roll_back(ctx, &st, &inflight).await?,
+        Recovery::Abandon => {
             let next = Persisted {
                 topology: st.topology.clone(),
                 inflight: None,
@@ -61,7 +56,32 @@ pub async fn recover<S: StateStore>(ctx: &Ctx<S>) -> Result<Option<String>, Agen
             .await;
         }
     }
-    Ok(Some(format!("{what}: {decision}")))
+    Ok(Some(format!("{what}: {decision:?}")))
+}
+
+/// What to do with an action found in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Complete it from its recorded step.
+    Finish,
+    /// Put the old primary back.
+    RollBack,
+    /// Drop the record, keep the fenced topology: the state machine decides again.
+    Abandon,
+}
+
+/// The table in the module documentation, from the candidate's and the old primary's
+/// observed roles (`None` when not probed or not reachable).
+pub fn decide(inflight: &InFlight, candidate: Option<Role>, old: Option<Role>) -> Recovery {
+    let switchover = inflight.op == "switchover";
+    match (candidate, old) {
+        (Some(Role::Primary), _) => Recovery::Finish,
+        (_, Some(Role::Primary)) if inflight.step <= Step::StopOld => Recovery::RollBack,
+        (None | Some(Role::Unknown), Some(Role::Primary)) => Recovery::RollBack,
+        (Some(Role::Standby), _) if switchover => Recovery::RollBack,
+        (Some(Role::Standby), _) => Recovery::Finish,
+        _ => Recovery::Abandon,
+    }
 }
 
 async fn finish<S: StateStore>(
@@ -140,4 +160,42 @@ async fn roll_back<S: StateStore>(
     )
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(op: &str, step: Step) -> InFlight {
+        InFlight {
+            op: op.into(),
+            old_primary: Some("a".into()),
+            candidate: "b".into(),
+            followers: vec![],
+            step,
+            base_epoch: 1,
+            started_unix_ms: 0,
+        }
+    }
+
+    #[test]
+    fn recovery_table() {
+        use Recovery::*;
+        let (p, s, u) = (
+            Some(Role::Primary),
+            Some(Role::Standby),
+            Some(Role::Unknown),
+        );
+        let f = |step| rec("failover", step);
+        let w = |step| rec("switchover", step);
+        assert_eq!(decide(&f(Step::Repoint), p, u), Finish);
+        assert_eq!(decide(&f(Step::StopOld), s, p), RollBack);
+        assert_eq!(decide(&f(Step::Promote), s, p), Finish);
+        assert_eq!(decide(&f(Step::StopOld), s, u), Finish);
+        assert_eq!(decide(&f(Step::Promote), u, u), Abandon);
+        assert_eq!(decide(&f(Step::Promote), None, p), RollBack);
+        assert_eq!(decide(&w(Step::RejoinOld), p, u), Finish);
+        assert_eq!(decide(&w(Step::StopOld), s, u), RollBack);
+        assert_eq!(decide(&w(Step::Promote), s, u), RollBack);
+    }
 }

@@ -98,8 +98,9 @@ pub async fn run<S: StateStore>(
             Some((op, reply)) = ops_rx.recv() => {
                 let report = super::ops::execute(&ctx, &op).await;
                 let _ = reply.send(report);
-                let topo = ctx.store.load().await?.topology;
-                fsm = fsm::step(&fsm, &cfg, &topo, &Input::Reset).0;
+                if let Ok(st) = ctx.store.load().await {
+                    fsm = fsm::step(&fsm, &cfg, &st.topology, &Input::Reset).0;
+                }
                 continue;
             }
         }
@@ -108,7 +109,12 @@ pub async fn run<S: StateStore>(
             probes: prober.round().await,
             warmth: Default::default(),
         };
-        fsm = one_round(&ctx, &cfg, fsm, round, &shared, t0).await?;
+        // A failing round (state store unwritable, ...) is logged and retried next tick: the
+        // machine's state is kept, so nothing is decided twice.
+        match one_round(&ctx, &cfg, fsm.clone(), round, &shared, t0).await {
+            Ok(next) => fsm = next,
+            Err(e) => tracing::error!(error = %e, "probe round failed"),
+        }
     }
     let epoch = ctx.store.load().await?.topology.epoch;
     ctx.record("agent_stopped", None, "shutdown requested", epoch)
