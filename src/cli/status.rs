@@ -95,6 +95,9 @@ fn print_table(
             println!("{}", row(cluster, topo, head, n, p));
         }
     }
+    for p in probes.iter().filter(|p| !p.reachable) {
+        println!("{}", p.error.as_deref().unwrap_or("unreachable"));
+    }
 }
 
 /// One line of the table.
@@ -108,10 +111,7 @@ fn row(
     let state = if topo.is_fenced(&n.name) {
         "fenced".to_string()
     } else if !p.reachable {
-        format!("down: {}", p.error.as_deref().unwrap_or("?"))
-            .chars()
-            .take(22)
-            .collect()
+        "down".to_string()
     } else if p.role() == Role::Primary && topo.primary.as_deref() != Some(&n.name) {
         "primary outside topology".into()
     } else if p.role() == Role::Standby && !p.is_streaming() {
