@@ -39,7 +39,17 @@ pub async fn recover<S: StateStore>(ctx: &Ctx<S>) -> Result<Option<String>, Agen
     let switchover = inflight.op == "switchover";
     let decision = decide(&inflight, cand, old_role);
     match decision {
-        Recovery::Finish => finish(ctx, inflight, switchover).await?,
+        Recovery::Finish => {
+            if old_role == Some(Role::Primary) && !switchover {
+                // Still writable although the record says it was stopped: stop it again
+                // (idempotent) before anything else, then promotion (idempotent too).
+                let mut again = inflight;
+                again.step = Step::StopOld;
+                finish(ctx, again, switchover).await?
+            } else {
+                finish(ctx, inflight, switchover).await?
+            }
+        }
         Recovery::RollBack => roll_back(ctx, &st, &inflight).await?,
         Recovery::Abandon => {
             let next = Persisted {

@@ -147,7 +147,8 @@ pub fn diverged_at(out: &str) -> Option<Lsn> {
     Lsn::parse(rest.split_whitespace().next()?)
 }
 
-async fn wait_streaming<S: StateStore>(ctx: &Ctx<S>, node: &str) -> Result<(), AgentError> {
+/// Waits (at most [`STREAM_TIMEOUT`]) until `node`'s WAL receiver streams.
+pub async fn wait_streaming<S: StateStore>(ctx: &Ctx<S>, node: &str) -> Result<(), AgentError> {
     let deadline = Instant::now() + STREAM_TIMEOUT;
     loop {
         let status = ctx

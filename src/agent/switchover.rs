@@ -58,12 +58,20 @@ pub async fn run<S: StateStore>(ctx: &Ctx<S>, to: &str, dry_run: bool) -> OpRepo
         Ok(t) => {
             ctx.metrics.switchover_done();
             rep.step(format!(
-                "{to} is primary at epoch {}; {old} streams from it ({} ms)",
+                "{to} is primary at epoch {} ({} ms, clients resumed)",
                 t.epoch,
                 started.elapsed().as_millis()
             ));
             rep.topology = Some(t);
-            rep
+            // Clients already run again; the old primary catches up in the background of
+            // their traffic, and the operation reports only once it streams.
+            match super::rejoin::wait_streaming(ctx, &old).await {
+                Ok(()) => {
+                    rep.step(format!("{old} streams from {to}"));
+                    rep
+                }
+                Err(e) => rep.fail(e),
+            }
         }
         Err(e) => rep.error(e),
     }

@@ -39,7 +39,7 @@ impl AgentSpec {
                 .collect(),
             agent_lines: vec![
                 "probe_interval = \"200ms\"".into(),
-                "probe_timeout = \"500ms\"".into(),
+                "probe_timeout = \"1s\"".into(),
                 "failure_threshold = 3".into(),
                 "failure_window = \"2s\"".into(),
             ],
