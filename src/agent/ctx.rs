@@ -225,6 +225,19 @@ impl<S: StateStore> Ctx<S> {
         }
     }
 
+    /// Pushes `topology` again without recording anything: at start, and periodically for
+    /// poolers that restarted or missed a push (those holding it already answer 409).
+    pub async fn republish(&self, topology: &Topology) {
+        if topology.epoch == 0 {
+            return; // nothing adopted yet: leave the poolers to their own discovery
+        }
+        for r in self.poolers.publish(topology).await {
+            if let Outcome::Failed(why) = r.outcome {
+                tracing::debug!(url = %r.url, %why, "pooler did not take the topology");
+            }
+        }
+    }
+
     /// Sets `synchronous_standby_names` on `node` and reloads it.
     pub async fn set_sync(&self, node: &str, value: &str, epoch: u64) -> Result<(), AgentError> {
         let set = format!(

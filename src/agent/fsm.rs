@@ -254,6 +254,7 @@ pub fn step(
                 return (next, actions);
             }
             watch_fenced(&mut next, topo, r, &mut actions);
+            watch_standbys(&mut next, topo, r, &mut actions);
             match topo.primary.as_deref() {
                 Some(p) => watch_primary(&mut next, cfg, topo, r, p, &mut actions),
                 None => headless(&mut next, cfg, topo, r, &mut actions),
@@ -292,6 +293,20 @@ fn watch_fenced(next: &mut FsmState, topo: &Topology, r: &Round, actions: &mut V
                 "node runs as a primary outside the topology: ignored"
             };
             note(actions, "unexpected_primary", Some(&p.name), why.into());
+        }
+    }
+}
+
+/// Records once when a standby of the topology stops answering, and when it answers again.
+fn watch_standbys(next: &mut FsmState, topo: &Topology, r: &Round, actions: &mut Vec<Action>) {
+    for name in topo.standbys.iter().filter(|s| !topo.is_fenced(s)) {
+        let Some(p) = r.probe(name) else { continue };
+        let key = format!("down:{name}");
+        if !p.reachable && next.noted.insert(key.clone()) {
+            let why = p.error.clone().unwrap_or_default();
+            note(actions, "standby_unreachable", Some(name), why);
+        } else if p.reachable && next.noted.remove(&key) {
+            note(actions, "standby_recovered", Some(name), String::new());
         }
     }
 }

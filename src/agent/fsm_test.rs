@@ -586,3 +586,16 @@ fn synchronous_mode_sets_the_primary_and_needs_enough_standbys() {
     assert_eq!(sync_setting(1, &none).as_deref(), Some(""));
     assert_eq!(sync_setting(0, &topo()), None);
 }
+
+#[test]
+fn standby_loss_and_return_are_recorded_once() {
+    let r = |b: NodeProbe| round(0, vec![primary("a", 1), b, standby("c", 1, Some(5001))]);
+    let (s, a) = run(
+        healthy(),
+        &cfg(),
+        &topo(),
+        vec![r(down("b")), r(down("b")), r(standby("b", 1, Some(5001)))],
+    );
+    assert_eq!(kinds(&a), vec!["standby_unreachable", "standby_recovered"]);
+    assert_eq!(s.phase, Phase::Healthy);
+}

@@ -18,6 +18,9 @@ use std::time::Instant;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+/// How often the topology is pushed again to every pooler (a restarted pooler catches up).
+pub const REPUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What `/status` returns.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -83,13 +86,14 @@ pub async fn run<S: StateStore>(
         tracing::info!("{done}");
     }
     let topo = ctx.store.load().await?.topology;
-    ctx.publish(&topo).await;
+    ctx.republish(&topo).await;
     let cfg = ctx.fsm_config();
     let (mut fsm, _) = fsm::step(&FsmState::default(), &cfg, &topo, &Input::Reset);
     let mut prober = ctx.prober();
     let mut tick = tokio::time::interval(ctx.agent.probe_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let t0 = Instant::now();
+    let mut pushed = Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -114,6 +118,12 @@ pub async fn run<S: StateStore>(
         match one_round(&ctx, &cfg, fsm.clone(), round, &shared, t0).await {
             Ok(next) => fsm = next,
             Err(e) => tracing::error!(error = %e, "probe round failed"),
+        }
+        if pushed.elapsed() >= REPUSH_EVERY {
+            pushed = Instant::now();
+            if let Ok(st) = ctx.store.load().await {
+                ctx.republish(&st.topology).await;
+            }
         }
     }
     let epoch = ctx.store.load().await?.topology.epoch;
