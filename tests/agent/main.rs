@@ -196,6 +196,45 @@ fn failover_chain() {
         .unwrap();
     assert_eq!(sql(&n1, "select count(*) from t where v > 0"), "200");
     a.stop();
+
+    // 6. With no agent running, `pgsluice clone` runs locally (holding the state lock): a new
+    //    configured node4 cloned from node3, streaming, registered in the topology.
+    let port4 = pgsluice::cluster::ports::free_port().unwrap();
+    let dir4 = c.base_dir().join("node4");
+    let text = std::fs::read_to_string(dir.path().join("main.toml")).unwrap();
+    let text = text.replace(
+        "[agent]",
+        &format!(
+            "[[cluster.nodes]]\nname = \"node4\"\nhost = \"127.0.0.1\"\nport = {port4}\n\
+             data_dir = \"{}\"\n[agent]",
+            dir4.display()
+        ),
+    );
+    let cfg4 = dir.path().join("clone.toml");
+    std::fs::write(&cfg4, text).unwrap();
+    let (code, out) = cli(
+        &["clone", "--from", "node3", "--name", "node4", "-c"],
+        &cfg4,
+    );
+    let stop4 = || {
+        let run_as = pgsluice::cluster::RunAs::detect(None).unwrap();
+        let mut cmd = run_as.command(n1.bin().path("pg_ctl"));
+        cmd.args(["stop", "-m", "immediate", "-D"]).arg(&dir4);
+        let _ = cmd.output();
+    };
+    if code != 0 {
+        stop4();
+        panic!("clone failed: {out}");
+    }
+    let st: pgsluice::agent::store::Persisted =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("main/state.json")).unwrap())
+            .unwrap();
+    stop4();
+    assert!(out.contains("node4 streams from node3"), "{out}");
+    assert!(
+        st.topology.standbys.contains(&"node4".to_string()),
+        "{st:?}"
+    );
 }
 
 /// Client loop through the real pooler during a switchover: zero errors, nothing lost.

@@ -97,6 +97,8 @@ impl Agent {
         let port = ports::free_port().unwrap();
         let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let text = config_text(cluster, spec, state_dir, listen);
+        // Kept beside the state directory (`<state_dir>.toml`) for the command line.
+        let _ = std::fs::write(state_dir.with_extension("toml"), &text);
         Agent::start_text(&text, state_dir, listen)
     }
 
