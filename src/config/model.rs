@@ -90,6 +90,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct PoolerConfig {
     pub listen: SocketAddr,
+    /// Also listen on `DIR/.s.PGSQL.<port>`.
+    pub unix_socket_dir: Option<PathBuf>,
     /// Runtime worker threads (0 in the file = one per core).
     pub workers: usize,
     pub max_client_conn: usize,
@@ -121,6 +123,10 @@ pub struct PoolerConfig {
     /// Zero = off.
     pub client_idle_timeout: Duration,
     pub client_login_timeout: Duration,
+    /// Zero = off: cancel a query running this long, close after twice as long.
+    pub query_timeout: Duration,
+    /// Zero = off: close a client idle inside a transaction this long.
+    pub idle_transaction_timeout: Duration,
     pub track_extra_parameters: Vec<String>,
     pub max_packet_size: usize,
     pub max_startup_packet_size: usize,

@@ -56,6 +56,7 @@ pub struct RawConfig {
 pub struct RawPooler {
     pub listen_addr: Option<String>,
     pub listen_port: Option<i64>,
+    pub unix_socket_dir: Option<String>,
     pub workers: Option<i64>,
     pub max_client_conn: Option<i64>,
     pub pool_mode: Option<String>,
@@ -76,7 +77,9 @@ pub struct RawPooler {
     pub server_idle_timeout: Option<RawDuration>,
     pub server_lifetime: Option<RawDuration>,
     pub query_wait_timeout: Option<RawDuration>,
+    pub query_timeout: Option<RawDuration>,
     pub client_idle_timeout: Option<RawDuration>,
+    pub idle_transaction_timeout: Option<RawDuration>,
     pub client_login_timeout: Option<RawDuration>,
     pub track_extra_parameters: Option<Vec<String>>,
     pub max_packet_size: Option<RawBytes>,

@@ -263,6 +263,7 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
     }
     PoolerConfig {
         listen: SocketAddr::new(ip, port),
+        unix_socket_dir: p.unix_socket_dir.as_ref().filter(|s| !s.is_empty()).map(PathBuf::from),
         workers: c.count("pooler.workers", p.workers, 0, 0, 1024),
         max_client_conn: c.count(
             "pooler.max_client_conn",
@@ -348,6 +349,8 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             &p.client_idle_timeout,
             Duration::ZERO,
         ),
+        query_timeout: c.duration("pooler.query_timeout", &p.query_timeout, Duration::ZERO),
+        idle_transaction_timeout: c.duration("pooler.idle_transaction_timeout", &p.idle_transaction_timeout, Duration::ZERO),
         client_login_timeout: c.duration(
             "pooler.client_login_timeout",
             &p.client_login_timeout,

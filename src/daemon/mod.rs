@@ -103,6 +103,16 @@ async fn serve(
     tokio::spawn(signals(path, ctx.clone(), stop.clone()));
     tracing::info!(%addr, "pooler listening");
     notify_ready();
+    if let Some(dir) = &config.pooler.unix_socket_dir {
+        let unix = listener::bind_unix(dir, addr.port()).map_err(|source| DaemonError::Listen {
+            addr: dir.join(format!(".s.PGSQL.{}", addr.port())).display().to_string(),
+            source,
+        })?;
+        let (ctx, tracker) = (ctx.clone(), tracker.clone());
+        tokio::spawn(listener::accept_loop(unix, stop.clone(), false, move |stream, peer| {
+            tracker.spawn(session::serve(ctx.clone(), stream, peer));
+        }));
+    }
     let accept_ctx = ctx.clone();
     let accept_tracker = tracker.clone();
     listener::accept_loop(

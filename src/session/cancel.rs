@@ -10,10 +10,24 @@ use tokio::io::AsyncWriteExt;
 /// The server session a client is using now.
 #[derive(Debug, Clone)]
 pub struct CancelTarget {
-    pub host: String,
-    pub port: u16,
+    /// Where the server lives (shared with the pool: no allocation per transaction).
+    pub spec: Arc<crate::server::ConnectSpec>,
     pub pid: i32,
     pub secret: i32,
+}
+
+impl CancelTarget {
+    /// Sends a CancelRequest for this server session.
+    pub async fn send(&self) {
+        let packet = crate::proto::startup::cancel_request(self.pid, self.secret);
+        let (host, port) = (self.spec.host.as_str(), self.spec.port);
+        match tokio::net::TcpStream::connect((host, port)).await {
+            Ok(mut s) => {
+                let _ = s.write_all(&packet).await;
+            }
+            Err(e) => tracing::warn!(host, port, error = %e, "cannot forward cancel request"),
+        }
+    }
 }
 
 /// One client's slot: set while a server is attached.
@@ -103,15 +117,7 @@ impl CancelMap {
             tracing::debug!(pid, "cancel request with unknown key ignored");
             return;
         };
-        let packet = crate::proto::startup::cancel_request(t.pid, t.secret);
-        match tokio::net::TcpStream::connect((t.host.as_str(), t.port)).await {
-            Ok(mut s) => {
-                let _ = s.write_all(&packet).await;
-            }
-            Err(e) => {
-                tracing::warn!(host = %t.host, port = t.port, error = %e, "cannot forward cancel request")
-            }
-        }
+        t.send().await;
     }
 
     /// Clients registered now.

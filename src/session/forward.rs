@@ -14,7 +14,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// How a forwarding run ended.
@@ -110,9 +110,9 @@ impl Forwarder {
     }
 
     /// Forwards until an [`Outcome`].
-    pub async fn run(
+    pub async fn run<C: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        client: &mut TcpStream,
+        client: &mut C,
         server: &mut TcpStream,
         c2s: &mut Pipe,
         s2c: &mut Pipe,
@@ -120,10 +120,10 @@ impl Forwarder {
         poll_fn(|cx| self.poll(cx, client, server, c2s, s2c)).await
     }
 
-    fn poll(
+    fn poll<C: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
-        client: &mut TcpStream,
+        client: &mut C,
         server: &mut TcpStream,
         c2s: &mut Pipe,
         s2c: &mut Pipe,
@@ -312,7 +312,7 @@ impl Forwarder {
 
     /// Drives a forwarding run to completion of the client's pending output only (used after
     /// the server disappeared, to deliver what was decided).
-    pub async fn flush_to_client(client: &mut TcpStream, s2c: &mut Pipe) -> io::Result<()> {
+    pub async fn flush_to_client<C: AsyncWrite + Unpin>(client: &mut C, s2c: &mut Pipe) -> io::Result<()> {
         while s2c.ready > 0 {
             poll_fn(|cx| write_out(cx, client, s2c)).await?;
         }
@@ -343,7 +343,7 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 }
 
 /// Writes the decided bytes of `p` to `dst`; returns how many left.
-fn write_out(cx: &mut Context<'_>, dst: &mut TcpStream, p: &mut Pipe) -> Poll<io::Result<usize>> {
+fn write_out<W: AsyncWrite + Unpin>(cx: &mut Context<'_>, dst: &mut W, p: &mut Pipe) -> Poll<io::Result<usize>> {
     let Some(buf) = p.buf.as_mut() else {
         return Poll::Ready(Ok(0));
     };
@@ -361,7 +361,7 @@ fn write_out(cx: &mut Context<'_>, dst: &mut TcpStream, p: &mut Pipe) -> Poll<io
 }
 
 /// Reads whatever `src` has into the pipe's buffer.
-fn read_in(cx: &mut Context<'_>, src: &mut TcpStream, p: &mut Pipe) -> Poll<io::Result<usize>> {
+fn read_in<R: AsyncRead + Unpin>(cx: &mut Context<'_>, src: &mut R, p: &mut Pipe) -> Poll<io::Result<usize>> {
     let buf = p.buf();
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(buffers::BUF_SIZE);

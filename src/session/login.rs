@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use rand::Rng;
 use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use crate::net::stream::ClientStream;
 
 /// What a successful login established.
 pub struct Login {
@@ -30,7 +30,7 @@ const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
 /// Returns `None` when the connection was a cancel request.
 pub async fn read_startup(
     ctx: &SessionCtx,
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     max_len: usize,
 ) -> Result<Option<Vec<(String, String)>>, LoginError> {
     let mut buf = BytesMut::with_capacity(256);
@@ -76,7 +76,7 @@ pub async fn read_startup(
 pub async fn authenticate(
     ctx: &SessionCtx,
     config: &Config,
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     params: Vec<(String, String)>,
 ) -> Result<Login, LoginError> {
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -137,7 +137,7 @@ fn mock_key() -> &'static [u8; 32] {
 async fn check_password(
     ctx: &SessionCtx,
     auth: AuthType,
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     user: &str,
 ) -> Result<(), LoginError> {
     if auth == AuthType::Trust {
@@ -188,7 +188,7 @@ async fn check_password(
     Ok(())
 }
 
-async fn read_password(client: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesMut, LoginError> {
+async fn read_password(client: &mut ClientStream, buf: &mut BytesMut) -> Result<BytesMut, LoginError> {
     let f = read_frame(client, buf, 64 * 1024)
         .await
         .map_err(|e| match e {
@@ -206,7 +206,7 @@ async fn read_password(client: &mut TcpStream, buf: &mut BytesMut) -> Result<Byt
 
 /// Sends AuthenticationOk, the parameters, the pooler-issued key and ReadyForQuery.
 pub async fn greet(
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     server_params: &[(String, String)],
     view: &ParamSet,
     key: (i32, i32),

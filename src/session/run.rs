@@ -11,12 +11,12 @@ use crate::proto::{builders, tags::status};
 use crate::server::params::{ParamSet, TRACKED_REPORTED};
 use crate::server::ServerConn;
 use bytes::BytesMut;
-use std::net::SocketAddr;
+use crate::net::stream::Peer;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use crate::net::stream::ClientStream;
 use tracing::{debug, info, Instrument};
 
 /// Decrements the client count when a session ends.
@@ -29,7 +29,7 @@ impl Drop for ClientGuard<'_> {
 }
 
 /// Serves one accepted client until it leaves; past `max_client_conn` it gets an error.
-pub async fn serve(ctx: Arc<SessionCtx>, mut client: TcpStream, peer: SocketAddr) {
+pub async fn serve(ctx: Arc<SessionCtx>, mut client: ClientStream, peer: Peer) {
     let config = ctx.config();
     let admitted =
         ctx.totals.clients.fetch_add(1, Ordering::Relaxed) < config.pooler.max_client_conn;
@@ -98,7 +98,7 @@ type Started = (
 
 async fn login_phase(
     ctx: &Arc<SessionCtx>,
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     admitted: bool,
 ) -> Result<Option<Started>, LoginError> {
     let config = ctx.config();
@@ -193,7 +193,7 @@ fn pool_login_error(e: PoolError) -> LoginError {
 }
 
 async fn send_error(
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     severity: &str,
     code: &str,
     message: &str,
@@ -205,7 +205,7 @@ async fn send_error(
 
 struct Session {
     ctx: Arc<SessionCtx>,
-    client: TcpStream,
+    client: ClientStream,
     pool: Arc<Pool>,
     key: CancelKey,
     view: Arc<ParamSet>,
@@ -235,26 +235,15 @@ impl Session {
                     }
                 }
             };
-            self.key.slot.set(Some(CancelTarget {
-                host: self.pool.spec().host.clone(),
-                port: self.pool.spec().port,
-                pid: server.key.0,
-                secret: server.key.1,
-            }));
+            let target = CancelTarget { spec: self.pool.spec(), pid: server.key.0, secret: server.key.1 };
+            self.key.slot.set(Some(target.clone()));
             let release = mode != PoolMode::Session;
             let mut fwd = Forwarder::new(
                 config.pooler.max_packet_size,
                 mode == PoolMode::Statement,
                 release,
             );
-            let outcome = fwd
-                .run(
-                    &mut self.client,
-                    &mut server.stream,
-                    &mut self.c2s,
-                    &mut self.s2c,
-                )
-                .await;
+            let outcome = self.forward(&mut fwd, &mut server, &target, &config).await;
             self.key.slot.set(None);
             self.account(&fwd, &mut server);
             match outcome {
@@ -288,6 +277,11 @@ impl Session {
                         return "server connection lost";
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    self.pool.close(server);
+                    let _ = send_error(&mut self.client, "FATAL", "08P01", &e.to_string()).await;
+                    return "timeout";
+                }
                 Err(e) => {
                     self.pool.close(server);
                     let _ = send_error(
@@ -299,6 +293,57 @@ impl Session {
                     .await;
                     return "protocol violation";
                 }
+            }
+        }
+    }
+
+    /// Forwards one transaction, enforcing `query_timeout` (cancel, then close after twice the
+    /// timeout) and `idle_transaction_timeout` (close) when they are set. Both are checked on a
+    /// tick of a quarter of the shorter one, so they fire within 25% of their value.
+    async fn forward(
+        &mut self,
+        fwd: &mut Forwarder,
+        server: &mut ServerConn,
+        target: &CancelTarget,
+        config: &crate::config::Config,
+    ) -> std::io::Result<Outcome> {
+        let (qt, itt) = (config.pooler.query_timeout, config.pooler.idle_transaction_timeout);
+        let (client, c2s, s2c) = (&mut self.client, &mut self.c2s, &mut self.s2c);
+        if qt.is_zero() && itt.is_zero() {
+            return fwd.run(client, &mut server.stream, c2s, s2c).await;
+        }
+        let shortest = [qt, itt].into_iter().filter(|d| !d.is_zero()).min().unwrap_or(qt);
+        let tick = (shortest / 4).max(Duration::from_millis(10));
+        let snapshot = |f: &Forwarder| (f.queries, f.bytes_in, f.bytes_out);
+        let mut last = snapshot(fwd);
+        let (mut idle_since, mut query_since) = (Instant::now(), Instant::now());
+        let mut cancelled = false;
+        loop {
+            tokio::select! {
+                r = fwd.run(client, &mut server.stream, c2s, s2c) => return r,
+                _ = tokio::time::sleep(tick) => {}
+            }
+            let now = snapshot(fwd);
+            if now.0 != last.0 {
+                query_since = Instant::now();
+                cancelled = false;
+            }
+            if now != last {
+                idle_since = Instant::now();
+            }
+            last = now;
+            if !qt.is_zero() && fwd.outstanding > 0 {
+                let running = query_since.elapsed();
+                if running >= qt * 2 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "query_timeout"));
+                }
+                if running >= qt && !cancelled {
+                    cancelled = true;
+                    target.send().await;
+                }
+            }
+            if !itt.is_zero() && fwd.outstanding == 0 && fwd.status != status::IDLE && idle_since.elapsed() >= itt {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle transaction timeout"));
             }
         }
     }

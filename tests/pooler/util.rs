@@ -199,6 +199,7 @@ impl ExtraPooler {
     /// `[pooler]` and a database `app` with `db_keys`.
     pub fn start(fx: &Fixture, pooler_keys: &str, db_keys: &str) -> ExtraPooler {
         let dir = tempfile::tempdir().expect("tempdir");
+        let pooler_keys = pooler_keys.replace("{dir}", &dir.path().display().to_string());
         let port = pgsluice::cluster::ports::free_port().expect("port");
         let pg = fx.cluster.primary().port();
         let config = format!(
@@ -226,6 +227,11 @@ impl ExtraPooler {
             port,
             _dir: dir,
         }
+    }
+
+    /// The pooler's private directory (config; usable as `unix_socket_dir`).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// Connection string for user `app`.
