@@ -12,7 +12,7 @@ CLIENTS=("${@:-1 16 64}"); read -r -a CLIENTS <<<"${CLIENTS[*]}"
 BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -1)
 [ -x "$BIN/initdb" ] || BIN=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
 command -v pgbouncer >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
-cargo build --release --quiet
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet
 PGSLUICE=$PWD/target/release/pgsluice
 
 WORK=$(mktemp -d /tmp/pgsluice-bench.XXXXXX); chmod 755 "$WORK"
@@ -92,6 +92,7 @@ run() {
   [ "$pid" != 0 ] && [ "${tx:-0}" -gt 0 ] && cpu=$(awk -v a="$after" -v b="$before" -v t="$TCK" -v n="$tx" 'BEGIN{printf "%.1f", (a-b)/t*1e6/n}')
   echo "${tps:-0} ${lat:-0} $cpu"
 }
+vals() { tr ' ' '\n' <<<"$1" | grep -v -- '^-$' | grep . || true; }
 median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {printf "%.2f", (a[NR/2]+a[NR/2+1])/2} }'; }
 
 printf "| case | clients | target | tps (median) | avg latency ms | pooler CPU us/tx | tps vs PgBouncer | CPU vs PgBouncer |\n|---|---|---|---|---|---|---|---|\n"
@@ -107,10 +108,10 @@ for spec in "select-only simple:-S:simple" "select-only extended:-S:extended" "t
         T[$t]+="$tps "; L[$t]+="$lat "; U[$t]+="$cpu "
       done
     done
-    bt=$(tr ' ' '\n' <<<"${T[pgbouncer]}" | grep . | median); bu=$(tr ' ' '\n' <<<"${U[pgbouncer]}" | grep -v -- - | grep . | median)
+    bt=$(vals "${T[pgbouncer]}" | median); bu=$(vals "${U[pgbouncer]}" | median)
     for t in pgbouncer pgsluice direct; do
-      mt=$(tr ' ' '\n' <<<"${T[$t]}" | grep . | median); ml=$(tr ' ' '\n' <<<"${L[$t]}" | grep . | median)
-      mu=$(tr ' ' '\n' <<<"${U[$t]}" | grep -v -- - | grep . | median)
+      mt=$(vals "${T[$t]}" | median); ml=$(vals "${L[$t]}" | median)
+      mu=$(vals "${U[$t]}" | median)
       rt=$(awk -v a="$mt" -v b="$bt" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-"}')
       ru="-"; [ "$mu" != "-" ] && ru=$(awk -v a="$mu" -v b="$bu" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-"}')
       echo "| $name | $c | $t | $mt | $ml | $mu | $rt | $ru |"
@@ -118,3 +119,18 @@ for spec in "select-only simple:-S:simple" "select-only extended:-S:extended" "t
     unset T L U
   done
 done
+
+# Idle clients: RSS growth per idle client and SELECT 1 latency with them attached.
+if [ "${IDLE:-1000 10000}" != "none" ]; then
+  ulimit -n 20000 2>/dev/null || true
+  cargo bench --quiet --bench idle_clients --no-run 2>/dev/null
+  printf "\n| idle clients | target | bytes per idle client | connect s | SELECT 1 p50 ms | p99 ms |\n|---|---|---|---|---|---|\n"
+  for n in ${IDLE:-1000 10000}; do
+    for t in pgbouncer pgsluice; do
+      case $t in pgbouncer) p=$BPORT; pid=$BOUNCER;; pgsluice) p=$SPORT; pid=$SLUICE;; esac
+      line=$(cargo bench --quiet --bench idle_clients -- 127.0.0.1 "$p" "$pid" "$n" 2>&1 | grep '^clients=' || echo "failed")
+      get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
+      echo "| $n | $t | $(get bytes_per_idle_client) | $(get connect_s) | $(get select1_p50_ms) | $(get select1_p99_ms) |"
+    done
+  done
+fi

@@ -7,8 +7,14 @@ use std::time::{Duration, Instant};
 pub const TESTS: &[(&str, crate::Body)] = &[
     ("timeouts::unix_socket_listener", unix_socket_listener),
     ("timeouts::query_timeout_cancels", query_timeout_cancels),
-    ("timeouts::idle_transaction_timeout_closes", idle_transaction_timeout_closes),
-    ("timeouts::client_idle_timeout_closes", client_idle_timeout_closes),
+    (
+        "timeouts::idle_transaction_timeout_closes",
+        idle_transaction_timeout_closes,
+    ),
+    (
+        "timeouts::client_idle_timeout_closes",
+        client_idle_timeout_closes,
+    ),
 ];
 
 fn unix_socket_listener(fx: &Fixture) -> Result<(), Failed> {
@@ -20,9 +26,22 @@ fn unix_socket_listener(fx: &Fixture) -> Result<(), Failed> {
         .env("PGPASSWORD", crate::util::PASSWORD)
         .args(["-XAtq", "-h"])
         .arg(p.dir())
-        .args(["-p", &p.port.to_string(), "-U", "app", "-d", "app", "-c", "select 'via unix'"])
+        .args([
+            "-p",
+            &p.port.to_string(),
+            "-U",
+            "app",
+            "-d",
+            "app",
+            "-c",
+            "select 'via unix'",
+        ])
         .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "via unix");
     drop(p);
     assert!(!socket.exists(), "socket file left behind");
@@ -40,9 +59,20 @@ fn query_timeout_cancels(fx: &Fixture) -> Result<(), Failed> {
     rt().block_on(async {
         let c = client(&p.url()).await?;
         let started = Instant::now();
-        let err = c.batch_execute("select pg_sleep(10)").await.expect_err("cancelled");
-        assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{err:?}");
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        let err = c
+            .batch_execute("select pg_sleep(10)")
+            .await
+            .expect_err("cancelled");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         // A short query is untouched, and the client goes on.
         c.batch_execute("select pg_sleep(0.1)").await?;
         Ok(())
@@ -55,7 +85,10 @@ fn idle_transaction_timeout_closes(fx: &Fixture) -> Result<(), Failed> {
         let c = client(&p.url()).await?;
         c.batch_execute("begin; select 1").await?;
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        assert!(c.batch_execute("select 1").await.is_err(), "idle transaction survived");
+        assert!(
+            c.batch_execute("select 1").await.is_err(),
+            "idle transaction survived"
+        );
         // Outside a transaction, idling is fine.
         let d = client(&p.url()).await?;
         d.batch_execute("select 1").await?;
@@ -71,7 +104,10 @@ fn client_idle_timeout_closes(fx: &Fixture) -> Result<(), Failed> {
         let c = client(&p.url()).await?;
         c.batch_execute("select 1").await?;
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        assert!(c.batch_execute("select 1").await.is_err(), "idle client survived");
+        assert!(
+            c.batch_execute("select 1").await.is_err(),
+            "idle client survived"
+        );
         Ok(())
     })
 }
