@@ -6,7 +6,8 @@
 //! 3. **promote** the candidate: `pg_promote(wait => true)`;
 //! 4. **repoint** the other standbys: slot on the new primary, `ALTER SYSTEM SET
 //!    primary_conninfo, primary_slot_name` + `pg_reload_conf()` (PostgreSQL 13+, no restart);
-//! 5. **publish** epoch+1 with the new primary.
+//! 5. **publish** epoch+1 with the new primary; the warm-failover catch-up pass (started right
+//!    after the promotion) is then awaited, bounded, and recorded.
 
 use super::ctx::{slot_name, Ctx};
 use super::fsm::Plan;
@@ -155,15 +156,20 @@ async fn run_steps<S: StateStore>(
         }
         advance(ctx, inflight, Step::Promote).await?;
     }
+    let mut catch_up = None;
     if inflight.step <= Step::Promote {
         promote(ctx, &inflight.candidate).await?;
+        // Warm failover: load the latest hot set while the others are repointed.
+        catch_up = ctx.warm.start_catch_up(&inflight.candidate);
         advance(ctx, inflight, Step::Repoint).await?;
     }
     if inflight.step <= Step::Repoint {
         repoint_all(ctx, &inflight.candidate, &inflight.followers).await;
         advance(ctx, inflight, Step::Publish).await?;
     }
-    publish_final(ctx, inflight, &[]).await
+    let topo = publish_final(ctx, inflight, &[]).await?;
+    super::warmth::record_catch_up(ctx, &inflight.candidate, catch_up).await;
+    Ok(topo)
 }
 
 /// Persists (clearing the in-flight record) and publishes the topology with the candidate as

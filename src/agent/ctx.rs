@@ -29,6 +29,8 @@ pub struct Ctx<S> {
     pub metrics: Metrics,
     /// Connections kept open to the nodes, shared by probes and actions.
     pub conns: Arc<Conns>,
+    /// Warm failover: hot set, warmth, catch-up.
+    pub warm: Arc<super::warmth::Warmer>,
 }
 
 /// The physical replication slot pgsluice keeps for `node` on its upstream (the node name,
@@ -54,13 +56,17 @@ impl<S: StateStore> Ctx<S> {
             .clone()
             .ok_or_else(|| AgentError::Refused("the configuration has no [cluster]".into()))?;
         let timeout = config.agent.probe_timeout.max(Duration::from_millis(500));
+        let metrics = Metrics::new().map_err(|e| AgentError::Failed(e.to_string()))?;
+        let warm =
+            super::warmth::Warmer::new(cluster.clone(), config.agent.warm.clone(), metrics.clone());
         Ok(Ctx {
             poolers: Poolers::new(config.agent.poolers.clone(), timeout),
             cluster,
             agent: config.agent.clone(),
             store,
-            metrics: Metrics::new().map_err(|e| AgentError::Failed(e.to_string()))?,
+            metrics,
             conns: Arc::default(),
+            warm: Arc::new(warm),
         })
     }
 

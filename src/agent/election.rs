@@ -29,8 +29,11 @@ impl Verdict {
     pub fn line(&self) -> String {
         let lsn = self.lsn.map_or("-".into(), |l| l.to_string());
         let verdict = if self.eligible { "eligible" } else { "refused" };
+        let warmth = self
+            .warmth
+            .map_or(String::new(), |w| format!(", warmth {:.0}%", w * 100.0));
         format!(
-            "{}: {verdict} ({}; lsn {lsn}, priority {})",
+            "{}: {verdict} ({}; lsn {lsn}, priority {}{warmth})",
             self.name, self.reason, self.priority
         )
     }

@@ -4,7 +4,8 @@
 use super::fsm::Phase;
 use super::state::{NodeProbe, Role};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the agent exports.
@@ -21,6 +22,60 @@ pub struct Metrics {
     switchovers: IntCounter,
     last_failover_seconds: Gauge,
     decision_state: IntGauge,
+    warm: WarmMetrics,
+}
+
+/// Warm failover: warmth per standby, hot-set size and capture cost, blocks loaded.
+#[derive(Debug, Clone)]
+struct WarmMetrics {
+    warmth: GaugeVec,
+    hot_set_blocks: IntGauge,
+    capture_seconds: Gauge,
+    loaded: IntCounterVec,
+    stale: IntCounterVec,
+    conflicts: IntCounterVec,
+}
+
+impl WarmMetrics {
+    fn new(r: &Registry) -> Result<WarmMetrics, prometheus::Error> {
+        let counter = |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["node"]);
+        let m = WarmMetrics {
+            warmth: GaugeVec::new(
+                Opts::new(
+                    "pgsluice_agent_node_warmth",
+                    "Share (0..1) of the primary's hot set resident in the standby's shared_buffers",
+                ),
+                &["node"],
+            )?,
+            hot_set_blocks: IntGauge::new(
+                "pgsluice_agent_hot_set_blocks",
+                "Blocks in the last captured hot set",
+            )?,
+            capture_seconds: Gauge::new(
+                "pgsluice_agent_hot_set_capture_seconds",
+                "Duration of the last hot-set capture (a pg_buffercache scan of the primary)",
+            )?,
+            loaded: counter(
+                "pgsluice_agent_prewarm_blocks_total",
+                "Blocks loaded by pg_prewarm on the node",
+            )?,
+            stale: counter(
+                "pgsluice_agent_prewarm_stale_blocks_total",
+                "Hot blocks skipped: relation rewritten, truncated or dropped",
+            )?,
+            conflicts: counter(
+                "pgsluice_agent_prewarm_conflicts_total",
+                "Warming passes cut short by a recovery conflict or lock timeout",
+            )?,
+        };
+        r.register(Box::new(m.warmth.clone()))?;
+        r.register(Box::new(m.hot_set_blocks.clone()))?;
+        r.register(Box::new(m.capture_seconds.clone()))?;
+        r.register(Box::new(m.loaded.clone()))?;
+        r.register(Box::new(m.stale.clone()))?;
+        r.register(Box::new(m.conflicts.clone()))?;
+        Ok(m)
+    }
 }
 
 fn node_gauge(name: &str, help: &str) -> Result<IntGaugeVec, prometheus::Error> {
@@ -30,8 +85,10 @@ fn node_gauge(name: &str, help: &str) -> Result<IntGaugeVec, prometheus::Error> 
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
         let m = Metrics {
-            registry: Registry::new(),
+            warm: WarmMetrics::new(&registry)?,
+            registry,
             node_up: node_gauge(
                 "pgsluice_agent_node_up",
                 "1 if the last probe of the node succeeded",
@@ -123,6 +180,28 @@ impl Metrics {
         self.last_failover_seconds.set(seconds);
     }
 
+    /// Sets a standby's warmth.
+    pub fn set_warmth(&self, node: &str, warmth: f64) {
+        self.warm.warmth.with_label_values(&[node]).set(warmth);
+    }
+
+    /// Records a hot-set capture.
+    pub fn hot_set_captured(&self, blocks: usize, seconds: f64) {
+        self.warm.hot_set_blocks.set(blocks as i64);
+        self.warm.capture_seconds.set(seconds);
+    }
+
+    /// Counts what a warming pass did on `node`.
+    pub fn prewarmed(&self, node: &str, r: &super::prewarm::WarmReport) {
+        let n = [node];
+        self.warm.loaded.with_label_values(&n).inc_by(r.loaded);
+        self.warm.stale.with_label_values(&n).inc_by(r.stale);
+        self.warm
+            .conflicts
+            .with_label_values(&n)
+            .inc_by(r.conflicts);
+    }
+
     /// Counts a completed switchover.
     pub fn switchover_done(&self) {
         self.switchovers.inc();
@@ -157,7 +236,11 @@ mod tests {
         m.set_epoch(4);
         m.set_phase(&Phase::Healthy);
         m.failover_done(1.5);
+        m.set_warmth("b", 0.25);
+        m.hot_set_captured(100, 0.5);
         let text = m.render();
+        assert!(text.contains("pgsluice_agent_node_warmth{node=\"b\"} 0.25"));
+        assert!(text.contains("pgsluice_agent_hot_set_blocks 100"));
         assert!(text.contains("pgsluice_agent_node_up{node=\"a\"} 1"));
         assert!(text.contains("pgsluice_agent_node_up{node=\"b\"} 0"));
         assert!(text.contains("pgsluice_agent_node_role{node=\"a\"} 1"));

@@ -27,6 +27,9 @@
 //! | [`manual`] | manual failover |
 //! | [`switchover`] | planned switchover, paused poolers |
 //! | [`rejoin`] | rejoin (pg_rewind or clone) and clone |
+//! | [`hotset`] | the primary's hot set (pg_buffercache), warmth and missing blocks (pure) |
+//! | [`prewarm`] | loading blocks on a node with pg_prewarm, coalesced and paced |
+//! | [`warmth`] | warm failover: the warming loop, catch-up on promotion, switchover wait |
 
 pub mod actions;
 pub mod client;
@@ -34,12 +37,14 @@ pub mod ctx;
 pub mod election;
 pub mod events;
 pub mod fsm;
+pub mod hotset;
 pub mod http;
 pub mod local;
 pub mod manual;
 pub mod metrics;
 pub mod ops;
 pub mod pooler;
+pub mod prewarm;
 pub mod probe;
 pub mod recover;
 pub mod rejoin;
@@ -48,6 +53,7 @@ pub mod sql;
 pub mod state;
 pub mod store;
 pub mod switchover;
+pub mod warmth;
 
 /// Why an agent operation did not happen or did not finish.
 #[derive(Debug, thiserror::Error)]

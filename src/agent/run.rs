@@ -32,6 +32,9 @@ pub struct Status {
     pub nodes: Vec<NodeProbe>,
     /// When the last round ended (ms since the Unix epoch).
     pub updated_unix_ms: u64,
+    /// Warmth (0..=1) of each candidate standby; empty when warm failover is off.
+    #[serde(default)]
+    pub warmth: std::collections::BTreeMap<String, f64>,
 }
 
 /// State shared between the loop and the HTTP endpoint.
@@ -74,6 +77,8 @@ pub async fn run<S: StateStore>(
         .map_err(|e| AgentError::Failed(format!("cannot listen on {}: {e}", ctx.agent.listen)))?;
     let (ops_tx, mut ops_rx) = mpsc::channel::<OpCall>(8);
     let server = tokio::spawn(http::serve(listener, shared.clone(), ops_tx, stop.clone()));
+    let warmer = super::warmth::run(ctx.warm.clone(), shared.clone(), stop.clone());
+    let warmer = tokio::spawn(warmer);
     let epoch = ctx.store.load().await?.topology.epoch;
     ctx.record(
         "agent_started",
@@ -111,7 +116,7 @@ pub async fn run<S: StateStore>(
         let round = Round {
             now_ms: t0.elapsed().as_millis() as u64,
             probes: prober.round().await,
-            warmth: Default::default(),
+            warmth: ctx.warm.warmth(),
         };
         // A failing round (state store unwritable, ...) is logged and retried next tick: the
         // machine's state is kept, so nothing is decided twice.
@@ -130,6 +135,7 @@ pub async fn run<S: StateStore>(
     ctx.record("agent_stopped", None, "shutdown requested", epoch)
         .await;
     let _ = server.await;
+    let _ = warmer.await;
     Ok(())
 }
 
@@ -192,6 +198,7 @@ async fn one_round<S: StateStore>(
         decision: serde_json::to_value(&fsm.phase).unwrap_or_default(),
         nodes: round.probes,
         updated_unix_ms: super::events::Event::now("", None, "", 0).unix_ms,
+        warmth: round.warmth,
     });
     Ok(fsm)
 }

@@ -1,6 +1,8 @@
 //! `pgsluice switchover --to NODE`: a planned role swap that clients see as a pause.
 //!
-//! Pause the poolers at transaction boundaries (bounded), publish a fenced epoch, stop the old
+//! With warm failover on, first warm the target until it holds `switchover_warmth` of the
+//! primary's hot set (bounded by `switchover_warmth_timeout`, then it goes on anyway). Then
+//! pause the poolers at transaction boundaries (bounded), publish a fenced epoch, stop the old
 //! primary cleanly (its WAL senders ship everything up to the shutdown checkpoint), wait until
 //! the target has replayed that checkpoint, promote it, repoint the others, restart the old
 //! primary as a standby of the target, publish, resume.
@@ -35,6 +37,9 @@ pub async fn run<S: StateStore>(ctx: &Ctx<S>, to: &str, dry_run: bool) -> OpRepo
         return rep;
     }
     let Some(pg) = pg else { return rep };
+    if let Some(line) = ctx.warm.wait_warm(&old, to).await {
+        rep.step(line);
+    }
     let started = Instant::now();
     let inflight = InFlight {
         op: "switchover".into(),
@@ -125,6 +130,14 @@ async fn preconditions<S: StateStore>(
             "warning: no pooler configured: clients connected directly will see the stop".into(),
         );
     }
+    let w = &ctx.agent.warm;
+    if w.enabled() && w.switchover_warmth > 0.0 {
+        rep.step(format!(
+            "warm {to} until it holds {:.0}% of {old}'s hot set (at most {:?})",
+            w.switchover_warmth * 100.0,
+            w.switchover_timeout
+        ));
+    }
     rep.step(format!(
         "pause poolers (at most {PAUSE_TIMEOUT:?}), CHECKPOINT on {old}"
     ));
@@ -209,6 +222,7 @@ async fn execute<S: StateStore>(
     inflight.step = Step::Promote;
     save_step(ctx, &inflight).await?;
     actions::promote(ctx, &to).await?;
+    let catch_up = ctx.warm.start_catch_up(&to);
     inflight.step = Step::Repoint;
     save_step(ctx, &inflight).await?;
     actions::repoint_all(ctx, &to, &inflight.followers).await;
@@ -216,7 +230,9 @@ async fn execute<S: StateStore>(
     save_step(ctx, &inflight).await?;
     restart_as_standby(ctx, pg, &to).await?;
     rep.step(format!("{old} restarted as a standby of {to}"));
-    actions::publish_final(ctx, &inflight, std::slice::from_ref(&old)).await
+    let topo = actions::publish_final(ctx, &inflight, std::slice::from_ref(&old)).await?;
+    super::warmth::record_catch_up(ctx, &to, catch_up).await;
+    Ok(topo)
 }
 
 /// Configures the stopped `pg` as a standby of `upstream` and starts it.

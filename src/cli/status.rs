@@ -1,5 +1,6 @@
 //! `pgsluice status [--json]`: every node probed directly, plus the agent's view (`/status`)
-//! when it answers: node, role, state, upstream, timeline, LSN, lag, priority, epoch.
+//! when it answers: node, role, state, upstream, timeline, LSN, lag, priority, warmth (the share
+//! of the primary's hot set in a standby's shared_buffers, from the agent), epoch.
 //! Exit codes: 0 the topology's primary answers as a primary, 1 it does not.
 
 use crate::agent::probe::{lag, Prober};
@@ -83,8 +84,18 @@ fn print_table(
         topo.primary.as_deref().unwrap_or("(none)")
     );
     println!(
-        "{:<12} {:<8} {:<22} {:<12} {:>3} {:<12} {:>12} {:>8} {:>8} {:>5}",
-        "node", "role", "state", "upstream", "tl", "lsn", "lag bytes", "lag s", "priority", "epoch"
+        "{:<12} {:<8} {:<22} {:<12} {:>3} {:<12} {:>12} {:>8} {:>8} {:>6} {:>5}",
+        "node",
+        "role",
+        "state",
+        "upstream",
+        "tl",
+        "lsn",
+        "lag bytes",
+        "lag s",
+        "priority",
+        "warm",
+        "epoch"
     );
     let head = topo
         .primary
@@ -92,7 +103,8 @@ fn print_table(
         .and_then(|p| probes.iter().find(|x| x.name == p));
     for n in &cluster.nodes {
         if let Some(p) = probes.iter().find(|x| x.name == n.name) {
-            println!("{}", row(cluster, topo, head, n, p));
+            let warm = agent.and_then(|s| s.warmth.get(&n.name).copied());
+            println!("{}", row(cluster, topo, head, n, p, warm));
         }
     }
     for p in probes.iter().filter(|p| !p.reachable) {
@@ -107,6 +119,7 @@ fn row(
     head: Option<&NodeProbe>,
     n: &crate::config::NodeConfig,
     p: &NodeProbe,
+    warm: Option<f64>,
 ) -> String {
     let state = if topo.is_fenced(&n.name) {
         "fenced".to_string()
@@ -145,7 +158,7 @@ fn row(
         _ => (None, None),
     };
     format!(
-        "{:<12} {:<8} {:<22} {:<12} {:>3} {:<12} {:>12} {:>8} {:>8} {:>5}",
+        "{:<12} {:<8} {:<22} {:<12} {:>3} {:<12} {:>12} {:>8} {:>8} {:>6} {:>5}",
         n.name,
         p.role().as_str(),
         state,
@@ -155,6 +168,7 @@ fn row(
         bytes.map_or("-".into(), |b| b.to_string()),
         secs.map_or("-".into(), |s| format!("{s:.2}")),
         n.priority,
+        warm.map_or("-".into(), |w| format!("{:.0}%", w * 100.0)),
         topo.epoch
     )
 }

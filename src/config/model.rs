@@ -220,6 +220,66 @@ pub struct AgentConfig {
     pub listen: SocketAddr,
     /// k in `synchronous_standby_names = 'ANY k (...)'`; 0 = asynchronous.
     pub synchronous_standbys: u32,
+    /// Warm failover.
+    pub warm: WarmConfig,
+}
+
+/// How pg_prewarm loads a block (`[agent] prewarm_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrewarmMode {
+    /// Into shared_buffers (and the OS cache).
+    Buffer,
+    /// Asynchronous OS read-ahead (`posix_fadvise(WILLNEED)`).
+    Prefetch,
+    /// Synchronous read into the OS cache only.
+    Read,
+}
+
+impl PrewarmMode {
+    /// Parses the configuration spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "buffer" => Some(Self::Buffer),
+            "prefetch" => Some(Self::Prefetch),
+            "read" => Some(Self::Read),
+            _ => None,
+        }
+    }
+
+    /// The spelling pg_prewarm and the configuration use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Buffer => "buffer",
+            Self::Prefetch => "prefetch",
+            Self::Read => "read",
+        }
+    }
+}
+
+/// Warm failover settings, part of `[agent]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarmConfig {
+    /// How often the hot set is captured and the candidates warmed; zero = warm failover off.
+    pub hot_set_interval: Duration,
+    /// Minimum usagecount of a hot buffer (1..=5).
+    pub min_usagecount: u8,
+    /// Cap of the hot set, a fraction (0, 1] of the smallest candidate's shared_buffers.
+    pub budget: f64,
+    /// Bytes per second loaded on each standby.
+    pub rate_bytes: u64,
+    /// pg_prewarm mode on standbys (the catch-up on a new primary always uses `buffer`).
+    pub mode: PrewarmMode,
+    /// Warmth a switchover target must reach first (0 = do not wait).
+    pub switchover_warmth: f64,
+    /// The longest a switchover waits for it.
+    pub switchover_timeout: Duration,
+}
+
+impl WarmConfig {
+    /// Whether warm failover is on.
+    pub fn enabled(&self) -> bool {
+        !self.hot_set_interval.is_zero()
+    }
 }
 
 /// `[metrics]`.

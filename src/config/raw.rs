@@ -171,6 +171,20 @@ pub struct RawAgent {
     pub listen: Option<String>,
     /// Synchronous mode: commits wait for ANY k standbys (0 = asynchronous).
     pub synchronous_standbys: Option<i64>,
+    /// Warm failover: how often the primary's hot set is captured (0 = off).
+    pub hot_set_interval: Option<RawDuration>,
+    /// Warm failover: a buffer is hot at this usagecount or above.
+    pub hot_set_min_usagecount: Option<i64>,
+    /// Warm failover: the hot set's cap, a fraction of the candidates' shared_buffers.
+    pub hot_set_budget: Option<f64>,
+    /// Warm failover: MB (MiB) per second loaded on each standby.
+    pub prewarm_rate: Option<f64>,
+    /// Warm failover: `buffer`, `prefetch` or `read` (pg_prewarm's modes).
+    pub prewarm_mode: Option<String>,
+    /// Switchover waits until the target holds this share of the hot set (0 = no wait).
+    pub switchover_warmth: Option<f64>,
+    /// How long switchover waits for `switchover_warmth`.
+    pub switchover_warmth_timeout: Option<RawDuration>,
 }
 
 /// `[metrics]`: the pooler's HTTP endpoint (`/metrics`, `/health`, control).

@@ -46,6 +46,12 @@ fn example_file_is_valid() {
     let c = from_str(text, "config/pgsluice.toml").unwrap();
     assert!(c.cluster.is_some());
     assert!(!c.databases.is_empty());
+    let w = &c.agent.warm;
+    assert_eq!(w.hot_set_interval, Duration::from_secs(10));
+    assert_eq!((w.min_usagecount, w.budget), (2, 0.75));
+    assert_eq!(w.rate_bytes, 64 << 20);
+    assert_eq!(w.mode, PrewarmMode::Buffer);
+    assert_eq!(w.switchover_warmth, 0.9);
 }
 
 #[test]
@@ -202,6 +208,19 @@ max_user_connections = -1
     }
     let p = problems("[agent]\nprobe_interval = 1\nfailure_threshold = 5\nfailure_window = 1\n");
     assert!(has(&p, "agent.failure_window:"), "{p:#?}");
+    let p = problems(
+        "[agent]\nhot_set_budget = 0\nswitchover_warmth = 1.5\nprewarm_rate = -1\n\
+         prewarm_mode = \"mmap\"\nhot_set_min_usagecount = 6\n",
+    );
+    for key in [
+        "agent.hot_set_budget:",
+        "agent.switchover_warmth:",
+        "agent.prewarm_rate:",
+        "agent.prewarm_mode:",
+        "agent.hot_set_min_usagecount:",
+    ] {
+        assert!(has(&p, key), "missing {key} in {p:#?}");
+    }
     let p = problems("[agent]\nsynchronous_standbys = 1\n");
     assert!(
         has(&p, "agent.synchronous_standbys: 1 is more than the 0"),

@@ -263,7 +263,11 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
     }
     PoolerConfig {
         listen: SocketAddr::new(ip, port),
-        unix_socket_dir: p.unix_socket_dir.as_ref().filter(|s| !s.is_empty()).map(PathBuf::from),
+        unix_socket_dir: p
+            .unix_socket_dir
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
         workers: c.count("pooler.workers", p.workers, 0, 0, 1024),
         max_client_conn: c.count(
             "pooler.max_client_conn",
@@ -350,7 +354,11 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             Duration::ZERO,
         ),
         query_timeout: c.duration("pooler.query_timeout", &p.query_timeout, Duration::ZERO),
-        idle_transaction_timeout: c.duration("pooler.idle_transaction_timeout", &p.idle_transaction_timeout, Duration::ZERO),
+        idle_transaction_timeout: c.duration(
+            "pooler.idle_transaction_timeout",
+            &p.idle_transaction_timeout,
+            Duration::ZERO,
+        ),
         client_login_timeout: c.duration(
             "pooler.client_login_timeout",
             &p.client_login_timeout,
@@ -665,5 +673,73 @@ fn agent(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfig>) -> Agen
         poolers,
         listen: c.socket("agent.listen", &a.listen, "127.0.0.1:9931"),
         synchronous_standbys,
+        warm: warm(c, a),
+    }
+}
+
+/// The warm-failover keys of `[agent]`.
+fn warm(c: &mut Checker, a: &RawAgent) -> WarmConfig {
+    let mut fraction = |key: &str, v: Option<f64>, default: f64, zero_ok: bool| match v {
+        None => default,
+        Some(x) if x <= 1.0 && (x > 0.0 || (zero_ok && x == 0.0)) => x,
+        Some(x) => {
+            let range = if zero_ok {
+                "0..=1"
+            } else {
+                "above 0, at most 1"
+            };
+            c.bad(
+                key,
+                format!("{x} is out of range"),
+                &format!("a fraction {range}"),
+            );
+            default
+        }
+    };
+    let budget = fraction("agent.hot_set_budget", a.hot_set_budget, 0.75, false);
+    let switchover_warmth = fraction("agent.switchover_warmth", a.switchover_warmth, 0.9, true);
+    let rate = a.prewarm_rate.unwrap_or(64.0);
+    if !(rate.is_finite() && rate > 0.0) {
+        c.bad(
+            "agent.prewarm_rate",
+            format!("{rate} is not a rate"),
+            "MB per second above 0, for example 64",
+        );
+    }
+    let mode_text = a.prewarm_mode.as_deref().unwrap_or("buffer");
+    let mode = PrewarmMode::parse(mode_text).unwrap_or_else(|| {
+        c.bad(
+            "agent.prewarm_mode",
+            format!("{mode_text:?} is not a pg_prewarm mode"),
+            "one of buffer, prefetch, read",
+        );
+        PrewarmMode::Buffer
+    });
+    WarmConfig {
+        hot_set_interval: c.duration(
+            "agent.hot_set_interval",
+            &a.hot_set_interval,
+            Duration::from_secs(10),
+        ),
+        min_usagecount: c.count(
+            "agent.hot_set_min_usagecount",
+            a.hot_set_min_usagecount,
+            2,
+            1,
+            5,
+        ) as u8,
+        budget,
+        rate_bytes: if rate.is_finite() && rate > 0.0 {
+            (rate * 1048576.0) as u64
+        } else {
+            64 << 20
+        },
+        mode,
+        switchover_warmth,
+        switchover_timeout: c.duration(
+            "agent.switchover_warmth_timeout",
+            &a.switchover_warmth_timeout,
+            Duration::from_secs(30),
+        ),
     }
 }

@@ -1,10 +1,12 @@
 //! Integration tests of the replication manager against real PostgreSQL clusters (harness):
 //! no failover when only the agent is cut off, kill -9 failover with timing, the old primary
-//! fenced then rejoined, election by LSN over priority, restart recovery, switchover.
+//! fenced then rejoined, election by LSN over priority, restart recovery, switchover; warm
+//! failover (`warm.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod util;
+mod warm;
 
 use pgsluice::agent::ops::{OpRequest, Outcome};
 use pgsluice::cluster::{ClusterSpec, LocalCluster};
