@@ -12,6 +12,7 @@
 //! | [`server`] | a server connection: connect, authenticate, parameter sync, control queries |
 //! | [`pool`] | pools per (database, user): FIFO check-out, reserve, caps, janitor |
 //! | [`session`] | one task per client: login, transactions, forwarding fast path, cancel |
+//! | [`admin`] | the admin console (`pgsluice`/`pgbouncer` database): SHOW, PAUSE, RELOAD, ... |
 //! | [`daemon`] | the pooler daemon: wiring, discovery, HTTP endpoint, signals |
 //! | [`cluster`] | throwaway local PostgreSQL clusters (primary + streaming standbys) for tests and the sandbox |
 //! | [`sandbox`] | `pgsluice sandbox`: a persistent local cluster, its config and the daemons, recorded in a state file |
@@ -20,6 +21,7 @@
 //!
 //! See `docs/architecture.md` for the query and failure flows.
 
+pub mod admin;
 pub mod agent;
 pub mod auth;
 pub mod cli;

@@ -135,6 +135,12 @@ pub struct PoolerConfig {
     /// Zero = no periodic stats line.
     pub stats_period: Duration,
     pub tcp_keepalive: bool,
+    /// How long SIGTERM / SIGINT / `SHUTDOWN WAIT_FOR_*` wait before closing what is left.
+    pub shutdown_timeout: Duration,
+    /// How long `PAUSE` waits for running transactions before reporting a timeout.
+    pub pause_timeout: Duration,
+    /// SO_REUSEPORT on the listener: several poolers may share the port.
+    pub so_reuseport: bool,
 }
 
 /// Where a database's server connections go.

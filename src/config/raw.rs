@@ -88,6 +88,9 @@ pub struct RawPooler {
     pub log_disconnections: Option<bool>,
     pub stats_period: Option<RawDuration>,
     pub tcp_keepalive: Option<bool>,
+    pub shutdown_timeout: Option<RawDuration>,
+    pub pause_timeout: Option<RawDuration>,
+    pub so_reuseport: Option<bool>,
 }
 
 /// `[databases.NAME]`: a database clients may ask for, and where it lives.

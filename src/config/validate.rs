@@ -378,6 +378,17 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             Duration::from_secs(60),
         ),
         tcp_keepalive: p.tcp_keepalive.unwrap_or(true),
+        shutdown_timeout: c.duration(
+            "pooler.shutdown_timeout",
+            &p.shutdown_timeout,
+            Duration::from_secs(30),
+        ),
+        pause_timeout: c.duration(
+            "pooler.pause_timeout",
+            &p.pause_timeout,
+            Duration::from_secs(60),
+        ),
+        so_reuseport: p.so_reuseport.unwrap_or(false),
     }
 }
 

@@ -1,99 +1,404 @@
-//! Prometheus exposition of the pooler's counters, rendered on demand from the atomics the
-//! hot path already keeps (no per-transaction registry calls).
+//! Prometheus exposition of the pooler, rendered on demand from the atomics and lock-free
+//! histograms the hot path already keeps (no registry call per transaction).
+//!
+//! Names follow Prometheus conventions: `pgsluice_` prefix, base units (seconds, bytes),
+//! `_total` for counters. Every metric is listed with its meaning in `docs/operations.md`.
 
-use crate::session::SessionCtx;
-use prometheus::core::Collector;
-use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, TextEncoder};
+use crate::pool::hist::{Snapshot, BOUNDS_US};
+use crate::pool::Pool;
+use crate::session::clients::now_us;
+use crate::session::{ClientState, SessionCtx};
+use std::fmt::Write;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-fn gauge(name: &str, help: &str, labels: &[&str]) -> Option<IntGaugeVec> {
-    IntGaugeVec::new(Opts::new(name, help), labels).ok()
+/// Text exposition format 0.0.4 under construction.
+struct Out {
+    text: String,
 }
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> Option<IntCounterVec> {
-    IntCounterVec::new(Opts::new(name, help), labels).ok()
+/// Escapes a label value.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
-/// The text exposition format of every pooler metric.
-pub fn render(ctx: &SessionCtx) -> String {
-    let mut families = Vec::new();
-    let t = &ctx.totals;
-    if let Some(g) = gauge("pgsluice_clients", "Connected clients.", &[]) {
-        g.with_label_values(&[])
-            .set(t.clients.load(Ordering::Relaxed) as i64);
-        families.extend(g.collect());
+fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
     }
-    if let Some(c) = counter(
-        "pgsluice_transactions_total",
-        "Transactions forwarded.",
-        &[],
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, l: &[(&str, &str)], v: impl std::fmt::Display) {
+        let _ = writeln!(self.text, "{name}{} {v}", labels(l));
+    }
+
+    /// One family with one value per pool.
+    fn per_pool(
+        &mut self,
+        pools: &[Arc<Pool>],
+        (name, kind, help): (&str, &str, &str),
+        value: impl Fn(&Pool) -> u64,
     ) {
-        c.with_label_values(&[])
-            .inc_by(t.transactions.load(Ordering::Relaxed));
-        families.extend(c.collect());
-    }
-    if let Some(c) = counter(
-        "pgsluice_queries_total",
-        "Queries and Syncs forwarded.",
-        &[],
-    ) {
-        c.with_label_values(&[])
-            .inc_by(t.queries.load(Ordering::Relaxed));
-        families.extend(c.collect());
-    }
-    if let Some(c) = counter(
-        "pgsluice_received_bytes_total",
-        "Bytes received from clients.",
-        &[],
-    ) {
-        c.with_label_values(&[])
-            .inc_by(t.bytes_in.load(Ordering::Relaxed));
-        families.extend(c.collect());
-    }
-    if let Some(c) = counter("pgsluice_sent_bytes_total", "Bytes sent to clients.", &[]) {
-        c.with_label_values(&[])
-            .inc_by(t.bytes_out.load(Ordering::Relaxed));
-        families.extend(c.collect());
-    }
-    if let (Some(idle), Some(active), Some(waiting)) = (
-        gauge(
-            "pgsluice_pool_idle_servers",
-            "Idle server connections per pool.",
-            &["database", "user"],
-        ),
-        gauge(
-            "pgsluice_pool_active_servers",
-            "Checked-out server connections per pool.",
-            &["database", "user"],
-        ),
-        gauge(
-            "pgsluice_pool_waiting_clients",
-            "Clients waiting for a server connection per pool.",
-            &["database", "user"],
-        ),
-    ) {
-        for p in ctx.pools.all() {
-            let labels = [&*p.database, &*p.user];
-            let (i, _) = p.counts();
-            idle.with_label_values(&labels).set(i as i64);
-            active.with_label_values(&labels).set(p.active() as i64);
-            waiting
-                .with_label_values(&labels)
-                .set(p.stats.waiting.load(Ordering::Relaxed) as i64);
+        self.family(name, kind, help);
+        for p in pools {
+            self.sample(name, &pool_labels(p), value(p));
         }
-        families.extend(idle.collect());
-        families.extend(active.collect());
-        families.extend(waiting.collect());
     }
-    if let Some(g) = gauge(
-        "pgsluice_topology_epoch",
-        "Epoch of the topology in force.",
+
+    fn histogram(&mut self, name: &str, l: &[(&str, &str)], h: &Snapshot) {
+        let mut cumulative = 0;
+        for (i, bound) in BOUNDS_US.iter().enumerate() {
+            cumulative += h.buckets.get(i).copied().unwrap_or(0);
+            let le = format!("{}", *bound as f64 / 1e6);
+            let mut with = l.to_vec();
+            with.push(("le", &le));
+            self.sample(&format!("{name}_bucket"), &with, cumulative);
+        }
+        let mut with = l.to_vec();
+        with.push(("le", "+Inf"));
+        self.sample(&format!("{name}_bucket"), &with, h.count);
+        self.sample(&format!("{name}_sum"), l, h.sum_us as f64 / 1e6);
+        self.sample(&format!("{name}_count"), l, h.count);
+    }
+}
+
+fn pool_labels(p: &Pool) -> [(&str, &str); 2] {
+    [("database", &p.database), ("user", &p.user)]
+}
+
+/// The text exposition of every pooler metric.
+pub fn render(ctx: &SessionCtx) -> String {
+    let mut o = Out {
+        text: String::with_capacity(16 * 1024),
+    };
+    let mut pools = ctx.pools.all();
+    pools.sort_by(|a, b| (&a.database, &a.user).cmp(&(&b.database, &b.user)));
+    clients(&mut o, ctx, &pools);
+    servers(&mut o, &pools);
+    traffic(&mut o, ctx, &pools);
+    state(&mut o, ctx);
+    o.text
+}
+
+fn clients(o: &mut Out, ctx: &SessionCtx, pools: &[Arc<Pool>]) {
+    let all = ctx.clients.all();
+    let connected = ctx.totals.clients.load(Ordering::Relaxed);
+    let mut by_state = [0usize; 4];
+    let console = all.iter().filter(|c| c.console).count();
+    for c in all.iter().filter(|c| !c.console) {
+        by_state[c.state() as usize] += 1;
+    }
+    by_state[ClientState::Login as usize] = connected.saturating_sub(all.len());
+    o.family(
+        "pgsluice_clients",
+        "gauge",
+        "Client connections by state (login, idle, waiting, active); console clients excluded.",
+    );
+    for (state, i) in [
+        ("login", ClientState::Login),
+        ("idle", ClientState::Idle),
+        ("waiting", ClientState::Waiting),
+        ("active", ClientState::Active),
+    ] {
+        o.sample(
+            "pgsluice_clients",
+            &[("state", state)],
+            by_state[i as usize],
+        );
+    }
+    o.family(
+        "pgsluice_console_clients",
+        "gauge",
+        "Clients connected to the admin console.",
+    );
+    o.sample("pgsluice_console_clients", &[], console);
+    let now = now_us();
+    o.family(
+        "pgsluice_pool_waiting_clients",
+        "gauge",
+        "Clients waiting for a server connection, per pool.",
+    );
+    for p in pools {
+        o.sample(
+            "pgsluice_pool_waiting_clients",
+            &pool_labels(p),
+            p.stats.waiting.load(Ordering::Relaxed),
+        );
+    }
+    o.family(
+        "pgsluice_pool_max_wait_seconds",
+        "gauge",
+        "How long the longest-waiting client of the pool has waited so far.",
+    );
+    for p in pools {
+        let oldest = all
+            .iter()
+            .filter(|c| !c.console && c.database == *p.database && c.pool_user == *p.user)
+            .filter_map(|c| c.wait_since_us())
+            .min()
+            .map_or(0, |w| now.saturating_sub(w));
+        o.sample(
+            "pgsluice_pool_max_wait_seconds",
+            &pool_labels(p),
+            oldest as f64 / 1e6,
+        );
+    }
+}
+
+fn servers(o: &mut Out, pools: &[Arc<Pool>]) {
+    o.family(
+        "pgsluice_servers",
+        "gauge",
+        "Server connections per pool by state: active (checked out), idle, login (being opened).",
+    );
+    for p in pools {
+        let (idle, total) = p.counts();
+        let active = p.active();
+        let [d, u] = pool_labels(p);
+        for (state, n) in [
+            ("active", active),
+            ("idle", idle),
+            ("login", total.saturating_sub(idle + active)),
+        ] {
+            o.sample("pgsluice_servers", &[d, u, ("state", state)], n);
+        }
+    }
+    o.per_pool(
+        pools,
+        (
+            "pgsluice_pool_size",
+            "gauge",
+            "Configured pool_size of the pool.",
+        ),
+        |p| p.settings().size as u64,
+    );
+    o.per_pool(
+        pools,
+        (
+            "pgsluice_pool_reserve_size",
+            "gauge",
+            "Configured reserve_pool_size of the pool.",
+        ),
+        |p| p.settings().reserve_size as u64,
+    );
+    o.per_pool(
+        pools,
+        (
+            "pgsluice_server_connects_total",
+            "counter",
+            "Server connections opened (attempts).",
+        ),
+        |p| p.stats.connects.load(Ordering::Relaxed),
+    );
+    o.per_pool(
+        pools,
+        (
+            "pgsluice_server_closed_total",
+            "counter",
+            "Server connections closed (idle timeout, lifetime, errors, RECONNECT).",
+        ),
+        |p| p.stats.closed.load(Ordering::Relaxed),
+    );
+}
+
+fn traffic(o: &mut Out, ctx: &SessionCtx, pools: &[Arc<Pool>]) {
+    let t = &ctx.totals;
+    o.per_pool(
+        pools,
+        (
+            "pgsluice_transactions_total",
+            "counter",
+            "Transactions forwarded (one per server check-out in transaction mode).",
+        ),
+        |p| p.stats.xacts.load(Ordering::Relaxed),
+    );
+    o.per_pool(
+        pools,
+        (
+            "pgsluice_queries_total",
+            "counter",
+            "Queries forwarded (simple Query messages and extended-protocol Syncs).",
+        ),
+        |p| p.stats.queries.load(Ordering::Relaxed),
+    );
+    o.per_pool(
+        pools,
+        (
+            "pgsluice_received_bytes_total",
+            "counter",
+            "Bytes received from clients.",
+        ),
+        |p| p.stats.bytes_in.load(Ordering::Relaxed),
+    );
+    o.per_pool(
+        pools,
+        (
+            "pgsluice_sent_bytes_total",
+            "counter",
+            "Bytes sent to clients.",
+        ),
+        |p| p.stats.bytes_out.load(Ordering::Relaxed),
+    );
+    o.per_pool(
+        pools,
+        (
+            "pgsluice_server_checkouts_total",
+            "counter",
+            "Server connections assigned to clients.",
+        ),
+        |p| p.stats.checkouts.load(Ordering::Relaxed),
+    );
+    let name = "pgsluice_transaction_duration_seconds";
+    o.family(
+        name,
+        "histogram",
+        "Time from server check-out to release, per transaction.",
+    );
+    for p in pools {
+        o.histogram(name, &pool_labels(p), &p.stats.xact_time.snapshot());
+    }
+    let name = "pgsluice_wait_duration_seconds";
+    o.family(
+        name,
+        "histogram",
+        "Time clients waited for a server connection (waits only).",
+    );
+    for p in pools {
+        o.histogram(name, &pool_labels(p), &p.stats.wait_time.snapshot());
+    }
+    o.family(
+        "pgsluice_logins_total",
+        "counter",
+        "Successful client logins.",
+    );
+    o.sample(
+        "pgsluice_logins_total",
         &[],
-    ) {
-        g.with_label_values(&[]).set(ctx.topology().0.epoch as i64);
-        families.extend(g.collect());
+        t.logins.load(Ordering::Relaxed),
+    );
+    let connect_errors: u64 = pools
+        .iter()
+        .map(|p| p.stats.connect_errors.load(Ordering::Relaxed))
+        .sum();
+    o.family("pgsluice_errors_total", "counter", "Errors by kind.");
+    for (kind, v) in [
+        ("login_failed", t.login_failures.load(Ordering::Relaxed)),
+        ("login_refused", t.refused.load(Ordering::Relaxed)),
+        ("server_lost", t.server_errors.load(Ordering::Relaxed)),
+        ("server_connect", connect_errors),
+    ] {
+        o.sample("pgsluice_errors_total", &[("kind", kind)], v);
     }
-    let mut out = Vec::new();
-    let _ = TextEncoder::new().encode(&families, &mut out);
-    String::from_utf8(out).unwrap_or_default()
+}
+
+fn state(o: &mut Out, ctx: &SessionCtx) {
+    let config = ctx.config();
+    o.family(
+        "pgsluice_paused",
+        "gauge",
+        "1 while the whole pooler is paused (PAUSE, switchover).",
+    );
+    o.sample("pgsluice_paused", &[], u8::from(ctx.gate.is_paused()));
+    o.family(
+        "pgsluice_database_paused",
+        "gauge",
+        "1 while the database is paused (PAUSE db, KILL db).",
+    );
+    for name in config.databases.keys() {
+        let g = ctx.gate.db(name);
+        o.sample(
+            "pgsluice_database_paused",
+            &[("database", name)],
+            u8::from(g.is_paused()),
+        );
+    }
+    o.family(
+        "pgsluice_database_disabled",
+        "gauge",
+        "1 while new logins to the database are refused (DISABLE db).",
+    );
+    for name in config.databases.keys() {
+        let g = ctx.gate.db(name);
+        o.sample(
+            "pgsluice_database_disabled",
+            &[("database", name)],
+            u8::from(g.is_disabled()),
+        );
+    }
+    o.family(
+        "pgsluice_shutting_down",
+        "gauge",
+        "1 once a graceful shutdown or hand-over began.",
+    );
+    o.sample(
+        "pgsluice_shutting_down",
+        &[],
+        u8::from(ctx.shutting_down.load(Ordering::Relaxed)),
+    );
+    let (topology, primary) = ctx.topology();
+    o.family(
+        "pgsluice_topology_epoch",
+        "gauge",
+        "Epoch of the topology in force.",
+    );
+    o.sample("pgsluice_topology_epoch", &[], topology.epoch);
+    if let Some(cluster) = &config.cluster {
+        o.family(
+            "pgsluice_node_primary",
+            "gauge",
+            "1 for the node that takes writes now, 0 for the others.",
+        );
+        for n in &cluster.nodes {
+            let is = primary.as_ref().is_some_and(|p| p.name == n.name);
+            o.sample("pgsluice_node_primary", &[("node", &n.name)], u8::from(is));
+        }
+        o.family(
+            "pgsluice_node_fenced",
+            "gauge",
+            "1 for a node the topology fences (never used for writes).",
+        );
+        for n in &cluster.nodes {
+            let f = topology.is_fenced(&n.name);
+            o.sample("pgsluice_node_fenced", &[("node", &n.name)], u8::from(f));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_in_seconds() {
+        let mut o = Out {
+            text: String::new(),
+        };
+        let h = crate::pool::hist::Histogram::default();
+        h.observe(50);
+        h.observe(300);
+        o.histogram("x_seconds", &[("a", "b\"c")], &h.snapshot());
+        assert!(o
+            .text
+            .contains("x_seconds_bucket{a=\"b\\\"c\",le=\"0.0001\"} 1"));
+        assert!(o
+            .text
+            .contains("x_seconds_bucket{a=\"b\\\"c\",le=\"0.0005\"} 2"));
+        assert!(o
+            .text
+            .contains("x_seconds_bucket{a=\"b\\\"c\",le=\"+Inf\"} 2"));
+        assert!(o.text.contains("x_seconds_sum{a=\"b\\\"c\"} 0.00035"));
+    }
 }

@@ -1,25 +1,28 @@
-//! The pooler daemon: builds the runtime, wires listener, sessions, janitor, discovery and the
-//! HTTP endpoint together, and handles signals (HUP reload, TERM/INT graceful, QUIT now).
+//! The pooler daemon: builds the runtime, wires listener, sessions, console, janitor,
+//! discovery and the HTTP endpoint together; reload lives here, signals, shutdown and the
+//! socket hand-over in [`lifecycle`].
 
 pub mod discovery;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 
+use crate::admin::{Admin, ConsoleHandle};
 use crate::auth::{parse_userlist, Secret};
 use crate::config::{self, Config};
 use crate::net::listener;
+use crate::session::clients::CloseReason;
 use crate::session::{self, SessionCtx};
+use lifecycle::Lifecycle;
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long a graceful shutdown waits for clients to finish their transactions.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
 /// How often the pooler probes cluster nodes for their role.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -79,40 +82,63 @@ async fn serve(
     secrets: HashMap<String, Secret>,
 ) -> Result<(), DaemonError> {
     let addr = config.pooler.listen;
-    let listener = listener::bind(addr, true, 4096).map_err(|source| DaemonError::Listen {
+    let listen_err = |source| DaemonError::Listen {
         addr: addr.to_string(),
         source,
-    })?;
+    };
+    let listener = match lifecycle::inherited("listen", addr) {
+        Some(l) => tokio::net::TcpListener::from_std(l)
+            .map(listener::Listener::Tcp)
+            .map_err(listen_err)?,
+        None => listener::bind(addr, config.pooler.so_reuseport, 4096).map_err(listen_err)?,
+    };
     let ctx = SessionCtx::new(config.clone(), secrets);
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let life = Lifecycle::new(path, ctx.clone(), stop.clone());
+    if let listener::Listener::Tcp(l) = &listener {
+        life.add_fd("listen", l.as_raw_fd());
+    }
+    let admin = Admin::new(ctx.clone(), life.clone());
+    ctx.set_console(Arc::new(ConsoleHandle(Arc::downgrade(&admin))));
     if config.metrics.enabled {
-        let http =
-            http::bind(config.metrics.listen)
-                .await
-                .map_err(|source| DaemonError::Listen {
-                    addr: config.metrics.listen.to_string(),
-                    source,
-                })?;
+        let maddr = config.metrics.listen;
+        let http = match lifecycle::inherited("metrics", maddr) {
+            Some(l) => tokio::net::TcpListener::from_std(l),
+            None => http::bind(maddr).await,
+        }
+        .map_err(|source| DaemonError::Listen {
+            addr: maddr.to_string(),
+            source,
+        })?;
+        life.add_fd("metrics", http.as_raw_fd());
         tokio::spawn(http::serve(http, ctx.clone(), stop.clone()));
     }
     if config.cluster.is_some() {
         tokio::spawn(discovery::run(ctx.clone(), PROBE_INTERVAL, stop.clone()));
     }
-    tokio::spawn(janitor(ctx.clone(), stop.clone()));
-    tokio::spawn(signals(path, ctx.clone(), stop.clone()));
+    tokio::spawn(janitor(admin.clone(), stop.clone()));
+    tokio::spawn(lifecycle::signals(life.clone()));
     tracing::info!(%addr, "pooler listening");
-    notify_ready();
     if let Some(dir) = &config.pooler.unix_socket_dir {
         let unix = listener::bind_unix(dir, addr.port()).map_err(|source| DaemonError::Listen {
-            addr: dir.join(format!(".s.PGSQL.{}", addr.port())).display().to_string(),
+            addr: dir
+                .join(format!(".s.PGSQL.{}", addr.port()))
+                .display()
+                .to_string(),
             source,
         })?;
         let (ctx, tracker) = (ctx.clone(), tracker.clone());
-        tokio::spawn(listener::accept_loop(unix, stop.clone(), false, move |stream, peer| {
-            tracker.spawn(session::serve(ctx.clone(), stream, peer));
-        }));
+        tokio::spawn(listener::accept_loop(
+            unix,
+            stop.clone(),
+            false,
+            move |stream, peer| {
+                tracker.spawn(session::serve(ctx.clone(), stream, peer));
+            },
+        ));
     }
+    lifecycle::notify_ready();
     let accept_ctx = ctx.clone();
     let accept_tracker = tracker.clone();
     listener::accept_loop(
@@ -124,36 +150,46 @@ async fn serve(
         },
     )
     .await;
-    tracker.close();
     tracing::info!(
         clients = ctx.totals.clients.load(Ordering::Relaxed),
-        "stopped accepting; waiting for clients"
+        "stopped accepting"
     );
-    if tokio::time::timeout(SHUTDOWN_WAIT, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown timeout: closing remaining clients");
-    }
-    for p in ctx.pools.all() {
-        p.shut();
-    }
+    life.finish(&tracker).await;
+    drop(admin);
     Ok(())
 }
 
-/// Maintains pools every second and logs a stats line every `stats_period`.
-async fn janitor(ctx: Arc<SessionCtx>, stop: CancellationToken) {
+/// Maintains pools every second, samples the console's averages and logs a stats line every
+/// `stats_period`; pools of databases removed by a reload lose their idle connections.
+async fn janitor(admin: Arc<Admin>, stop: CancellationToken) {
+    let ctx = admin.ctx.clone();
     let mut last_stats = Instant::now();
+    let mut last_sample = Instant::now();
     let mut last_tx = 0u64;
+    admin.averages.sample(&ctx);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+        let config = ctx.config();
         for p in ctx.pools.all() {
-            p.maintain();
+            if config.databases.contains_key(&*p.database) {
+                p.maintain();
+            } else {
+                p.close_idle();
+            }
         }
-        let period = ctx.config().pooler.stats_period;
+        let period = config.pooler.stats_period;
+        let sample_every = if period.is_zero() {
+            Duration::from_secs(60)
+        } else {
+            period
+        };
+        if last_sample.elapsed() >= sample_every {
+            admin.averages.sample(&ctx);
+            last_sample = Instant::now();
+        }
         if !period.is_zero() && last_stats.elapsed() >= period {
             let tx = ctx.totals.transactions.load(Ordering::Relaxed);
             let rate = (tx - last_tx) as f64 / last_stats.elapsed().as_secs_f64();
@@ -169,54 +205,45 @@ async fn janitor(ctx: Arc<SessionCtx>, stop: CancellationToken) {
     }
 }
 
-/// HUP reloads; TERM and INT stop accepting and drain; QUIT exits at once.
-async fn signals(path: PathBuf, ctx: Arc<SessionCtx>, stop: CancellationToken) {
-    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut quit)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::quit()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = hup.recv() => reload(&path, &ctx),
-            _ = term.recv() => { tracing::info!("SIGTERM: graceful shutdown"); stop.cancel(); }
-            _ = int.recv() => { tracing::info!("SIGINT: graceful shutdown"); stop.cancel(); }
-            _ = quit.recv() => { tracing::info!("SIGQUIT: immediate shutdown"); std::process::exit(0); }
-        }
-    }
-}
-
-/// Re-reads the configuration; an invalid one is logged and the old one kept.
-pub fn reload(path: &Path, ctx: &SessionCtx) {
-    let loaded = config::load(path)
+/// Re-reads the configuration (and `auth_file`); an invalid one is refused, the old one kept.
+pub fn reload(path: &Path, ctx: &SessionCtx) -> Result<(), DaemonError> {
+    lifecycle::notify_reloading(false);
+    let result = config::load(path)
         .map_err(DaemonError::from)
-        .and_then(|c| load_auth_file(&c).map(|s| (c, s)));
-    match loaded {
-        Ok((c, secrets)) => {
-            let c = Arc::new(c);
-            for pool in ctx.pools.all() {
-                if let Some(db) = c.databases.get(&*pool.database) {
-                    pool.set_settings(SessionCtx::pool_settings(&c, db, &pool.user));
-                }
-            }
-            ctx.set_config(c, secrets);
-            tracing::info!("configuration reloaded");
-        }
+        .and_then(|c| install(ctx, c));
+    match &result {
+        Ok(()) => tracing::info!("configuration reloaded"),
         Err(e) => tracing::error!(error = %e, "reload refused; keeping the old configuration"),
     }
+    lifecycle::notify_reloading(true);
+    result
 }
 
-/// Tells systemd (Type=notify) that the daemon is ready, when run under it.
-fn notify_ready() {
-    let Some(sock) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = PathBuf::from(sock);
-    if let Ok(s) = std::os::unix::net::UnixDatagram::unbound() {
-        let _ = s.send_to(b"READY=1", path);
+/// Puts a validated configuration in force: pool settings and caps apply to the next
+/// check-outs; clients of a removed database are closed at their next transaction boundary.
+pub fn install(ctx: &SessionCtx, c: Config) -> Result<(), DaemonError> {
+    let secrets = load_auth_file(&c)?;
+    let c = Arc::new(c);
+    for pool in ctx.pools.all() {
+        if let Some(db) = c.databases.get(&*pool.database) {
+            pool.set_settings(SessionCtx::pool_settings(&c, db, &pool.user));
+        }
     }
+    ctx.pools.set_limits(
+        |d| c.databases.get(d).map_or(0, |db| db.max_db_connections),
+        |u| {
+            c.users
+                .get(u)
+                .map(|x| x.max_user_connections)
+                .filter(|m| *m > 0)
+                .unwrap_or(c.pooler.max_user_connections)
+        },
+    );
+    for client in ctx.clients.all() {
+        if !client.console && !c.databases.contains_key(&client.database) {
+            client.request_close(CloseReason::Shutdown);
+        }
+    }
+    ctx.set_config(c, secrets);
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! The hot path is one short `std::sync::Mutex` section per check-out and one per release; a
 //! waiting client parks on a oneshot and is handed a connection directly, in arrival order.
 
+pub mod hist;
 mod limit;
 mod registry;
 mod waiter;
@@ -58,6 +59,31 @@ pub struct PoolStats {
     pub closed: AtomicU64,
     pub active: AtomicUsize,
     pub waiting: AtomicUsize,
+    /// Per-transaction counters folded in by sessions at each boundary.
+    pub xacts: AtomicU64,
+    pub queries: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Check-out to release, per transaction.
+    pub xact_time: hist::Histogram,
+    /// Time a client waited for a connection (only check-outs that had to wait).
+    pub wait_time: hist::Histogram,
+    /// Connections created before this time (µs on the pool's clock) close when next released
+    /// (`RECONNECT`); `stale` counts those still checked out.
+    pub reconnect_mark_us: AtomicU64,
+    pub stale: AtomicUsize,
+}
+
+impl PoolStats {
+    /// Folds one finished transaction in (relaxed atomic adds only).
+    #[inline]
+    pub fn record_xact(&self, queries: u64, bytes_in: u64, bytes_out: u64, us: u64) {
+        self.xacts.fetch_add(1, Ordering::Relaxed);
+        self.queries.fetch_add(queries, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+        self.xact_time.observe(us);
+    }
 }
 
 struct Inner {
@@ -80,6 +106,8 @@ pub struct Pool {
     db_limit: Arc<Limit>,
     user_limit: Arc<Limit>,
     pub stats: PoolStats,
+    /// Origin of the pool's clock for `reconnect_mark_us`.
+    born: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -115,6 +143,7 @@ impl Pool {
             db_limit,
             user_limit,
             stats: PoolStats::default(),
+            born: Instant::now(),
         })
     }
 
@@ -219,6 +248,7 @@ impl Pool {
                 Some(Some(conn)) => {
                     let us = start.elapsed().as_micros() as u64;
                     self.stats.wait_time_us.fetch_add(us, Ordering::Relaxed);
+                    self.stats.wait_time.observe(us);
                     match self.vet(conn, settings, Instant::now()).await {
                         Some(c) => return Ok(c),
                         None => return Box::pin(self.checkout_after_discard()).await,
@@ -295,8 +325,9 @@ impl Pool {
         settings: &PoolSettings,
         now: Instant,
     ) -> Option<ServerConn> {
-        let expired =
-            !settings.lifetime.is_zero() && now.duration_since(conn.created) >= settings.lifetime;
+        let expired = (!settings.lifetime.is_zero()
+            && now.duration_since(conn.created) >= settings.lifetime)
+            || self.is_stale(&conn);
         if expired || !conn.is_quiet() || *conn.node != *self.spec().node {
             self.discard(conn);
             return None;
@@ -315,11 +346,43 @@ impl Pool {
         Some(conn)
     }
 
+    /// Whether `conn` predates the last `RECONNECT`; such a connection is closed on release.
+    fn is_stale(&self, conn: &ServerConn) -> bool {
+        let mark = self.stats.reconnect_mark_us.load(Ordering::Relaxed);
+        mark > 0
+            && (conn
+                .created
+                .saturating_duration_since(self.born)
+                .as_micros() as u64)
+                < mark
+    }
+
+    /// Closes idle connections now and the checked-out ones when they come back (`RECONNECT`).
+    pub fn reconnect(self: &Arc<Self>) {
+        let mark = self.born.elapsed().as_micros() as u64 + 1;
+        self.stats.reconnect_mark_us.store(mark, Ordering::Relaxed);
+        self.stats.stale.store(self.active(), Ordering::Relaxed);
+        self.close_idle();
+    }
+
+    fn settle_stale(&self, conn: &ServerConn) -> bool {
+        let stale = self.is_stale(conn);
+        if stale {
+            let _ = self
+                .stats
+                .stale
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                    Some(s.saturating_sub(1))
+                });
+        }
+        stale
+    }
+
     /// Returns a clean connection (idle, outside a transaction) to the pool.
     pub fn release(self: &Arc<Self>, mut conn: ServerConn) {
         self.stats.active.fetch_sub(1, Ordering::Relaxed);
         conn.last_used = Instant::now();
-        if *conn.node != *self.spec().node {
+        if self.settle_stale(&conn) || *conn.node != *self.spec().node {
             self.discard(conn);
             return;
         }
@@ -345,6 +408,7 @@ impl Pool {
     /// Closes a checked-out connection that cannot be reused (dirty, broken).
     pub fn close(self: &Arc<Self>, conn: ServerConn) {
         self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        self.settle_stale(&conn);
         self.discard(conn);
     }
 
@@ -458,6 +522,34 @@ impl Pool {
         let inner = lock(&self.inner);
         (inner.idle.len(), inner.total)
     }
+
+    /// Backend pids and ages of the idle connections, for `SHOW SERVERS`.
+    pub fn idle_servers(&self) -> Vec<IdleServer> {
+        lock(&self.inner)
+            .idle
+            .iter()
+            .map(|c| IdleServer {
+                pid: c.key.0,
+                node: c.node.clone(),
+                age: c.created.elapsed(),
+                idle_for: c.last_used.elapsed(),
+            })
+            .collect()
+    }
+
+    /// Whether check-outs are refused (the pool was shut).
+    pub fn is_closed(&self) -> bool {
+        lock(&self.inner).closed
+    }
+}
+
+/// What `SHOW SERVERS` shows of an idle connection.
+#[derive(Debug, Clone)]
+pub struct IdleServer {
+    pub pid: i32,
+    pub node: Arc<str>,
+    pub age: Duration,
+    pub idle_for: Duration,
 }
 
 enum Decision {

@@ -48,6 +48,26 @@ impl Pools {
         lock(&self.pools).values().cloned().collect()
     }
 
+    /// Server connections counted against database `name`'s cap now.
+    pub fn db_connections(&self, name: &str) -> usize {
+        lock(&self.db_limits).get(name).map_or(0, |l| l.current())
+    }
+
+    /// Server connections counted against user `name`'s cap now.
+    pub fn user_connections(&self, name: &str) -> usize {
+        lock(&self.user_limits).get(name).map_or(0, |l| l.current())
+    }
+
+    /// Applies new caps (reload); existing connections are not closed.
+    pub fn set_limits(&self, db_max: impl Fn(&str) -> usize, user_max: impl Fn(&str) -> usize) {
+        for (name, l) in lock(&self.db_limits).iter() {
+            l.set_max(db_max(name));
+        }
+        for (name, l) in lock(&self.user_limits).iter() {
+            l.set_max(user_max(name));
+        }
+    }
+
     /// Pools of one database.
     pub fn of_database(&self, database: &str) -> Vec<Arc<Pool>> {
         lock(&self.pools)

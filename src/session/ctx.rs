@@ -5,11 +5,15 @@ use crate::auth::Secret;
 use crate::config::{Backend, Config, DatabaseConfig, NodeConfig};
 use crate::pool::{PoolSettings, Pools};
 use crate::server::ConnectSpec;
+use crate::net::stream::ClientStream;
 use crate::session::cancel::CancelMap;
+use crate::session::clients::{ClientInfo, Clients, CloseReason, Registered};
 use crate::topology::Topology;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::Notify;
 
 /// Holds new transactions while paused (PAUSE, switchover).
@@ -17,6 +21,7 @@ use tokio::sync::Notify;
 pub struct Gate {
     paused: AtomicBool,
     resumed: Notify,
+    dbs: Mutex<HashMap<String, Arc<DbGate>>>,
 }
 
 impl Gate {
@@ -46,6 +51,89 @@ impl Gate {
             notified.await;
         }
     }
+
+    /// The gate of one database (created on first use).
+    pub fn db(&self, name: &str) -> Arc<DbGate> {
+        let mut dbs = match self.dbs.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        dbs.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Waits while either the whole pooler or database `db` is paused (two atomic loads when
+    /// neither is).
+    pub async fn pass_db(&self, db: &DbGate) {
+        while self.is_paused() || db.is_paused() {
+            self.pass().await;
+            db.pass().await;
+        }
+    }
+}
+
+/// Pause and disable flags of one database (`PAUSE db`, `DISABLE db`, `KILL db`).
+#[derive(Default)]
+pub struct DbGate {
+    paused: AtomicBool,
+    disabled: AtomicBool,
+    resumed: Notify,
+}
+
+impl DbGate {
+    /// Whether new transactions of this database are held.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Holds or releases new transactions of this database.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+        if !paused {
+            self.resumed.notify_waiters();
+        }
+    }
+
+    /// Whether new client logins to this database are refused.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Acquire)
+    }
+
+    /// Refuses or admits new client logins.
+    pub fn set_disabled(&self, disabled: bool) {
+        self.disabled.store(disabled, Ordering::Release);
+    }
+
+    async fn pass(&self) {
+        while self.is_paused() {
+            let notified = self.resumed.notified();
+            if !self.is_paused() {
+                break;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Database names that reach the admin console (`pgbouncer` for existing scripts and tools).
+pub const CONSOLE_DATABASES: [&str; 2] = ["pgsluice", "pgbouncer"];
+
+/// The admin console, installed by the daemon (the console sits above the session layer).
+pub trait Console: Send + Sync {
+    /// Serves a logged-in console client until it leaves.
+    fn serve(
+        &self,
+        client: ClientStream,
+        login: ConsoleLogin,
+        registered: Registered,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+}
+
+/// A client logged in to the console database.
+#[derive(Debug, Clone)]
+pub struct ConsoleLogin {
+    pub user: String,
+    /// Admin users may run every command; stats users only SHOW.
+    pub admin: bool,
 }
 
 /// Counters over all clients, for logs and metrics.
@@ -59,6 +147,8 @@ pub struct Totals {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub server_errors: AtomicU64,
+    /// Clients refused at login (`max_client_conn`, disabled database, shutdown).
+    pub refused: AtomicU64,
 }
 
 /// Shared state of the pooler's sessions.
@@ -70,6 +160,10 @@ pub struct SessionCtx {
     pub cancels: Arc<CancelMap>,
     pub gate: Gate,
     pub totals: Totals,
+    pub clients: Arc<Clients>,
+    /// Set once a graceful shutdown began: new sessions are asked to close at once.
+    pub shutting_down: AtomicBool,
+    console: OnceLock<Arc<dyn Console>>,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -95,7 +189,29 @@ impl SessionCtx {
             cancels: Arc::default(),
             gate: Gate::default(),
             totals: Totals::default(),
+            clients: Arc::default(),
+            shutting_down: AtomicBool::new(false),
+            console: OnceLock::new(),
         })
+    }
+
+    /// Installs the console (once, by the daemon).
+    pub fn set_console(&self, console: Arc<dyn Console>) {
+        let _ = self.console.set(console);
+    }
+
+    /// The console, if the daemon installed one.
+    pub fn console(&self) -> Option<Arc<dyn Console>> {
+        self.console.get().cloned()
+    }
+
+    /// Registers a logged-in client; during a shutdown it is asked to close at once.
+    pub fn register_client(&self, info: ClientInfo) -> Registered {
+        let r = self.clients.register(info);
+        if self.shutting_down.load(Ordering::Acquire) {
+            r.info.request_close(CloseReason::Shutdown);
+        }
+        r
     }
 
     /// The configuration in force.

@@ -1,18 +1,18 @@
 //! The front door: SSL/GSS refusal, cancel requests, the startup packet, client authentication,
 //! and the greeting (ParameterStatus, BackendKeyData, ReadyForQuery).
 
-use super::ctx::SessionCtx;
+use super::ctx::{ConsoleLogin, SessionCtx, CONSOLE_DATABASES};
 use super::LoginError;
 use crate::auth::{verify_md5, ScramServer, Secret};
 use crate::config::{AuthType, Config, DatabaseConfig};
 use crate::net::frame_io::read_frame;
+use crate::net::stream::ClientStream;
 use crate::proto::{builders, parse_initial, tags::frontend, views, Initial};
 use crate::server::params::{parse_options, ParamSet};
 use bytes::BytesMut;
 use rand::Rng;
 use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use crate::net::stream::ClientStream;
 
 /// What a successful login established.
 pub struct Login {
@@ -122,6 +122,63 @@ pub async fn authenticate(
     })
 }
 
+/// Whether the startup packet asks for the admin console database.
+pub fn wants_console(params: &[(String, String)]) -> bool {
+    params
+        .iter()
+        .find(|(k, _)| k == "database")
+        .is_some_and(|(_, d)| CONSOLE_DATABASES.contains(&d.as_str()))
+}
+
+/// Authenticates a console client: `admin_users` may run everything, `stats_users` SHOW only.
+/// The password is checked first, so a refusal does not tell who the console users are.
+pub async fn console_login(
+    ctx: &SessionCtx,
+    config: &Config,
+    client: &mut ClientStream,
+    params: &[(String, String)],
+) -> Result<ConsoleLogin, LoginError> {
+    let user = params
+        .iter()
+        .find(|(k, v)| k == "user" && !v.is_empty())
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| {
+            LoginError::fatal(
+                "28000",
+                "no PostgreSQL user name specified in startup packet",
+            )
+        })?;
+    check_password(ctx, config.pooler.auth_type, client, &user).await?;
+    let p = &config.pooler;
+    let admin = p.admin_users.contains(&user);
+    if !admin && !p.stats_users.contains(&user) {
+        return Err(LoginError::fatal(
+            "28000",
+            format!("user \"{user}\" is not allowed to use the console (admin_users, stats_users)"),
+        ));
+    }
+    Ok(ConsoleLogin { user, admin })
+}
+
+/// Greets a console client: what psql needs to know, a key, and ReadyForQuery.
+pub async fn greet_console(client: &mut ClientStream, key: (i32, i32)) -> std::io::Result<()> {
+    let mut out = BytesMut::with_capacity(256);
+    builders::auth_ok(&mut out);
+    for (k, v) in [
+        ("server_version", "15.0 (pgsluice console)"),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+    ] {
+        builders::parameter_status(&mut out, k, v);
+    }
+    builders::backend_key_data(&mut out, key.0, key.1);
+    builders::ready_for_query(&mut out, b'I');
+    client.write_all(&out).await
+}
+
 fn auth_failed(user: &str) -> LoginError {
     LoginError::fatal(
         "28P01",
@@ -188,7 +245,10 @@ async fn check_password(
     Ok(())
 }
 
-async fn read_password(client: &mut ClientStream, buf: &mut BytesMut) -> Result<BytesMut, LoginError> {
+async fn read_password(
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+) -> Result<BytesMut, LoginError> {
     let f = read_frame(client, buf, 64 * 1024)
         .await
         .map_err(|e| match e {

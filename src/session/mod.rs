@@ -6,6 +6,7 @@
 
 pub mod buffers;
 pub mod cancel;
+pub mod clients;
 pub mod ctx;
 pub mod forward;
 pub mod login;
@@ -44,6 +45,7 @@ impl LoginError {
 
 /// Client state, as the console shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum ClientState {
     Login,
     Idle,

@@ -1,0 +1,297 @@
+//! The registry of connected clients, for the console (`SHOW CLIENTS`, `SHOW SERVERS`,
+//! `KILL_CLIENT`) and for graceful shutdown.
+//!
+//! A client is registered once after login and removed when its session ends (one short lock
+//! each). Per transaction the session only stores into its own [`ClientInfo`] atomics; asking a
+//! session to close sets a flag and wakes it through an `AtomicWaker`, so nothing on the hot
+//! path takes a lock.
+
+use super::ClientState;
+use crate::net::stream::Peer;
+use atomic_waker::AtomicWaker;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Why a session was asked to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CloseReason {
+    /// `KILL_CLIENT` or `KILL db`: close now, even mid-transaction.
+    Killed = 1,
+    /// Graceful shutdown: close at the next transaction boundary.
+    Shutdown = 2,
+}
+
+impl CloseReason {
+    fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Killed),
+            2 => Some(Self::Shutdown),
+            _ => None,
+        }
+    }
+
+    /// SQLSTATE and message told to the client.
+    pub fn error(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Killed => (
+                "57P01",
+                "terminating connection due to administrator command",
+            ),
+            Self::Shutdown => ("57P01", "pgsluice is shutting down"),
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// What the console shows of one client; updated by its session with relaxed stores.
+#[derive(Debug)]
+pub struct ClientInfo {
+    /// The pooler-issued backend pid (also the `KILL_CLIENT` id).
+    pub id: i32,
+    pub user: String,
+    pub database: String,
+    /// The user of the pool the client draws from (the database's forced user, if any).
+    pub pool_user: String,
+    pub application_name: String,
+    pub peer: Peer,
+    /// Login time, µs since the epoch.
+    pub connect_time_us: u64,
+    /// Whether this is a console session.
+    pub console: bool,
+    state: AtomicU8,
+    /// Start of the current or last request, µs since the epoch.
+    request_time_us: AtomicU64,
+    /// When the client started waiting for a server (0 = not waiting).
+    wait_since_us: AtomicU64,
+    /// Backend pid of the attached server connection (0 = none).
+    server_pid: AtomicI32,
+    close: AtomicU8,
+    waker: AtomicWaker,
+}
+
+impl ClientInfo {
+    /// A client that just logged in (state idle).
+    pub fn new(
+        id: i32,
+        (user, pool_user): (&str, &str),
+        database: &str,
+        application_name: &str,
+        peer: Peer,
+        console: bool,
+    ) -> Self {
+        let now = now_us();
+        Self {
+            id,
+            user: user.to_string(),
+            pool_user: pool_user.to_string(),
+            database: database.to_string(),
+            application_name: application_name.to_string(),
+            peer,
+            connect_time_us: now,
+            console,
+            state: AtomicU8::new(ClientState::Idle as u8),
+            request_time_us: AtomicU64::new(now),
+            wait_since_us: AtomicU64::new(0),
+            server_pid: AtomicI32::new(0),
+            close: AtomicU8::new(0),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// The client asked for a server: it waits (for the gate or the pool).
+    pub fn waiting(&self, now_us: u64) {
+        self.request_time_us.store(now_us, Ordering::Relaxed);
+        self.wait_since_us.store(now_us, Ordering::Relaxed);
+        self.state
+            .store(ClientState::Waiting as u8, Ordering::Relaxed);
+    }
+
+    /// The client got server `pid` and forwards.
+    pub fn active(&self, pid: i32) {
+        self.wait_since_us.store(0, Ordering::Relaxed);
+        self.server_pid.store(pid, Ordering::Relaxed);
+        self.state
+            .store(ClientState::Active as u8, Ordering::Relaxed);
+    }
+
+    /// The client gave its server back.
+    pub fn idle(&self) {
+        self.server_pid.store(0, Ordering::Relaxed);
+        self.state.store(ClientState::Idle as u8, Ordering::Relaxed);
+    }
+
+    /// State now.
+    pub fn state(&self) -> ClientState {
+        match self.state.load(Ordering::Relaxed) {
+            x if x == ClientState::Waiting as u8 => ClientState::Waiting,
+            x if x == ClientState::Active as u8 => ClientState::Active,
+            x if x == ClientState::Login as u8 => ClientState::Login,
+            _ => ClientState::Idle,
+        }
+    }
+
+    /// Start of the current or last request (µs since the epoch).
+    pub fn request_time_us(&self) -> u64 {
+        self.request_time_us.load(Ordering::Relaxed)
+    }
+
+    /// Since when the client waits for a server (µs since the epoch), if it does.
+    pub fn wait_since_us(&self) -> Option<u64> {
+        Some(self.wait_since_us.load(Ordering::Relaxed)).filter(|w| *w > 0)
+    }
+
+    /// Backend pid of the attached server, if any.
+    pub fn server_pid(&self) -> Option<i32> {
+        Some(self.server_pid.load(Ordering::Relaxed)).filter(|p| *p != 0)
+    }
+
+    /// Asks the session to close (a stronger reason wins) and wakes it.
+    pub fn request_close(&self, why: CloseReason) {
+        let _ = self
+            .close
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                (old == 0 || (why as u8) < old).then_some(why as u8)
+            });
+        self.waker.wake();
+    }
+
+    /// Whether (and why) the session was asked to close.
+    pub fn close_requested(&self) -> Option<CloseReason> {
+        CloseReason::from_u8(self.close.load(Ordering::Acquire))
+    }
+
+    /// Completes when the session is asked to close for at least `min` (Killed < Shutdown).
+    ///
+    /// # Cancellation safety
+    /// Safe: it holds no state but the registered waker.
+    pub fn closing(&self, min: CloseReason) -> Closing<'_> {
+        Closing { info: self, min }
+    }
+}
+
+/// Future of [`ClientInfo::closing`].
+pub struct Closing<'a> {
+    info: &'a ClientInfo,
+    min: CloseReason,
+}
+
+impl Future for Closing<'_> {
+    type Output = CloseReason;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        let check = |i: &ClientInfo| i.close_requested().filter(|r| (*r as u8) <= self.min as u8);
+        if let Some(r) = check(self.info) {
+            return Poll::Ready(r);
+        }
+        self.info.waker.register(cx.waker());
+        match check(self.info) {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Every logged-in client.
+#[derive(Debug, Default)]
+pub struct Clients {
+    map: Mutex<HashMap<i32, Arc<ClientInfo>>>,
+}
+
+/// Removes a client from the registry when its session ends.
+pub struct Registered {
+    clients: Arc<Clients>,
+    pub info: Arc<ClientInfo>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.clients.map.lock() {
+            m.remove(&self.info.id);
+        }
+    }
+}
+
+impl Clients {
+    /// Registers a client until the returned guard drops.
+    pub fn register(self: &Arc<Self>, info: ClientInfo) -> Registered {
+        let info = Arc::new(info);
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(info.id, info.clone());
+        }
+        Registered {
+            clients: self.clone(),
+            info,
+        }
+    }
+
+    /// Every client now, ordered by id.
+    pub fn all(&self) -> Vec<Arc<ClientInfo>> {
+        let mut v: Vec<_> = match self.map.lock() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(p) => p.into_inner().values().cloned().collect(),
+        };
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// The client with this id.
+    pub fn get(&self, id: i32) -> Option<Arc<ClientInfo>> {
+        self.map.lock().ok().and_then(|m| m.get(&id).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ClientInfo {
+        ClientInfo::new(7, ("u", "u"), "d", "", Peer::Unix, false)
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_on_request_and_respects_strength() {
+        let i = Arc::new(info());
+        let j = i.clone();
+        let t = tokio::spawn(async move { j.closing(CloseReason::Shutdown).await });
+        tokio::task::yield_now().await;
+        i.request_close(CloseReason::Shutdown);
+        assert_eq!(t.await.unwrap(), CloseReason::Shutdown);
+        // Only Killed passes a Killed-only wait; a later Killed overrides Shutdown.
+        let only_kill = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            i.closing(CloseReason::Killed),
+        )
+        .await;
+        assert!(only_kill.is_err());
+        i.request_close(CloseReason::Killed);
+        assert_eq!(i.closing(CloseReason::Killed).await, CloseReason::Killed);
+        i.request_close(CloseReason::Shutdown);
+        assert_eq!(i.close_requested(), Some(CloseReason::Killed));
+    }
+
+    #[test]
+    fn registry_removes_on_drop() {
+        let c = Arc::new(Clients::default());
+        let g = c.register(info());
+        assert_eq!(c.all().len(), 1);
+        g.info.waiting(5);
+        assert_eq!(g.info.state(), ClientState::Waiting);
+        g.info.active(42);
+        assert_eq!(g.info.server_pid(), Some(42));
+        drop(g);
+        assert!(c.get(7).is_none());
+    }
+}
