@@ -9,6 +9,7 @@
 //! | [`proto`] | sans-IO wire codec: frame headers, startup packets, builders, lazy views |
 //! | [`auth`] | sans-IO MD5 and SCRAM-SHA-256 (both sides), secrets, `auth_file` parsing |
 //! | [`net`] | accept loop, socket options, whole-frame reads for slow paths |
+//! | [`etcd`] | a small etcd v3 client over its JSON gateway: kv, transactions, leases, watch |
 //! | [`server`] | a server connection: connect, authenticate, parameter sync, control queries |
 //! | [`pool`] | pools per (database, user): FIFO check-out, reserve, caps, janitor |
 //! | [`session`] | one task per client: login, transactions, forwarding fast path, cancel |
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod etcd;
 pub mod net;
 pub mod pool;
 pub mod proto;

@@ -25,6 +25,9 @@ pub struct Event {
     pub details: String,
     /// The topology epoch the event belongs to.
     pub epoch: u64,
+    /// The agent that recorded it, when several share an etcd store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 impl Event {
@@ -41,13 +44,18 @@ impl Event {
             kind: kind.to_string(),
             details: details.into(),
             epoch,
+            agent: None,
         }
     }
 
     /// One line for terminals and logs.
     pub fn line(&self) -> String {
+        let agent = self
+            .agent
+            .as_deref()
+            .map_or(String::new(), |a| format!(" agent={a}"));
         format!(
-            "{} epoch={} {:<22} {:<10} {}",
+            "{} epoch={}{agent} {:<22} {:<10} {}",
             self.time,
             self.epoch,
             self.kind,

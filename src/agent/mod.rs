@@ -15,6 +15,8 @@
 //! | [`pooler`] | the poolers' control endpoints: publish topology, pause, resume |
 //! | [`local`] | pg_ctl, pg_rewind, pg_basebackup and config files on this host |
 //! | [`store`] | the [`store::StateStore`] trait and the local state directory |
+//! | [`store_etcd`] | the state in etcd, for several agents |
+//! | [`lease`] | leader election among agents: etcd lease, fencing revision, membership |
 //! | [`events`] | events and the `event_command` hook |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`ctx`] | what every action needs: config, store, poolers, metrics, record, publish |
@@ -39,6 +41,7 @@ pub mod events;
 pub mod fsm;
 pub mod hotset;
 pub mod http;
+pub mod lease;
 pub mod local;
 pub mod manual;
 pub mod metrics;
@@ -52,6 +55,7 @@ pub mod run;
 pub mod sql;
 pub mod state;
 pub mod store;
+pub mod store_etcd;
 pub mod switchover;
 pub mod warmth;
 

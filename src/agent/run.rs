@@ -87,13 +87,10 @@ pub async fn run<S: StateStore>(
         epoch,
     )
     .await;
-    if let Some(done) = super::recover::recover(&ctx).await? {
-        tracing::info!("{done}");
-    }
-    let topo = ctx.store.load().await?.topology;
-    ctx.republish(&topo).await;
     let cfg = ctx.fsm_config();
-    let (mut fsm, _) = fsm::step(&FsmState::default(), &cfg, &topo, &Input::Reset);
+    let mut fsm = FsmState::default();
+    // Whether this agent acts: with etcd, only the lease holder does (take_charge on winning).
+    let mut acting = false;
     let mut prober = ctx.prober();
     let mut tick = tokio::time::interval(ctx.agent.probe_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -105,6 +102,11 @@ pub async fn run<S: StateStore>(
             _ = tick.tick() => {}
             _ = shared.probe_now.notified() => tick.reset(),
             Some((op, reply)) = ops_rx.recv() => {
+                if !acting || !ctx.store.may_act() {
+                    let why = "this agent does not hold the leader lease: ask the leader (see pgsluice status)";
+                    let _ = reply.send(super::ops::OpReport::new("operation").refuse(why));
+                    continue;
+                }
                 let report = super::ops::execute(&ctx, &op).await;
                 let _ = reply.send(report);
                 if let Ok(st) = ctx.store.load().await {
@@ -113,11 +115,27 @@ pub async fn run<S: StateStore>(
                 continue;
             }
         }
+        match (acting, ctx.store.may_act()) {
+            (false, true) => match take_charge(&ctx, &cfg).await {
+                Ok(f) => (fsm, acting) = (f, true),
+                Err(e) => tracing::error!(error = %e, "taking charge failed; retrying next round"),
+            },
+            (true, false) => {
+                acting = false;
+                let why = "stopped acting: the etcd lease is no longer held";
+                ctx.record("leadership_lost", None, why, 0).await;
+            }
+            _ => {}
+        }
         let round = Round {
             now_ms: t0.elapsed().as_millis() as u64,
             probes: prober.round().await,
             warmth: ctx.warm.warmth(),
         };
+        if !acting {
+            follow_round(&ctx, &shared, round).await;
+            continue;
+        }
         // A failing round (state store unwritable, ...) is logged and retried next tick: the
         // machine's state is kept, so nothing is decided twice.
         match one_round(&ctx, &cfg, fsm.clone(), round, &shared, t0).await {
@@ -134,9 +152,43 @@ pub async fn run<S: StateStore>(
     let epoch = ctx.store.load().await?.topology.epoch;
     ctx.record("agent_stopped", None, "shutdown requested", epoch)
         .await;
+    ctx.store.release().await;
     let _ = server.await;
     let _ = warmer.await;
     Ok(())
+}
+
+/// Becomes the acting agent (at start, or on winning the lease): finishes or rolls back the
+/// action left in flight, pushes the topology again, and starts the state machine afresh.
+async fn take_charge<S: StateStore>(ctx: &Ctx<S>, cfg: &FsmConfig) -> Result<FsmState, AgentError> {
+    if let Some(name) = ctx.store.agent_name() {
+        let epoch = ctx.store.load().await?.topology.epoch;
+        let what = format!("{name} holds the lease and acts");
+        ctx.record("leadership_acquired", None, what, epoch).await;
+    }
+    if let Some(done) = super::recover::recover(ctx).await? {
+        tracing::info!("{done}");
+    }
+    let topo = ctx.store.load().await?.topology;
+    ctx.republish(&topo).await;
+    Ok(fsm::step(&FsmState::default(), cfg, &topo, &Input::Reset).0)
+}
+
+/// A round of an agent that does not act (no lease): it keeps probing and reporting.
+async fn follow_round<S: StateStore>(ctx: &Ctx<S>, shared: &Shared, round: Round) {
+    let topology = match ctx.store.load().await {
+        Ok(p) => p.topology,
+        Err(_) => shared.status().topology,
+    };
+    ctx.metrics
+        .observe(&round.probes, topology.primary.as_deref());
+    shared.set_status(Status {
+        topology,
+        decision: serde_json::json!({"phase": "follower"}),
+        nodes: round.probes,
+        updated_unix_ms: super::events::Event::now("", None, "", 0).unix_ms,
+        warmth: round.warmth,
+    });
 }
 
 async fn one_round<S: StateStore>(

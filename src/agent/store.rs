@@ -1,6 +1,7 @@
 //! Where the agent keeps what must survive it: the topology with its epoch, the action in
-//! flight, and the event log. [`StateStore`] is the abstraction (etcd comes later);
-//! [`LocalStore`] keeps them in `agent.state_dir`, written atomically.
+//! flight, the event log and small documents (the hot set). [`StateStore`] is the abstraction;
+//! [`LocalStore`] keeps them in `agent.state_dir`, written atomically; the etcd store (several
+//! agents, a leader lease) is in `store_etcd`.
 //!
 //! Files: `state.json` (topology + in-flight action; write to a temporary file, fsync, rename,
 //! fsync the directory), `events.jsonl` (one JSON event per line, appended and fsynced), and
@@ -48,6 +49,12 @@ pub enum StoreError {
     /// Another process holds the lock.
     #[error("{0} is locked by another process (is an agent running? then ask it over HTTP)")]
     Locked(String),
+    /// This agent does not hold the leader lease (etcd store): it may not write.
+    #[error("not the leader: {0}")]
+    NotLeader(String),
+    /// etcd did not answer or refused.
+    #[error(transparent)]
+    Etcd(#[from] crate::etcd::EtcdError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -102,7 +109,7 @@ pub struct Persisted {
     pub inflight: Option<InFlight>,
 }
 
-/// The agent's durable state, local or (later) distributed. The topology epoch is the fencing
+/// The agent's durable state, local or in etcd. The topology epoch is the fencing
 /// token: [`StateStore::save`] succeeds only if the stored epoch is the one the writer read.
 pub trait StateStore: Send + Sync + 'static {
     /// Reads the state (the default state when nothing was stored yet).
@@ -115,11 +122,36 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Appends one event.
     fn append_event(&self, event: &Event) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Events from line `from` on (0 = oldest), with the line number to continue from.
+    /// Events from cursor `from` on (0 = oldest), with the cursor to continue from (a line
+    /// number for the local store, an etcd revision for etcd).
     fn events(
         &self,
         from: u64,
     ) -> impl Future<Output = Result<(Vec<Event>, u64), StoreError>> + Send;
+    /// Stores a small JSON document under `name` (e.g. `hotset`), replacing the previous one.
+    fn put_doc(
+        &self,
+        name: &str,
+        doc: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The document stored under `name`, if any.
+    fn get_doc(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, StoreError>> + Send;
+    /// Whether this process may act now: always for the local store (its lock is held), only
+    /// while holding the leader lease for etcd. Those that may not act keep probing.
+    fn may_act(&self) -> bool {
+        true
+    }
+    /// The agent's name when several agents share the store (recorded in events).
+    fn agent_name(&self) -> Option<String> {
+        None
+    }
+    /// Gives up leadership at once (clean shutdown); nothing for the local store.
+    fn release(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// The state in a local directory.
@@ -308,6 +340,29 @@ impl StateStore for LocalStore {
 
     async fn events(&self, from: u64) -> Result<(Vec<Event>, u64), StoreError> {
         self.events_sync(from)
+    }
+
+    async fn put_doc(&self, name: &str, doc: &serde_json::Value) -> Result<(), StoreError> {
+        let path = self.dir.join(format!("{name}.json"));
+        let text = serde_json::to_vec(doc).map_err(|e| StoreError::Corrupt {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        write_atomically(&self.dir, &path, &text)
+    }
+
+    async fn get_doc(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let path = self.dir.join(format!("{name}.json"));
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+        }
     }
 }
 

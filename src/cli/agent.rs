@@ -2,9 +2,12 @@
 //! plumbing of the verbs that change roles (run by the agent when it is up, else locally).
 
 use crate::agent::ctx::Ctx;
+use crate::agent::lease::{membership, AgentInfo};
 use crate::agent::ops::{self, OpReport, OpRequest};
 use crate::agent::store::LocalStore;
-use crate::config::{self, Config};
+use crate::agent::store_etcd::EtcdStore;
+use crate::config::{self, Config, EtcdConfig, StateStoreConfig};
+use crate::etcd::EtcdClient;
 use anyhow::Context;
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,12 +24,30 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let store = LocalStore::open_exclusive(&cfg.agent.state_dir)?;
         let stop = CancellationToken::new();
         tokio::spawn(signals(stop.clone()));
-        crate::agent::run::run(&cfg, store, stop).await?;
+        match &cfg.agent.state_store {
+            StateStoreConfig::Local => {
+                let store = LocalStore::open_exclusive(&cfg.agent.state_dir)?;
+                crate::agent::run::run(&cfg, store, stop).await?;
+            }
+            StateStoreConfig::Etcd(e) => {
+                let store = etcd_store(&cfg, e);
+                crate::agent::run::run(&cfg, store, stop).await?;
+            }
+        }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The etcd store of this agent (its lease ticker starts at once).
+pub fn etcd_store(cfg: &Config, e: &EtcdConfig) -> EtcdStore {
+    let me = AgentInfo {
+        name: cfg.agent.name.clone(),
+        listen: cfg.agent.listen.to_string(),
+        started_unix_ms: crate::agent::events::Event::now("", None, "", 0).unix_ms,
+    };
+    EtcdStore::open(e.settings(), &e.prefix, me, e.lease_ttl)
 }
 
 async fn signals(stop: CancellationToken) {
@@ -53,6 +74,19 @@ pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs `req`: through the agent when one holds the state directory, else here with the lock.
 pub(super) async fn execute(cfg: &Config, req: &OpRequest) -> anyhow::Result<OpReport> {
+    if let StateStoreConfig::Etcd(e) = &cfg.agent.state_store {
+        let m = membership(&EtcdClient::new(e.settings()), &e.prefix).await?;
+        let leader = m
+            .leader
+            .context("no agent holds the etcd lease: nobody may act now")?;
+        let addr = leader
+            .listen
+            .parse()
+            .context("the leader's listen address")?;
+        return crate::agent::client::op(addr, req, Duration::from_secs(600))
+            .await
+            .with_context(|| format!("the leading agent {} did not answer", leader.name));
+    }
     if LocalStore::is_locked(&cfg.agent.state_dir) {
         let timeout = Duration::from_secs(600);
         return crate::agent::client::op(cfg.agent.listen, req, timeout)

@@ -1,4 +1,5 @@
-//! `pgsluice events [--follow] [-n N] [--json]`: the agent's event log from its state directory.
+//! `pgsluice events [--follow] [-n N] [--json]`: the agent's event log from its state directory
+//! (or from etcd with `state_store = "etcd"`, each event naming the agent that recorded it).
 
 use crate::agent::store::tail_events;
 use crate::config;
@@ -24,6 +25,9 @@ pub struct EventsArgs {
 /// Runs the verb.
 pub fn run(a: EventsArgs) -> anyhow::Result<ExitCode> {
     let cfg = config::load(&a.config.config)?;
+    if let config::StateStoreConfig::Etcd(e) = &cfg.agent.state_store {
+        return etcd_events(&a, e);
+    }
     let dir = cfg.agent.state_dir;
     let (events, mut offset) = tail_events(&dir, 0)?;
     let print = |e: &crate::agent::events::Event| {
@@ -45,5 +49,30 @@ pub fn run(a: EventsArgs) -> anyhow::Result<ExitCode> {
         let (more, next) = tail_events(&dir, offset)?;
         more.iter().for_each(print);
         offset = next;
+    }
+}
+
+/// The same from etcd: every event under the prefix, then new ones by revision.
+fn etcd_events(a: &EventsArgs, e: &config::EtcdConfig) -> anyhow::Result<ExitCode> {
+    use crate::agent::store::StateStore;
+    let store = crate::agent::store_etcd::EtcdStore::read_only(e.settings(), &e.prefix);
+    let rt = super::agent::runtime()?;
+    let (events, mut cursor) = rt.block_on(store.events(0))?;
+    let print = |e: &crate::agent::events::Event| match a.json {
+        true => println!("{}", serde_json::to_string(e).unwrap_or_default()),
+        false => println!("{}", e.line()),
+    };
+    events
+        .iter()
+        .skip(events.len().saturating_sub(a.lines))
+        .for_each(print);
+    if !a.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let (more, next) = rt.block_on(store.events(cursor))?;
+        more.iter().for_each(print);
+        cursor = next;
     }
 }

@@ -3,12 +3,14 @@
 //! of the primary's hot set in a standby's shared_buffers, from the agent), epoch.
 //! Exit codes: 0 the topology's primary answers as a primary, 1 it does not.
 
+use crate::agent::lease::{membership, Membership};
 use crate::agent::probe::{lag, Prober};
 use crate::agent::run::Status;
 use crate::agent::sql::Target;
 use crate::agent::state::{NodeProbe, Role};
 use crate::agent::store::{LocalStore, StateStore};
-use crate::config::{self, ClusterConfig};
+use crate::agent::store_etcd::EtcdStore;
+use crate::config::{self, ClusterConfig, StateStoreConfig};
 use crate::topology::Topology;
 use anyhow::Context;
 use std::process::ExitCode;
@@ -32,19 +34,28 @@ pub fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .context("the configuration has no [cluster]")?;
     let rt = super::agent::runtime()?;
-    let (probes, agent, stored) = rt.block_on(async {
+    let (probes, agent, stored, ha) = rt.block_on(async {
         let probes = Prober::new(Target::all(&cluster), cfg.agent.probe_timeout)
             .round()
             .await;
-        let agent = crate::agent::client::status(cfg.agent.listen, Duration::from_secs(1)).await;
-        let stored = LocalStore::open_read_only(&cfg.agent.state_dir)
-            .load()
-            .await;
-        (
-            probes,
-            agent.ok(),
-            stored.map(|s| s.topology).unwrap_or_default(),
-        )
+        let (stored, ha) = match &cfg.agent.state_store {
+            StateStoreConfig::Local => {
+                let s = LocalStore::open_read_only(&cfg.agent.state_dir);
+                (s.load().await, None)
+            }
+            StateStoreConfig::Etcd(e) => {
+                let s = EtcdStore::read_only(e.settings(), &e.prefix);
+                let m = membership(s.client(), s.prefix()).await;
+                (s.load().await, Some(m.map_err(|e| e.to_string())))
+            }
+        };
+        let listen = ha
+            .as_ref()
+            .and_then(|m| m.as_ref().ok()?.leader.as_ref()?.listen.parse().ok())
+            .unwrap_or(cfg.agent.listen);
+        let agent = crate::agent::client::status(listen, Duration::from_secs(1)).await;
+        let stored = stored.map(|s| s.topology).unwrap_or_default();
+        (probes, agent.ok(), stored, ha)
     });
     let topo = agent.as_ref().map_or(stored, |s| s.topology.clone());
     let primary_ok = topo
@@ -53,10 +64,20 @@ pub fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
         .and_then(|p| probes.iter().find(|x| x.name == p))
         .is_some_and(|p| p.role() == Role::Primary);
     if a.json {
-        let out = serde_json::json!({ "topology": topo, "agent": agent, "nodes": probes });
+        let ha = ha.map(|m| {
+            m.map_or_else(
+                |e| serde_json::json!({ "error": e }),
+                |m| serde_json::json!(m),
+            )
+        });
+        let out =
+            serde_json::json!({ "topology": topo, "agent": agent, "agents": ha, "nodes": probes });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_table(&cluster, &topo, agent.as_ref(), &probes);
+        if let Some(m) = ha {
+            println!("{}", agents_line(m));
+        }
     }
     Ok(ExitCode::from(if primary_ok { 0 } else { 1 }))
 }
@@ -110,6 +131,31 @@ fn print_table(
     for p in probes.iter().filter(|p| !p.reachable) {
         println!("{}", p.error.as_deref().unwrap_or("unreachable"));
     }
+}
+
+/// The agents sharing the etcd store, the leader and its lease.
+fn agents_line(m: Result<Membership, String>) -> String {
+    let m = match m {
+        Ok(m) => m,
+        Err(e) => return format!("agents: etcd not readable ({e}): nobody acts until it is"),
+    };
+    let leader = m.leader.as_ref().map(|l| l.name.as_str());
+    let names: Vec<String> = m
+        .agents
+        .iter()
+        .map(|a| match leader == Some(a.name.as_str()) {
+            true => format!("{} (leader, {})", a.name, a.listen),
+            false => format!("{} ({})", a.name, a.listen),
+        })
+        .collect();
+    let lease = match (leader, m.lease_ttl_left) {
+        (Some(l), Some(t)) => format!(
+            "leader {l}, lease {:x} {t}s left, fencing revision {}",
+            m.lease_id, m.leader_revision
+        ),
+        _ => "no leader: nobody acts (failover waits for a lease holder)".into(),
+    };
+    format!("agents: {}\n{lease}", names.join(", "))
 }
 
 /// One line of the table.

@@ -228,6 +228,48 @@ pub struct AgentConfig {
     pub synchronous_standbys: u32,
     /// Warm failover.
     pub warm: WarmConfig,
+    /// This agent's name (events, leader key, `status`).
+    pub name: String,
+    /// Where the state lives.
+    pub state_store: StateStoreConfig,
+}
+
+/// `[agent] state_store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateStoreConfig {
+    /// `agent.state_dir`, one agent.
+    Local,
+    /// etcd: several agents, one leader.
+    Etcd(EtcdConfig),
+}
+
+/// The etcd keys of `[agent]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// `http://host:port` client URLs.
+    pub endpoints: Vec<String>,
+    /// Prefix of every key, ending with `/`.
+    pub prefix: String,
+    /// User and password (authentication on).
+    pub auth: Option<(String, String)>,
+    /// The leader lease's time to live.
+    pub lease_ttl: Duration,
+}
+
+impl EtcdConfig {
+    /// The key holding the topology (and the agent's action in flight); poolers watch it.
+    pub fn topology_key(&self) -> String {
+        format!("{}topology", self.prefix)
+    }
+
+    /// The client settings: each request bounded by a third of the lease (at most 2 s).
+    pub fn settings(&self) -> crate::etcd::EtcdSettings {
+        crate::etcd::EtcdSettings {
+            endpoints: self.endpoints.clone(),
+            auth: self.auth.clone(),
+            timeout: (self.lease_ttl / 3).min(Duration::from_secs(2)),
+        }
+    }
 }
 
 /// How pg_prewarm loads a block (`[agent] prewarm_mode`).

@@ -188,6 +188,19 @@ pub struct RawAgent {
     pub switchover_warmth: Option<f64>,
     /// How long switchover waits for `switchover_warmth`.
     pub switchover_warmth_timeout: Option<RawDuration>,
+    /// This agent's name among several (default: host name and listen port).
+    pub name: Option<String>,
+    /// `local` (state_dir, one agent) or `etcd` (several agents, a leader lease).
+    pub state_store: Option<String>,
+    /// etcd client URLs (`http://host:2379`).
+    pub etcd_endpoints: Option<Vec<String>>,
+    /// Prefix of every key (default `/pgsluice/<cluster.name>/`).
+    pub etcd_prefix: Option<String>,
+    /// etcd user and password, when etcd authentication is on.
+    pub etcd_username: Option<String>,
+    pub etcd_password: Option<String>,
+    /// The leader lease's time to live (whole seconds, at least 2).
+    pub lease_ttl: Option<RawDuration>,
 }
 
 /// `[metrics]`: the pooler's HTTP endpoint (`/metrics`, `/health`, control).

@@ -672,6 +672,7 @@ fn agent(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfig>) -> Agen
             "describe [[cluster.nodes]]",
         );
     }
+    let listen = c.socket("agent.listen", &a.listen, "127.0.0.1:9931");
     AgentConfig {
         state_dir: PathBuf::from(a.state_dir.as_deref().unwrap_or("/var/lib/pgsluice")),
         probe_interval,
@@ -682,10 +683,97 @@ fn agent(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfig>) -> Agen
         auto_failover: a.auto_failover.unwrap_or(true),
         event_command: a.event_command.clone().filter(|s| !s.is_empty()),
         poolers,
-        listen: c.socket("agent.listen", &a.listen, "127.0.0.1:9931"),
+        listen,
         synchronous_standbys,
         warm: warm(c, a),
+        name: agent_name(a, listen),
+        state_store: state_store(c, a, cluster),
     }
+}
+
+/// `agent.name`, by default `<host name>-<listen port>`.
+fn agent_name(a: &RawAgent, listen: SocketAddr) -> String {
+    a.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), listen.port())
+    })
+}
+
+/// `agent.state_store` and the etcd keys.
+fn state_store(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfig>) -> StateStoreConfig {
+    let etcd_keys = a.etcd_endpoints.is_some() || a.etcd_prefix.is_some() || a.lease_ttl.is_some();
+    match a.state_store.as_deref().unwrap_or("local") {
+        "local" => {
+            if etcd_keys || a.etcd_username.is_some() {
+                c.bad(
+                    "agent.state_store",
+                    "etcd keys are set but state_store is local",
+                    "set state_store = \"etcd\"",
+                );
+            }
+            return StateStoreConfig::Local;
+        }
+        "etcd" => {}
+        other => {
+            c.bad(
+                "agent.state_store",
+                format!("{other:?} is not a state store"),
+                "local or etcd",
+            );
+            return StateStoreConfig::Local;
+        }
+    }
+    let endpoints = a.etcd_endpoints.clone().unwrap_or_default();
+    if endpoints.is_empty() {
+        c.bad(
+            "agent.etcd_endpoints",
+            "state_store = \"etcd\" needs endpoints",
+            "for example [\"http://127.0.0.1:2379\"]",
+        );
+    }
+    for (i, e) in endpoints.iter().enumerate() {
+        if !e.starts_with("http://") {
+            c.bad(
+                format!("agent.etcd_endpoints[{i}]"),
+                format!("{e:?} is not an http:// URL"),
+                "for example \"http://127.0.0.1:2379\"",
+            );
+        }
+    }
+    let name = cluster.map_or("default", |c| c.name.as_str());
+    let mut prefix = a
+        .etcd_prefix
+        .clone()
+        .unwrap_or_else(|| format!("/pgsluice/{name}/"));
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    let lease_ttl = c.duration("agent.lease_ttl", &a.lease_ttl, Duration::from_secs(10));
+    if lease_ttl < Duration::from_secs(2) || lease_ttl.subsec_nanos() != 0 {
+        c.bad(
+            "agent.lease_ttl",
+            format!("{lease_ttl:?} is not whole seconds >= 2"),
+            "etcd leases count whole seconds; for example \"10s\"",
+        );
+    }
+    let auth = match (&a.etcd_username, &a.etcd_password) {
+        (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+        (None, None) => None,
+        _ => {
+            c.bad(
+                "agent.etcd_username",
+                "etcd_username and etcd_password go together",
+                "",
+            );
+            None
+        }
+    };
+    StateStoreConfig::Etcd(EtcdConfig {
+        endpoints,
+        prefix,
+        auth,
+        lease_ttl,
+    })
 }
 
 /// The warm-failover keys of `[agent]`.

@@ -3,6 +3,7 @@
 //! socket hand-over in [`lifecycle`].
 
 pub mod discovery;
+pub mod etcd_watch;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
@@ -116,6 +117,9 @@ async fn serve(
     }
     if config.cluster.is_some() {
         tokio::spawn(discovery::run(ctx.clone(), PROBE_INTERVAL, stop.clone()));
+    }
+    if let config::StateStoreConfig::Etcd(e) = &config.agent.state_store {
+        tokio::spawn(etcd_watch::run(ctx.clone(), e.clone(), stop.clone()));
     }
     tokio::spawn(janitor(admin.clone(), stop.clone()));
     tokio::spawn(lifecycle::signals(life.clone()));

@@ -1,0 +1,101 @@
+//! With `agent.state_store = "etcd"`, the pooler reads and watches the topology key itself,
+//! besides the agent's pushes: a pooler that missed a push (down, restarted, partitioned from
+//! the agent) converges as soon as it reaches etcd. The epoch rule is the push's: a topology
+//! is installed only when its epoch is higher than the one held.
+//!
+//! Each session reads the key, then watches it from the next revision; a session lasts at
+//! most [`SESSION`] (so a silently dead connection is replaced), and a failed one is retried
+//! after [`RETRY`]. An etcd outage changes nothing: the pooler keeps the topology it holds.
+
+use crate::config::EtcdConfig;
+use crate::etcd::watch::watch_for;
+use crate::etcd::{EtcdClient, EtcdError};
+use crate::session::SessionCtx;
+use crate::topology::Topology;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The longest one watch stream is kept before it is read and opened again.
+pub const SESSION: Duration = Duration::from_secs(30);
+/// Pause after a failed session.
+pub const RETRY: Duration = Duration::from_secs(1);
+
+/// Installs `t` if its epoch is above the one held; returns whether it did.
+pub fn install(ctx: &SessionCtx, t: Topology) -> bool {
+    let (current, _) = ctx.topology();
+    if current.epoch > 0 && !current.superseded_by(&t) {
+        return false;
+    }
+    let config = ctx.config();
+    let primary = match (&config.cluster, &t.primary) {
+        (Some(c), Some(p)) if !t.is_fenced(p) => match c.node(p) {
+            Some(n) => Some(n.clone()),
+            None => {
+                tracing::warn!(node = %p, "topology in etcd names an unknown node; ignored");
+                return false;
+            }
+        },
+        _ => None,
+    };
+    tracing::info!(epoch = t.epoch, primary = ?t.primary, fenced = ?t.fenced, "topology from etcd");
+    ctx.set_topology(t, primary);
+    true
+}
+
+/// The part of the stored state a pooler needs (the agent also keeps its action in flight).
+#[derive(serde::Deserialize)]
+struct Stored {
+    topology: Topology,
+}
+
+fn topology_of(value: &[u8]) -> Option<Topology> {
+    match serde_json::from_slice::<Stored>(value) {
+        Ok(p) if p.topology.epoch > 0 => Some(p.topology),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "topology key in etcd is not valid JSON; ignored");
+            None
+        }
+    }
+}
+
+async fn session(ctx: &SessionCtx, client: &EtcdClient, key: &str) -> Result<(), EtcdError> {
+    let (kv, revision) = client.get(key).await?;
+    if let Some(t) = kv.and_then(|kv| topology_of(&kv.value)) {
+        install(ctx, t);
+    }
+    watch_for(client, key, revision + 1, SESSION, |e| {
+        if let Some(t) = (!e.deleted).then(|| topology_of(&e.kv.value)).flatten() {
+            install(ctx, t);
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Follows the topology key until `stop`.
+pub async fn run(ctx: Arc<SessionCtx>, etcd: EtcdConfig, stop: CancellationToken) {
+    let client = EtcdClient::new(etcd.settings());
+    let key = etcd.topology_key();
+    let mut failing = false;
+    loop {
+        let r = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = session(&ctx, &client, &key) => r,
+        };
+        match r {
+            Ok(()) => failing = false,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot follow the topology in etcd; retrying");
+                }
+                failing = true;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    }
+}
