@@ -227,3 +227,36 @@ max_user_connections = -1
         "{p:#?}"
     );
 }
+
+#[test]
+fn etcd_state_store_keys() {
+    let cluster = "[cluster]\nname = \"c1\"\n[[cluster.nodes]]\nname = \"a\"\nhost = \"h\"\n";
+    let ok = format!(
+        "{cluster}[agent]\nname = \"x\"\nstate_store = \"etcd\"\n\
+         etcd_endpoints = [\"http://127.0.0.1:2379\"]\netcd_username = \"u\"\netcd_password = \"p\"\n"
+    );
+    let c = from_str(&ok, "t").unwrap();
+    assert_eq!(c.agent.name, "x");
+    let StateStoreConfig::Etcd(e) = &c.agent.state_store else {
+        panic!("etcd expected");
+    };
+    assert_eq!(e.prefix, "/pgsluice/c1/");
+    assert_eq!(e.topology_key(), "/pgsluice/c1/topology");
+    assert_eq!(e.lease_ttl, Duration::from_secs(10));
+    assert_eq!(e.auth, Some(("u".into(), "p".into())));
+    let bad = format!(
+        "{cluster}[agent]\nstate_store = \"etcd\"\nlease_ttl = \"1500ms\"\netcd_username = \"u\"\n"
+    );
+    let p = problems(&bad);
+    assert!(has(&p, "agent.etcd_endpoints"), "{p:?}");
+    assert!(has(&p, "agent.lease_ttl"), "{p:?}");
+    assert!(has(&p, "agent.etcd_username"), "{p:?}");
+    let p = problems(&format!("{cluster}[agent]\netcd_prefix = \"/x/\"\n"));
+    assert!(has(&p, "agent.state_store"), "{p:?}");
+    let p = problems(&format!("{cluster}[agent]\nstate_store = \"zk\"\n"));
+    assert!(has(&p, "agent.state_store"), "{p:?}");
+    assert_eq!(
+        from_str(MINIMAL, "t").unwrap().agent.state_store,
+        StateStoreConfig::Local
+    );
+}
