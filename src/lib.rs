@@ -9,6 +9,7 @@
 //! | [`proto`] | sans-IO wire codec: frame headers, startup packets, builders, lazy views |
 //! | [`auth`] | sans-IO MD5 and SCRAM-SHA-256 (both sides), secrets, `auth_file` parsing |
 //! | [`net`] | accept loop, socket options, whole-frame reads for slow paths |
+//! | [`tls`] | the front door's HBA rules and TLS configurations, reloadable |
 //! | [`etcd`] | a small etcd v3 client over its JSON gateway: kv, transactions, leases, watch |
 //! | [`server`] | a server connection: connect, authenticate, parameter sync, control queries |
 //! | [`pool`] | pools per (database, user): FIFO check-out, reserve, caps, janitor |
@@ -37,3 +38,4 @@ pub mod sandbox;
 pub mod server;
 pub mod session;
 pub mod topology;
+pub mod tls;

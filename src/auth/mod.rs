@@ -6,6 +6,7 @@
 //! | file | job |
 //! |---|---|
 //! | `mod.rs` | [`AuthError`], [`Secret`] (what we know of a user's password), [`verify_password`] |
+//! | [`hba`] | `pg_hba.conf`-syntax rules (`auth_hba_file`): parser and first-match lookup |
 //! | [`md5`] | PostgreSQL's MD5 password hashing and the salted challenge check |
 //! | [`scram`] | SCRAM-SHA-256 server ([`ScramServer`]) and client ([`ScramClient`]), [`ScramSecret`] |
 //! | [`userlist`] | PgBouncer's `auth_file` (`"user" "secret"` lines) |
@@ -22,6 +23,7 @@ use std::fmt;
 
 use subtle::ConstantTimeEq;
 
+pub mod hba;
 pub mod md5;
 pub mod scram;
 pub mod userlist;

@@ -106,6 +106,10 @@ pub struct PoolerConfig {
     pub max_user_connections: usize,
     pub auth_type: AuthType,
     pub auth_file: Option<PathBuf>,
+    /// `pg_hba.conf`-syntax rules checked at login; none = every client may try `auth_type`.
+    pub auth_hba_file: Option<PathBuf>,
+    /// Logins (startup and authentication) in progress at once; more wait for a slot.
+    pub max_pending_logins: usize,
     pub admin_users: Vec<String>,
     pub stats_users: Vec<String>,
     /// Empty = none.

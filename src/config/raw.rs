@@ -68,6 +68,8 @@ pub struct RawPooler {
     pub max_user_connections: Option<i64>,
     pub auth_type: Option<String>,
     pub auth_file: Option<String>,
+    pub auth_hba_file: Option<String>,
+    pub max_pending_logins: Option<i64>,
     pub admin_users: Option<Vec<String>>,
     pub stats_users: Option<Vec<String>>,
     pub server_reset_query: Option<String>,

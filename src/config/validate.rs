@@ -313,6 +313,18 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             .as_ref()
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
+        auth_hba_file: p
+            .auth_hba_file
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
+        max_pending_logins: c.count(
+            "pooler.max_pending_logins",
+            p.max_pending_logins,
+            100,
+            1,
+            1_000_000,
+        ),
         admin_users: p.admin_users.clone().unwrap_or_default(),
         stats_users: p.stats_users.clone().unwrap_or_default(),
         server_reset_query: p

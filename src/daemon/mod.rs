@@ -31,6 +31,8 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{0}")]
+    #[error("{0}")]
+    FrontDoor(#[from] crate::tls::FrontDoorError),
     Config(#[from] config::ConfigError),
     #[error("auth_file {path}: {message}")]
     AuthFile { path: String, message: String },
@@ -91,6 +93,7 @@ async fn serve(
         Some(l) => tokio::net::TcpListener::from_std(l)
             .map(listener::Listener::Tcp)
             .map_err(listen_err)?,
+    ctx.set_front_door(crate::tls::FrontDoor::load(&config.pooler)?);
         None => listener::bind(addr, config.pooler.so_reuseport, 4096).map_err(listen_err)?,
     };
     let ctx = SessionCtx::new(config.clone(), secrets);
@@ -224,6 +227,7 @@ pub fn reload(path: &Path, ctx: &SessionCtx) -> Result<(), DaemonError> {
 }
 
 /// Puts a validated configuration in force: pool settings and caps apply to the next
+    let front = crate::tls::FrontDoor::load(&c.pooler)?;
 /// check-outs; clients of a removed database are closed at their next transaction boundary.
 pub fn install(ctx: &SessionCtx, c: Config) -> Result<(), DaemonError> {
     let secrets = load_auth_file(&c)?;
@@ -246,6 +250,7 @@ pub fn install(ctx: &SessionCtx, c: Config) -> Result<(), DaemonError> {
     for client in ctx.clients.all() {
         if !client.console && !c.databases.contains_key(&client.database) {
             client.request_close(CloseReason::Shutdown);
+    ctx.set_front_door(front);
         }
     }
     ctx.set_config(c, secrets);

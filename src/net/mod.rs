@@ -1,6 +1,7 @@
 //! Networking below the sessions: the accept loops (TCP and Unix socket), the client stream
-//! type, and whole-frame reads for slow paths.
+//! type, logins in progress (capped), and whole-frame reads for slow paths.
 
 pub mod frame_io;
 pub mod listener;
+pub mod pending;
 pub mod stream;

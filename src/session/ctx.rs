@@ -5,10 +5,12 @@ use crate::auth::Secret;
 use crate::config::{Backend, Config, DatabaseConfig, NodeConfig};
 use crate::pool::{PoolSettings, Pools};
 use crate::server::ConnectSpec;
+use crate::net::pending::PendingLogins;
 use crate::net::stream::ClientStream;
 use crate::session::cancel::CancelMap;
 use crate::session::clients::{ClientInfo, Clients, CloseReason, Registered};
 use crate::topology::Topology;
+use crate::tls::FrontDoor;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::future::Future;
@@ -169,6 +171,10 @@ pub struct SessionCtx {
 fn read<T: Clone>(l: &RwLock<T>) -> T {
     match l.read() {
         Ok(g) => g.clone(),
+    /// HBA rules (and TLS) in force.
+    front: RwLock<Arc<FrontDoor>>,
+    /// Logins in progress (`max_pending_logins`).
+    pub pending: Arc<PendingLogins>,
         Err(p) => p.into_inner().clone(),
     }
 }
@@ -186,6 +192,7 @@ impl SessionCtx {
             credentials: RwLock::new(credentials),
             topology: RwLock::new((Topology::default(), primary)),
             pools: Pools::default(),
+        let pending_cap = config.pooler.max_pending_logins;
             cancels: Arc::default(),
             gate: Gate::default(),
             totals: Totals::default(),
@@ -199,6 +206,8 @@ impl SessionCtx {
     pub fn set_console(&self, console: Arc<dyn Console>) {
         let _ = self.console.set(console);
     }
+            front: RwLock::default(),
+            pending: PendingLogins::new(pending_cap),
 
     /// The console, if the daemon installed one.
     pub fn console(&self) -> Option<Arc<dyn Console>> {
@@ -229,6 +238,7 @@ impl SessionCtx {
             *c = config;
         }
     }
+        self.pending.set_cap(config.pooler.max_pending_logins);
 
     /// The secret a user logs in with, if known.
     pub fn secret(&self, user: &str) -> Option<Secret> {
@@ -237,6 +247,18 @@ impl SessionCtx {
 
     /// The topology in force and the node that takes writes.
     pub fn topology(&self) -> (Topology, Option<NodeConfig>) {
+    /// HBA rules (and TLS) in force.
+    pub fn front_door(&self) -> Arc<FrontDoor> {
+        read(&self.front)
+    }
+
+    /// Installs new HBA rules (and TLS) (start, reload).
+    pub fn set_front_door(&self, front: FrontDoor) {
+        if let Ok(mut f) = self.front.write() {
+            *f = Arc::new(front);
+        }
+    }
+
         read(&self.topology)
     }
 

@@ -3,9 +3,11 @@
 
 use super::ctx::{ConsoleLogin, SessionCtx, CONSOLE_DATABASES};
 use super::LoginError;
-use crate::auth::{verify_md5, ScramServer, Secret};
+use crate::auth::hba::{HbaClient, HbaMethod};
+use crate::auth::{verify_md5, verify_password, ScramServer, Secret};
 use crate::config::{AuthType, Config, DatabaseConfig};
 use crate::net::frame_io::read_frame;
+use crate::net::pending::PendingGuard;
 use crate::net::stream::ClientStream;
 use crate::proto::{builders, parse_initial, tags::frontend, views, Initial};
 use crate::server::params::{parse_options, ParamSet};
@@ -34,12 +36,17 @@ pub async fn read_startup(
     max_len: usize,
 ) -> Result<Option<Vec<(String, String)>>, LoginError> {
     let mut buf = BytesMut::with_capacity(256);
+    let pending = ctx.pending.enter();
     loop {
         let (initial, used) = loop {
             if let Some(found) = parse_initial(&buf, max_len).map_err(LoginError::Startup)? {
                 break found;
             }
-            if client.read_buf(&mut buf).await? == 0 {
+            let n = tokio::select! {
+                n = client.read_buf(&mut buf) => n?,
+                () = pending.evicted() => return Err(evicted()),
+            };
+            if n == 0 {
                 return Err(LoginError::Gone);
             }
         };
@@ -113,7 +120,8 @@ pub async fn authenticate(
         })?;
         wanted.extend(parsed);
     }
-    check_password(ctx, config.pooler.auth_type, client, &user).await?;
+    let method = auth_method(ctx, config, client, &database.name, &user)?;
+    check_password(ctx, method, client, &user).await?;
     Ok(Login {
         application_name: get("application_name").unwrap_or_default(),
         user,
@@ -148,7 +156,12 @@ pub async fn console_login(
                 "no PostgreSQL user name specified in startup packet",
             )
         })?;
-    check_password(ctx, config.pooler.auth_type, client, &user).await?;
+    let dbname = params
+        .iter()
+        .find(|(k, _)| k == "database")
+        .map_or("", |(_, v)| v.as_str());
+    let method = auth_method(ctx, config, client, dbname, &user)?;
+    check_password(ctx, method, client, &user).await?;
     let p = &config.pooler;
     let admin = p.admin_users.contains(&user);
     if !admin && !p.stats_users.contains(&user) {
@@ -179,6 +192,11 @@ pub async fn greet_console(client: &mut ClientStream, key: (i32, i32)) -> std::i
     client.write_all(&out).await
 }
 
+/// A login pushed out by newer ones beyond `max_pending_logins`.
+fn evicted() -> LoginError {
+    LoginError::fatal("53300", "too many logins in progress (max_pending_logins)")
+}
+
 fn auth_failed(user: &str) -> LoginError {
     LoginError::fatal(
         "28P01",
@@ -191,28 +209,83 @@ fn mock_key() -> &'static [u8; 32] {
     KEY.get_or_init(|| rand::thread_rng().gen())
 }
 
+/// How the client must authenticate: the first matching `auth_hba_file` rule, else
+/// `auth_type`. No matching rule and `reject` refuse with PostgreSQL's words.
+fn auth_method(
+    ctx: &SessionCtx,
+    config: &Config,
+    client: &ClientStream,
+    database: &str,
+    user: &str,
+) -> Result<HbaMethod, LoginError> {
+    let front = ctx.front_door();
+    let Some(hba) = &front.hba else {
+        return Ok(match config.pooler.auth_type {
+            AuthType::Trust => HbaMethod::Trust,
+            AuthType::Md5 => HbaMethod::Md5,
+            AuthType::ScramSha256 => HbaMethod::ScramSha256,
+        });
+    };
+    let addr = client.peer_ip()?;
+    let tls = client.is_tls();
+    let rule = hba.lookup(&HbaClient {
+        addr,
+        tls,
+        database,
+        user,
+    });
+    let host = addr.map_or_else(|| "[local]".to_string(), |a| a.to_string());
+    let ssl = if tls {
+        "SSL encryption"
+    } else {
+        "no encryption"
+    };
+    match rule.map(|r| r.method) {
+        Some(HbaMethod::Reject) => Err(LoginError::fatal(
+            "28000",
+            format!("pg_hba.conf rejects connection for host \"{host}\", user \"{user}\", database \"{database}\", {ssl}"),
+        )),
+        Some(m) => Ok(m),
+        None => Err(LoginError::fatal(
+            "28000",
+            format!("no pg_hba.conf entry for host \"{host}\", user \"{user}\", database \"{database}\", {ssl}"),
+        )),
+    }
+}
+
 async fn check_password(
     ctx: &SessionCtx,
-    auth: AuthType,
+    method: HbaMethod,
     client: &mut ClientStream,
     user: &str,
 ) -> Result<(), LoginError> {
-    if auth == AuthType::Trust {
+    if method == HbaMethod::Trust {
         return Ok(());
     }
+    let pending = ctx.pending.enter();
     let secret = ctx.secret(user);
-    let use_md5 = match (&secret, auth) {
-        (Some(Secret::Md5(_)), _) => true,
-        (Some(Secret::Scram(_)), _) => false,
-        (_, a) => a == AuthType::Md5,
-    };
     let mut buf = BytesMut::with_capacity(256);
     let mut out = BytesMut::with_capacity(256);
+    if method == HbaMethod::Password {
+        builders::auth_cleartext(&mut out);
+        client.write_all(&out).await?;
+        let resp = read_password(client, &mut buf, &pending).await?;
+        let pw = views::password(&resp).unwrap_or_default();
+        let ok = secret
+            .as_ref()
+            .is_some_and(|s| verify_password(s, user, pw));
+        return if ok { Ok(()) } else { Err(auth_failed(user)) };
+    }
+    let use_md5 = match &secret {
+        Some(Secret::Md5(_)) => true,
+        Some(Secret::Scram(_)) => false,
+        _ => method == HbaMethod::Md5,
+    };
     if use_md5 {
         let salt: [u8; 4] = rand::thread_rng().gen();
         builders::auth_md5(&mut out, salt);
         client.write_all(&out).await?;
-        let resp = read_password(client, &mut buf).await?;
+        let resp = read_password(client, &mut buf, &pending).await?;
         let ok = secret
             .as_ref()
             .is_some_and(|s| verify_md5(s, user, salt, views::password(&resp).unwrap_or_default()));
@@ -224,7 +297,7 @@ async fn check_password(
     };
     builders::auth_sasl(&mut out, &["SCRAM-SHA-256"]);
     client.write_all(&out).await?;
-    let first = read_password(client, &mut buf).await?;
+    let first = read_password(client, &mut buf, &pending).await?;
     let (mech, data) =
         views::sasl_initial_response(&first).map_err(|e| LoginError::Protocol(e.to_string()))?;
     if mech != "SCRAM-SHA-256" {
@@ -237,7 +310,7 @@ async fn check_password(
     out.clear();
     builders::auth_sasl_continue(&mut out, &server_first);
     client.write_all(&out).await?;
-    let fin = read_password(client, &mut buf).await?;
+    let fin = read_password(client, &mut buf, &pending).await?;
     let server_final = scram.client_final(&fin).map_err(|_| auth_failed(user))?;
     out.clear();
     builders::auth_sasl_final(&mut out, &server_final);
@@ -248,13 +321,16 @@ async fn check_password(
 async fn read_password(
     client: &mut ClientStream,
     buf: &mut BytesMut,
+    pending: &PendingGuard,
 ) -> Result<BytesMut, LoginError> {
-    let f = read_frame(client, buf, 64 * 1024)
-        .await
-        .map_err(|e| match e {
-            crate::net::frame_io::FrameIoError::Closed => LoginError::Gone,
-            other => LoginError::Protocol(other.to_string()),
-        })?;
+    let read = tokio::select! {
+        r = read_frame(client, buf, 64 * 1024) => r,
+        () = pending.evicted() => return Err(evicted()),
+    };
+    let f = read.map_err(|e| match e {
+        crate::net::frame_io::FrameIoError::Closed => LoginError::Gone,
+        other => LoginError::Protocol(other.to_string()),
+    })?;
     if f.tag != frontend::PASSWORD {
         return Err(LoginError::fatal(
             "08P01",

@@ -6,6 +6,7 @@
 
 mod basic;
 mod front_door;
+mod security;
 mod state;
 mod timeouts;
 mod util;
@@ -20,7 +21,7 @@ type Body = fn(&Fixture) -> Result<(), Failed>;
 fn main() {
     let args = Arguments::from_args();
     let shared: Arc<OnceLock<Fixture>> = Arc::new(OnceLock::new());
-    let tests: Vec<(&str, Body)> = [basic::TESTS, state::TESTS, front_door::TESTS, timeouts::TESTS].concat();
+    let tests: Vec<(&str, Body)> = [basic::TESTS, state::TESTS, front_door::TESTS, timeouts::TESTS, security::TESTS].concat();
     let trials = tests
         .into_iter()
         .map(|(name, body)| {
