@@ -229,7 +229,7 @@ impl AgentProc {
         let s = rt()
             .block_on(pgsluice::agent::client::status(
                 self.listen,
-                Duration::from_millis(500),
+                Duration::from_secs(1),
             ))
             .ok()?;
         s.decision.get("phase")?.as_str().map(str::to_string)
@@ -428,9 +428,24 @@ fn three_agents_through_etcd() {
     std::thread::sleep(Duration::from_millis(500));
     etcd.kill();
     std::thread::sleep(ttl * 2 + Duration::from_secs(1));
-    assert!(agents
-        .iter()
-        .all(|a| a.phase().as_deref() == Some("follower")));
+    let follow = || {
+        agents
+            .iter()
+            .all(|a| a.phase().as_deref() == Some("follower"))
+    };
+    if poll(Duration::from_secs(3), || follow().then_some(())).is_none() {
+        let phases: Vec<_> = agents.iter().map(|a| (&a.name, a.phase())).collect();
+        for a in &agents {
+            let log = std::fs::read_to_string(d.join(format!("{}.log", a.name))).unwrap();
+            let tail: Vec<_> = log.lines().rev().take(15).collect();
+            eprintln!(
+                "--- {}:\n{}",
+                a.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        panic!("agents act without etcd: {phases:?}");
+    }
     assert_eq!(primaries(&c), new_primary);
     assert_eq!(pooler_topology(http).epoch, epoch);
     let stats = load.stop();
