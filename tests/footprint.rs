@@ -4,7 +4,9 @@
 
 #[tokio::test]
 async fn client_task_future_stays_small() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let config = pgsluice::config::from_str("[databases.a]\nhost = 'h'\n", "t").expect("config");
@@ -12,5 +14,8 @@ async fn client_task_future_stays_small() {
     let client = pgsluice::net::stream::ClientStream::Tcp(stream);
     let task = pgsluice::session::serve(ctx, client, pgsluice::net::stream::Peer::Unix);
     let size = std::mem::size_of_val(&task);
-    assert!(size <= 1024, "client task future is {size} bytes, budget 1024");
+    assert!(
+        size <= 1024,
+        "client task future is {size} bytes, budget 1024"
+    );
 }

@@ -69,6 +69,30 @@ impl AuthType {
     }
 }
 
+/// `client_tls_sslmode`: what the pooler asks of clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTlsMode {
+    /// SSLRequest answered 'N'.
+    Disable,
+    /// TLS when the client asks; plain text too.
+    Allow,
+    /// Same as `allow` on the server side (the client decides).
+    Prefer,
+    /// TCP clients must use TLS (Unix sockets need not).
+    Require,
+    /// `require`, and the client must show a certificate signed by `client_tls_ca_file`.
+    VerifyCa,
+}
+
+/// The `client_tls_*` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    pub mode: ClientTlsMode,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
 /// The whole validated file.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -110,6 +134,8 @@ pub struct PoolerConfig {
     pub auth_hba_file: Option<PathBuf>,
     /// Logins (startup and authentication) in progress at once; more wait for a slot.
     pub max_pending_logins: usize,
+    /// TLS towards clients.
+    pub client_tls: ClientTls,
     pub admin_users: Vec<String>,
     pub stats_users: Vec<String>,
     /// Empty = none.
@@ -133,6 +159,9 @@ pub struct PoolerConfig {
     pub idle_transaction_timeout: Duration,
     pub track_extra_parameters: Vec<String>,
     pub max_packet_size: usize,
+    /// Named statements kept prepared per server connection (transaction and statement
+    /// modes); 0 = named prepared statements are passed through untouched.
+    pub max_prepared_statements: usize,
     pub max_startup_packet_size: usize,
     pub log_connections: bool,
     pub log_disconnections: bool,
@@ -145,6 +174,10 @@ pub struct PoolerConfig {
     pub pause_timeout: Duration,
     /// SO_REUSEPORT on the listener: several poolers may share the port.
     pub so_reuseport: bool,
+    /// How often the pooler probes cluster nodes (role, LSNs, health).
+    pub probe_interval: Duration,
+    /// How long a node that failed a probe or a connection is left out.
+    pub ban_time: Duration,
 }
 
 /// Where a database's server connections go.
@@ -170,6 +203,45 @@ pub struct DatabaseConfig {
     pub pool_mode: PoolMode,
     /// 0 = unlimited.
     pub max_db_connections: usize,
+    /// Where transactions go (cluster databases only; see docs/routing.md).
+    pub routing: Routing,
+}
+
+/// `databases.NAME.policy`: which transactions may run on standbys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoutePolicy {
+    /// Everything on the primary.
+    #[default]
+    Primary,
+    /// Transactions that declare themselves read-only go to standbys.
+    ReadOnly,
+    /// Also autocommit statements the classifier finds read-only.
+    Auto,
+}
+
+/// `databases.NAME.replica_choice`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplicaChoice {
+    #[default]
+    LeastOutstanding,
+    RoundRobin,
+    /// In proportion to `[[cluster.nodes]] weight`.
+    Weighted,
+}
+
+/// The routing settings of one database.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Routing {
+    pub policy: RoutePolicy,
+    /// Per-session read-your-writes (`read_your_writes = "session"`), or off.
+    pub read_your_writes: bool,
+    /// Skip standbys further behind than this many bytes of WAL (0 = no limit).
+    pub max_replica_lag: u64,
+    /// Skip standbys further behind than this (zero = no limit).
+    pub max_replica_lag_time: Duration,
+    pub replica_choice: ReplicaChoice,
+    /// With no usable standby: run reads on the primary (true) or fail them.
+    pub replica_fallback: bool,
 }
 
 /// `[users.NAME]`.
@@ -213,6 +285,8 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     pub priority: u32,
     pub os_user: Option<String>,
+    /// Share of reads under `replica_choice = "weighted"` (0 = no reads).
+    pub weight: u32,
 }
 
 /// `[agent]`.

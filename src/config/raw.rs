@@ -70,6 +70,10 @@ pub struct RawPooler {
     pub auth_file: Option<String>,
     pub auth_hba_file: Option<String>,
     pub max_pending_logins: Option<i64>,
+    pub client_tls_sslmode: Option<String>,
+    pub client_tls_cert_file: Option<String>,
+    pub client_tls_key_file: Option<String>,
+    pub client_tls_ca_file: Option<String>,
     pub admin_users: Option<Vec<String>>,
     pub stats_users: Option<Vec<String>>,
     pub server_reset_query: Option<String>,
@@ -85,6 +89,7 @@ pub struct RawPooler {
     pub client_login_timeout: Option<RawDuration>,
     pub track_extra_parameters: Option<Vec<String>>,
     pub max_packet_size: Option<RawBytes>,
+    pub max_prepared_statements: Option<i64>,
     pub max_startup_packet_size: Option<RawBytes>,
     pub log_connections: Option<bool>,
     pub log_disconnections: Option<bool>,
@@ -93,6 +98,10 @@ pub struct RawPooler {
     pub shutdown_timeout: Option<RawDuration>,
     pub pause_timeout: Option<RawDuration>,
     pub so_reuseport: Option<bool>,
+    /// How often cluster nodes are probed (role, LSNs, health).
+    pub probe_interval: Option<RawDuration>,
+    /// How long a failing node is left out.
+    pub ban_time: Option<RawDuration>,
 }
 
 /// `[databases.NAME]`: a database clients may ask for, and where it lives.
@@ -112,6 +121,16 @@ pub struct RawDatabase {
     pub reserve_pool_size: Option<i64>,
     pub pool_mode: Option<String>,
     pub max_db_connections: Option<i64>,
+    /// `primary`, `read-only` or `auto`.
+    pub policy: Option<String>,
+    /// `session` or `off`.
+    pub read_your_writes: Option<String>,
+    pub max_replica_lag: Option<RawBytes>,
+    pub max_replica_lag_time: Option<RawDuration>,
+    /// `least-outstanding`, `round-robin` or `weighted`.
+    pub replica_choice: Option<String>,
+    /// `primary` or `error`.
+    pub replica_fallback: Option<String>,
 }
 
 /// `[users.NAME]`: credentials and per-user overrides.
@@ -157,6 +176,8 @@ pub struct RawNode {
     pub priority: Option<i64>,
     /// OS user owning the data directory (default: `postgres` when run as root).
     pub os_user: Option<String>,
+    /// Share of reads under `replica_choice = "weighted"`.
+    pub weight: Option<i64>,
 }
 
 /// `[agent]`: the replication manager.

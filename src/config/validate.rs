@@ -201,6 +201,46 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     }
 }
 
+fn client_tls(c: &mut Checker, p: &RawPooler) -> ClientTls {
+    let path = |s: &Option<String>| s.as_ref().filter(|s| !s.is_empty()).map(PathBuf::from);
+    let mode = match p.client_tls_sslmode.as_deref().unwrap_or("disable") {
+        "disable" => ClientTlsMode::Disable,
+        "allow" => ClientTlsMode::Allow,
+        "prefer" => ClientTlsMode::Prefer,
+        "require" => ClientTlsMode::Require,
+        "verify-ca" => ClientTlsMode::VerifyCa,
+        other => {
+            c.bad(
+                "pooler.client_tls_sslmode",
+                format!("{other:?} is not supported"),
+                "one of disable, allow, prefer, require, verify-ca",
+            );
+            ClientTlsMode::Disable
+        }
+    };
+    let tls = ClientTls {
+        mode,
+        cert_file: path(&p.client_tls_cert_file),
+        key_file: path(&p.client_tls_key_file),
+        ca_file: path(&p.client_tls_ca_file),
+    };
+    if mode != ClientTlsMode::Disable && (tls.cert_file.is_none() || tls.key_file.is_none()) {
+        c.bad(
+            "pooler.client_tls_sslmode",
+            "TLS needs client_tls_cert_file and client_tls_key_file",
+            "",
+        );
+    }
+    if mode == ClientTlsMode::VerifyCa && tls.ca_file.is_none() {
+        c.bad(
+            "pooler.client_tls_ca_file",
+            "verify-ca needs the CA that signs client certificates",
+            "",
+        );
+    }
+    tls
+}
+
 fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
     let addr_text = p.listen_addr.as_deref().unwrap_or("127.0.0.1");
     let ip = match addr_text {
@@ -318,6 +358,7 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             .as_ref()
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
+        client_tls: client_tls(c, p),
         max_pending_logins: c.count(
             "pooler.max_pending_logins",
             p.max_pending_logins,
@@ -381,6 +422,13 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             .clone()
             .unwrap_or_else(|| vec!["search_path".into()]),
         max_packet_size: max_packet as usize,
+        max_prepared_statements: c.count(
+            "pooler.max_prepared_statements",
+            p.max_prepared_statements,
+            200,
+            0,
+            100_000,
+        ),
         max_startup_packet_size: max_startup as usize,
         log_connections: p.log_connections.unwrap_or(true),
         log_disconnections: p.log_disconnections.unwrap_or(true),
@@ -401,6 +449,12 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             Duration::from_secs(60),
         ),
         so_reuseport: p.so_reuseport.unwrap_or(false),
+        probe_interval: c.duration(
+            "pooler.probe_interval",
+            &p.probe_interval,
+            Duration::from_millis(500),
+        ),
+        ban_time: c.duration("pooler.ban_time", &p.ban_time, Duration::from_secs(10)),
     }
 }
 
@@ -492,10 +546,58 @@ fn databases(
                     0,
                     1_000_000,
                 ),
+                routing: routing(c, &key, d),
             },
         );
     }
     out
+}
+
+/// The routing keys of `[databases.NAME]`.
+fn routing(c: &mut Checker, key: &str, d: &RawDatabase) -> Routing {
+    let mut pick = |field: &str, v: &Option<String>, choices: &[&str]| -> usize {
+        let Some(s) = v.as_deref() else { return 0 };
+        choices.iter().position(|x| *x == s).unwrap_or_else(|| {
+            c.bad(
+                format!("{key}.{field}"),
+                format!("{s:?} is not allowed"),
+                &format!("one of {}", choices.join(", ")),
+            );
+            0
+        })
+    };
+    let policy = match pick("policy", &d.policy, &["primary", "read-only", "auto"]) {
+        1 => RoutePolicy::ReadOnly,
+        2 => RoutePolicy::Auto,
+        _ => RoutePolicy::Primary,
+    };
+    let ryw = pick("read_your_writes", &d.read_your_writes, &["session", "off"]) == 0;
+    let choice = match pick(
+        "replica_choice",
+        &d.replica_choice,
+        &["least-outstanding", "round-robin", "weighted"],
+    ) {
+        1 => ReplicaChoice::RoundRobin,
+        2 => ReplicaChoice::Weighted,
+        _ => ReplicaChoice::LeastOutstanding,
+    };
+    let fallback = pick(
+        "replica_fallback",
+        &d.replica_fallback,
+        &["primary", "error"],
+    ) == 0;
+    Routing {
+        policy,
+        read_your_writes: ryw,
+        max_replica_lag: c.bytes(&format!("{key}.max_replica_lag"), &d.max_replica_lag, 0),
+        max_replica_lag_time: c.duration(
+            &format!("{key}.max_replica_lag_time"),
+            &d.max_replica_lag_time,
+            Duration::ZERO,
+        ),
+        replica_choice: choice,
+        replica_fallback: fallback,
+    }
 }
 
 fn users(c: &mut Checker, raw: &BTreeMap<String, RawUser>) -> BTreeMap<String, UserConfig> {
@@ -590,6 +692,7 @@ fn cluster(c: &mut Checker, rc: &RawCluster) -> ClusterConfig {
                     .map(PathBuf::from),
                 priority,
                 os_user: n.os_user.clone(),
+                weight: c.count(&format!("{key}.weight"), n.weight, 100, 0, 1_000_000) as u32,
             }
         })
         .collect::<Vec<_>>();

@@ -1,14 +1,17 @@
-//! The pooler's own view of the cluster: probes every node for its role, so that it works
-//! without an agent and follows a promotion done by hand (DESIGN.md, decision 2).
+//! The pooler's own view of the cluster: probes every node for its role, WAL position and
+//! health over a kept connection, so that it works without an agent, follows a promotion done
+//! by hand (DESIGN.md, decision 2), and feeds the router lag, bans and the primary's LSN.
 //!
 //! A topology pushed by an agent (epoch > 0) wins over discovery while its primary answers as
 //! a primary; a fenced node is never chosen, whatever it claims.
 
 use crate::config::{ClusterConfig, NodeConfig};
+use crate::router::{lag_time, parse_lsn, ClusterView, NodeRole, NodeState};
 use crate::session::SessionCtx;
 use crate::topology::Topology;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// What one probe learned of a node.
@@ -19,8 +22,75 @@ pub enum Role {
     Down,
 }
 
-/// Asks a node whether it is in recovery.
-pub async fn probe(cluster: &ClusterConfig, node: &NodeConfig, timeout: Duration) -> Role {
+/// One probe's answer: role and WAL position (current on a primary, replayed on a standby).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub role: Role,
+    pub lsn: u64,
+    pub error: Option<String>,
+}
+
+const PROBE_SQL: &str = "select pg_is_in_recovery(), \
+     (case when pg_is_in_recovery() then coalesce(pg_last_wal_replay_lsn(), '0/0') \
+      else pg_current_wal_lsn() end)::text";
+
+/// A node's probe connection, kept open between rounds.
+#[derive(Default)]
+struct Prober {
+    client: Option<tokio_postgres::Client>,
+}
+
+impl Prober {
+    async fn probe(
+        &mut self,
+        cluster: &ClusterConfig,
+        node: &NodeConfig,
+        timeout: Duration,
+    ) -> Probe {
+        let work = async {
+            if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+                self.client = Some(connect(cluster, node, timeout).await?);
+            }
+            let client = self.client.as_ref().ok_or("no connection")?;
+            let row = client
+                .query_one(PROBE_SQL, &[])
+                .await
+                .map_err(|e| e.to_string())?;
+            let recovery: bool = row.try_get(0).map_err(|e| e.to_string())?;
+            let lsn: String = row.try_get(1).map_err(|e| e.to_string())?;
+            Ok::<_, String>((recovery, parse_lsn(&lsn).unwrap_or(0)))
+        };
+        let result = match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err("probe timed out".to_string()),
+        };
+        match result {
+            Ok((recovery, lsn)) => Probe {
+                role: if recovery {
+                    Role::Standby
+                } else {
+                    Role::Primary
+                },
+                lsn,
+                error: None,
+            },
+            Err(e) => {
+                self.client = None;
+                Probe {
+                    role: Role::Down,
+                    lsn: 0,
+                    error: Some(e),
+                }
+            }
+        }
+    }
+}
+
+async fn connect(
+    cluster: &ClusterConfig,
+    node: &NodeConfig,
+    timeout: Duration,
+) -> Result<tokio_postgres::Client, String> {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(&node.host)
         .port(node.port)
@@ -31,20 +101,12 @@ pub async fn probe(cluster: &ClusterConfig, node: &NodeConfig, timeout: Duration
     if let Some(pw) = &cluster.superuser_password {
         cfg.password(pw);
     }
-    let work = async {
-        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.ok()?;
-        tokio::spawn(conn);
-        let row = client
-            .query_one("select pg_is_in_recovery()", &[])
-            .await
-            .ok()?;
-        row.try_get::<_, bool>(0).ok()
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(Some(false)) => Role::Primary,
-        Ok(Some(true)) => Role::Standby,
-        _ => Role::Down,
-    }
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(client)
 }
 
 /// Picks the primary from probe results under a topology: the topology's own primary while it
@@ -66,26 +128,111 @@ pub fn choose(topology: &Topology, roles: &[(NodeConfig, Role)]) -> Option<NodeC
     }
 }
 
-/// Probes every `interval` until `stop`, installing the primary it finds.
-pub async fn run(ctx: Arc<SessionCtx>, interval: Duration, stop: CancellationToken) {
+/// The primary's recent `(lsn, first seen)` samples, for lag in time.
+const HISTORY: usize = 2048;
+
+/// Builds the node view of one round from the probes, carrying bans over from `prev`.
+pub fn build_view(
+    prev: &ClusterView,
+    probes: &[(NodeConfig, Probe)],
+    writer: Option<&str>,
+    topology: &Topology,
+    (started, now, ban_time): (Instant, Instant, Duration),
+    history: &mut VecDeque<(u64, Instant)>,
+) -> ClusterView {
+    let primary_lsn = probes
+        .iter()
+        .find(|(n, _)| Some(n.name.as_str()) == writer)
+        .filter(|(_, p)| p.role == Role::Primary)
+        .map(|(_, p)| p.lsn);
+    if let Some(lsn) = primary_lsn {
+        if history.back().is_none_or(|(l, _)| *l < lsn) {
+            history.push_back((lsn, started));
+            if history.len() > HISTORY {
+                history.pop_front();
+            }
+        }
+    }
+    let samples: Vec<(u64, Instant)> = history.iter().copied().collect();
+    let nodes = probes
+        .iter()
+        .map(|(n, p)| {
+            let old = prev.index(&n.name).map(|i| &prev.nodes[i]);
+            let (banned_until, failures) = match (&p.error, old) {
+                (Some(_), o) => (Some(now + ban_time), o.map_or(0, |o| o.failures) + 1),
+                (None, Some(o)) if o.is_banned(now) => (o.banned_until, o.failures),
+                (None, _) => (None, 0),
+            };
+            let role = match p.role {
+                Role::Primary => NodeRole::Primary,
+                Role::Standby => NodeRole::Standby,
+                Role::Down => NodeRole::Down,
+            };
+            let standby_lag = |lsn: u64| primary_lsn.map(|pl| pl.saturating_sub(lsn));
+            NodeState {
+                name: n.name.as_str().into(),
+                role,
+                lsn: p.lsn,
+                lag_bytes: if role == NodeRole::Standby {
+                    standby_lag(p.lsn)
+                } else {
+                    None
+                },
+                lag_time: (role == NodeRole::Standby && primary_lsn.is_some())
+                    .then(|| lag_time(&samples, p.lsn, now)),
+                banned_until,
+                failures,
+                last_error: p
+                    .error
+                    .clone()
+                    .or_else(|| old.and_then(|o| o.last_error.clone())),
+                weight: n.weight,
+                fenced: topology.is_fenced(&n.name)
+                    || (role == NodeRole::Primary && Some(n.name.as_str()) != writer),
+            }
+        })
+        .collect();
+    ClusterView {
+        nodes,
+        primary_lsn: primary_lsn.map(|l| (l, started)),
+        round: prev.round + 1,
+    }
+}
+
+/// Probes every `pooler.probe_interval` until `stop`: installs the primary it finds and
+/// publishes the node view (roles, LSNs, lag, bans) the router reads.
+pub async fn run(ctx: Arc<SessionCtx>, stop: CancellationToken) {
+    let mut probers: HashMap<String, Prober> = HashMap::new();
+    let mut history = VecDeque::new();
     loop {
         let config = ctx.config();
+        let interval = config.pooler.probe_interval.max(Duration::from_millis(10));
         if let Some(cluster) = &config.cluster {
-            let probes = cluster.nodes.iter().map(|n| async move {
-                (
-                    n.clone(),
-                    probe(cluster, n, interval.max(Duration::from_secs(1))).await,
-                )
-            });
-            let roles = futures_join_all(probes).await;
+            let timeout = interval.max(Duration::from_secs(1));
+            let started = Instant::now();
+            let probes = probe_all(cluster, &mut probers, timeout).await;
+            let roles: Vec<(NodeConfig, Role)> =
+                probes.iter().map(|(n, p)| (n.clone(), p.role)).collect();
             let (topology, current) = ctx.topology();
             let chosen = choose(&topology, &roles);
             if chosen.is_some()
                 && chosen.as_ref().map(|n| &n.name) != current.as_ref().map(|n| &n.name)
             {
                 tracing::info!(primary = ?chosen.as_ref().map(|n| &n.name), "primary discovered");
-                ctx.set_topology(topology, chosen);
+                ctx.set_topology(topology.clone(), chosen.clone());
             }
+            let writer = chosen.or(current).map(|n| n.name);
+            let prev = ctx.cluster_view();
+            let times = (started, Instant::now(), config.pooler.ban_time);
+            let view = build_view(
+                &prev,
+                &probes,
+                writer.as_deref(),
+                &topology,
+                times,
+                &mut history,
+            );
+            ctx.set_cluster_view(view);
         }
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -94,12 +241,29 @@ pub async fn run(ctx: Arc<SessionCtx>, interval: Duration, stop: CancellationTok
     }
 }
 
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futs.collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for f in handles {
-        out.push(f.await);
+/// Probes all nodes at once over their kept connections.
+async fn probe_all(
+    cluster: &ClusterConfig,
+    probers: &mut HashMap<String, Prober>,
+    timeout: Duration,
+) -> Vec<(NodeConfig, Probe)> {
+    let mut set = tokio::task::JoinSet::new();
+    for n in &cluster.nodes {
+        let mut prober = probers.remove(&n.name).unwrap_or_default();
+        let (cluster, n) = (cluster.clone(), n.clone());
+        set.spawn(async move {
+            let p = prober.probe(&cluster, &n, timeout).await;
+            (n, p, prober)
+        });
     }
+    let mut out = Vec::with_capacity(cluster.nodes.len());
+    while let Some(r) = set.join_next().await {
+        if let Ok((n, p, prober)) = r {
+            probers.insert(n.name.clone(), prober);
+            out.push((n, p));
+        }
+    }
+    out.sort_by_key(|(n, _)| cluster.nodes.iter().position(|c| c.name == n.name));
     out
 }
 
@@ -115,6 +279,7 @@ mod tests {
             data_dir: None,
             priority: 1,
             os_user: None,
+            weight: 100,
         }
     }
 

@@ -24,18 +24,15 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How often the pooler probes cluster nodes for their role.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{0}")]
-    #[error("{0}")]
-    FrontDoor(#[from] crate::tls::FrontDoorError),
     Config(#[from] config::ConfigError),
     #[error("auth_file {path}: {message}")]
     AuthFile { path: String, message: String },
+    #[error("{0}")]
+    FrontDoor(#[from] crate::tls::FrontDoorError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -93,10 +90,10 @@ async fn serve(
         Some(l) => tokio::net::TcpListener::from_std(l)
             .map(listener::Listener::Tcp)
             .map_err(listen_err)?,
-    ctx.set_front_door(crate::tls::FrontDoor::load(&config.pooler)?);
         None => listener::bind(addr, config.pooler.so_reuseport, 4096).map_err(listen_err)?,
     };
     let ctx = SessionCtx::new(config.clone(), secrets);
+    ctx.set_front_door(crate::tls::FrontDoor::load(&config.pooler)?);
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     let life = Lifecycle::new(path, ctx.clone(), stop.clone());
@@ -119,7 +116,7 @@ async fn serve(
         tokio::spawn(http::serve(http, ctx.clone(), stop.clone()));
     }
     if config.cluster.is_some() {
-        tokio::spawn(discovery::run(ctx.clone(), PROBE_INTERVAL, stop.clone()));
+        tokio::spawn(discovery::run(ctx.clone(), stop.clone()));
     }
     if let config::StateStoreConfig::Etcd(e) = &config.agent.state_store {
         tokio::spawn(etcd_watch::run(ctx.clone(), e.clone(), stop.clone()));
@@ -227,10 +224,10 @@ pub fn reload(path: &Path, ctx: &SessionCtx) -> Result<(), DaemonError> {
 }
 
 /// Puts a validated configuration in force: pool settings and caps apply to the next
-    let front = crate::tls::FrontDoor::load(&c.pooler)?;
 /// check-outs; clients of a removed database are closed at their next transaction boundary.
 pub fn install(ctx: &SessionCtx, c: Config) -> Result<(), DaemonError> {
     let secrets = load_auth_file(&c)?;
+    let front = crate::tls::FrontDoor::load(&c.pooler)?;
     let c = Arc::new(c);
     for pool in ctx.pools.all() {
         if let Some(db) = c.databases.get(&*pool.database) {
@@ -250,9 +247,9 @@ pub fn install(ctx: &SessionCtx, c: Config) -> Result<(), DaemonError> {
     for client in ctx.clients.all() {
         if !client.console && !c.databases.contains_key(&client.database) {
             client.request_close(CloseReason::Shutdown);
-    ctx.set_front_door(front);
         }
     }
     ctx.set_config(c, secrets);
+    ctx.set_front_door(front);
     Ok(())
 }

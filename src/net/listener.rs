@@ -69,8 +69,12 @@ impl Listener {
 }
 
 /// Accepts until `stop`, handing each client to `on_client`.
-pub async fn accept_loop<F>(listener: Listener, stop: CancellationToken, keepalive: bool, mut on_client: F)
-where
+pub async fn accept_loop<F>(
+    listener: Listener,
+    stop: CancellationToken,
+    keepalive: bool,
+    mut on_client: F,
+) where
     F: FnMut(ClientStream, Peer),
 {
     let mut backoff = Duration::from_millis(5);

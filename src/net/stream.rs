@@ -1,16 +1,30 @@
-//! A client connection over TCP or a Unix socket, one type for the session code.
+//! A client connection over TCP, TLS over TCP, or a Unix socket: one type for the session
+//! code. The idle path (`readable` + `try_read_buf`) also works over TLS: plaintext rustls
+//! already decrypted counts as readable.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::server::TlsStream;
 
 /// A connected client.
 #[derive(Debug)]
 pub enum ClientStream {
     Tcp(TcpStream),
+    /// TLS after an SSLRequest; boxed, the session state is large.
+    Tls(Box<TlsStream<TcpStream>>),
     Unix(UnixStream),
+    /// Only while the TCP stream moves into TLS (or after a failed handshake): every I/O fails.
+    Upgrading,
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection given up during TLS setup",
+    )
 }
 
 impl ClientStream {
@@ -18,15 +32,49 @@ impl ClientStream {
     pub async fn readable(&self) -> io::Result<()> {
         match self {
             Self::Tcp(s) => s.readable().await,
+            Self::Tls(s) => {
+                // rustls holding decrypted bytes does not want more: readable now.
+                if !s.get_ref().1.wants_read() {
+                    return Ok(());
+                }
+                s.get_ref().0.readable().await
+            }
             Self::Unix(s) => s.readable().await,
+            Self::Upgrading => Err(gone()),
         }
     }
 
     /// Reads what is there into `buf` without waiting.
-    pub fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+    pub fn try_read_buf(&mut self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
         match self {
             Self::Tcp(s) => s.try_read_buf(buf),
             Self::Unix(s) => s.try_read_buf(buf),
+            Self::Tls(s) => {
+                let start = buf.len();
+                buf.resize(start + 8192, 0);
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut rb = ReadBuf::new(&mut buf[start..]);
+                let polled = Pin::new(s.as_mut()).poll_read(&mut cx, &mut rb);
+                let n = rb.filled().len();
+                buf.truncate(start + n);
+                match polled {
+                    Poll::Ready(Ok(())) => Ok(n),
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            }
+            Self::Upgrading => Err(gone()),
+        }
+    }
+
+    /// Takes the TCP stream out for a TLS handshake (leaves `Upgrading`).
+    pub fn take_tcp(&mut self) -> Option<TcpStream> {
+        match std::mem::replace(self, Self::Upgrading) {
+            Self::Tcp(s) => Some(s),
+            other => {
+                *self = other;
+                None
+            }
         }
     }
 
@@ -34,13 +82,15 @@ impl ClientStream {
     pub fn peer_ip(&self) -> io::Result<Option<std::net::IpAddr>> {
         match self {
             Self::Tcp(s) => Ok(Some(s.peer_addr()?.ip())),
+            Self::Tls(s) => Ok(Some(s.get_ref().0.peer_addr()?.ip())),
             Self::Unix(_) => Ok(None),
+            Self::Upgrading => Err(gone()),
         }
     }
 
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
-        false
+        matches!(self, Self::Tls(_))
     }
 
     /// Whether this is a Unix-socket connection.
@@ -57,7 +107,9 @@ impl AsyncRead for ClientStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Upgrading => Poll::Ready(Err(gone())),
         }
     }
 }
@@ -70,21 +122,27 @@ impl AsyncWrite for ClientStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Upgrading => Poll::Ready(Err(gone())),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Self::Unix(s) => Pin::new(s).poll_flush(cx),
+            Self::Upgrading => Poll::Ready(Err(gone())),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Upgrading => Poll::Ready(Err(gone())),
         }
     }
 }

@@ -95,6 +95,7 @@ async fn connect_inner(spec: &ConnectSpec) -> Result<ServerConn, ServerError> {
         startup_params: Arc::new(reported),
         created: now,
         last_used: now,
+        prepared: Default::default(),
     })
 }
 

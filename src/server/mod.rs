@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod params;
+pub mod prepared;
 
 pub use connect::{connect, ConnectSpec};
 pub use params::ParamSet;
@@ -122,6 +123,8 @@ pub struct ServerConn {
     pub startup_params: Arc<Vec<(String, String)>>,
     pub created: Instant,
     pub last_used: Instant,
+    /// Named statements the pooler prepared here (transaction and statement modes).
+    pub prepared: prepared::ServerStatements,
 }
 
 impl std::fmt::Debug for ServerConn {
@@ -188,6 +191,17 @@ impl ServerConn {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Deallocates every prepared statement (a client's SQL-level `PREPARE` does not outlive
+    /// its transaction in transaction and statement modes) and forgets the pooler's own.
+    pub async fn deallocate_all(&mut self) -> Result<(), ServerError> {
+        let r = self.control("DEALLOCATE ALL").await?;
+        self.prepared.clear();
+        match r.error {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 

@@ -3,18 +3,19 @@
 
 use crate::auth::Secret;
 use crate::config::{Backend, Config, DatabaseConfig, NodeConfig};
-use crate::pool::{PoolSettings, Pools};
-use crate::server::ConnectSpec;
 use crate::net::pending::PendingLogins;
 use crate::net::stream::ClientStream;
+use crate::pool::{Pool, PoolSettings, Pools};
+use crate::router::ClusterView;
+use crate::server::ConnectSpec;
 use crate::session::cancel::CancelMap;
 use crate::session::clients::{ClientInfo, Clients, CloseReason, Registered};
-use crate::topology::Topology;
 use crate::tls::FrontDoor;
+use crate::topology::Topology;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::Notify;
 
@@ -158,23 +159,27 @@ pub struct SessionCtx {
     config: RwLock<Arc<Config>>,
     credentials: RwLock<Arc<HashMap<String, Secret>>>,
     topology: RwLock<(Topology, Option<NodeConfig>)>,
+    /// Roles, WAL positions, lag and bans of the cluster's nodes (discovery, the router).
+    nodes: RwLock<Arc<ClusterView>>,
     pub pools: Pools,
     pub cancels: Arc<CancelMap>,
     pub gate: Gate,
     pub totals: Totals,
+    /// Named prepared statements of every client, and their counters.
+    pub prepared: Arc<crate::session::prepared::Registry>,
     pub clients: Arc<Clients>,
     /// Set once a graceful shutdown began: new sessions are asked to close at once.
     pub shutting_down: AtomicBool,
     console: OnceLock<Arc<dyn Console>>,
+    /// HBA rules (and TLS) in force.
+    front: RwLock<Arc<FrontDoor>>,
+    /// Logins in progress (`max_pending_logins`).
+    pub pending: Arc<PendingLogins>,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
     match l.read() {
         Ok(g) => g.clone(),
-    /// HBA rules (and TLS) in force.
-    front: RwLock<Arc<FrontDoor>>,
-    /// Logins in progress (`max_pending_logins`).
-    pub pending: Arc<PendingLogins>,
         Err(p) => p.into_inner().clone(),
     }
 }
@@ -187,18 +192,22 @@ impl SessionCtx {
             .as_ref()
             .and_then(|c| c.nodes.first().cloned());
         let credentials = Arc::new(merge_credentials(&config, file_secrets));
+        let pending_cap = config.pooler.max_pending_logins;
         Arc::new(Self {
             config: RwLock::new(config),
             credentials: RwLock::new(credentials),
             topology: RwLock::new((Topology::default(), primary)),
+            nodes: RwLock::default(),
             pools: Pools::default(),
-        let pending_cap = config.pooler.max_pending_logins;
             cancels: Arc::default(),
             gate: Gate::default(),
             totals: Totals::default(),
+            prepared: Arc::default(),
             clients: Arc::default(),
             shutting_down: AtomicBool::new(false),
             console: OnceLock::new(),
+            front: RwLock::default(),
+            pending: PendingLogins::new(pending_cap),
         })
     }
 
@@ -206,8 +215,6 @@ impl SessionCtx {
     pub fn set_console(&self, console: Arc<dyn Console>) {
         let _ = self.console.set(console);
     }
-            front: RwLock::default(),
-            pending: PendingLogins::new(pending_cap),
 
     /// The console, if the daemon installed one.
     pub fn console(&self) -> Option<Arc<dyn Console>> {
@@ -231,6 +238,7 @@ impl SessionCtx {
     /// Replaces configuration and credentials (reload); pools pick up settings at next use.
     pub fn set_config(&self, config: Arc<Config>, file_secrets: HashMap<String, Secret>) {
         let creds = Arc::new(merge_credentials(&config, file_secrets));
+        self.pending.set_cap(config.pooler.max_pending_logins);
         if let Ok(mut c) = self.credentials.write() {
             *c = creds;
         }
@@ -238,15 +246,7 @@ impl SessionCtx {
             *c = config;
         }
     }
-        self.pending.set_cap(config.pooler.max_pending_logins);
 
-    /// The secret a user logs in with, if known.
-    pub fn secret(&self, user: &str) -> Option<Secret> {
-        read(&self.credentials).get(user).cloned()
-    }
-
-    /// The topology in force and the node that takes writes.
-    pub fn topology(&self) -> (Topology, Option<NodeConfig>) {
     /// HBA rules (and TLS) in force.
     pub fn front_door(&self) -> Arc<FrontDoor> {
         read(&self.front)
@@ -259,6 +259,13 @@ impl SessionCtx {
         }
     }
 
+    /// The secret a user logs in with, if known.
+    pub fn secret(&self, user: &str) -> Option<Secret> {
+        read(&self.credentials).get(user).cloned()
+    }
+
+    /// The topology in force and the node that takes writes.
+    pub fn topology(&self) -> (Topology, Option<NodeConfig>) {
         read(&self.topology)
     }
 
@@ -268,7 +275,7 @@ impl SessionCtx {
             *t = (topology, primary.clone());
         }
         let config = self.config();
-        for pool in self.pools.all() {
+        for pool in self.pools.writer_pools() {
             let Some(db) = config.databases.get(&*pool.database) else {
                 continue;
             };
@@ -277,6 +284,81 @@ impl SessionCtx {
                     pool.retarget(spec);
                 }
             }
+        }
+    }
+
+    /// The node view discovery published last (SHOW NODES, metrics, the router).
+    pub fn cluster_view(&self) -> Arc<ClusterView> {
+        read(&self.nodes)
+    }
+
+    /// Publishes a new node view (discovery).
+    pub fn set_cluster_view(&self, view: ClusterView) {
+        if let Ok(mut v) = self.nodes.write() {
+            *v = Arc::new(view);
+        }
+    }
+
+    /// Leaves node `name` out of reads until `until` (a connection to it failed).
+    pub fn ban_node(&self, name: &str, until: std::time::Instant, why: String) {
+        if let Ok(mut v) = self.nodes.write() {
+            let mut view = (**v).clone();
+            if let Some(i) = view.index(name) {
+                let n = &mut view.nodes[i];
+                n.banned_until = Some(until);
+                n.failures += 1;
+                n.last_error = Some(why);
+                *v = Arc::new(view);
+            }
+        }
+    }
+
+    /// The pool of `(db, user)` on cluster node `node` (reads routed to a standby).
+    pub fn node_pool(&self, db: &DatabaseConfig, user: &str, node: &str) -> Option<Arc<Pool>> {
+        let config = self.config();
+        let n = config.cluster.as_ref()?.node(node)?.clone();
+        let pool_user = db.user.clone().unwrap_or_else(|| user.to_string());
+        let user_max = config
+            .users
+            .get(user)
+            .map(|u| u.max_user_connections)
+            .filter(|m| *m > 0)
+            .unwrap_or(config.pooler.max_user_connections);
+        Some(self.pools.node_pool(
+            (&db.name, &pool_user, node),
+            db.max_db_connections,
+            user_max,
+            || {
+                let mut spec = self.spec_for(&config, db, user, &n);
+                spec.node = n.name.as_str().into();
+                (spec, Self::pool_settings(&config, db, user))
+            },
+        ))
+    }
+
+    fn spec_for(
+        &self,
+        config: &Config,
+        db: &DatabaseConfig,
+        user: &str,
+        n: &NodeConfig,
+    ) -> ConnectSpec {
+        let (server_user, password) = match &db.user {
+            Some(forced) => (
+                forced.clone(),
+                db.password.clone().or_else(|| self.password_for(forced)),
+            ),
+            None => (user.to_string(), self.password_for(user)),
+        };
+        ConnectSpec {
+            node: n.name.as_str().into(),
+            host: n.host.clone(),
+            port: n.port,
+            user: server_user,
+            database: db.dbname.clone(),
+            password,
+            connect_timeout: config.pooler.server_connect_timeout,
+            keepalive: config.pooler.tcp_keepalive,
         }
     }
 

@@ -6,8 +6,14 @@
 //! still to come. Reads go straight into the pipe's buffer, and everything decided after a read
 //! leaves in one write, so a burst costs one read and one write per side. Large rows and COPY
 //! data stream through with backpressure: a pipe stops reading while it has bytes to write.
+//!
+//! In transaction and statement modes with `max_prepared_statements` > 0 a run carries a
+//! [`Flow`]: client Parse/Bind/Describe/Close/Execute/Sync/Flush frames are then read whole and
+//! may be rewritten, and the server's answers are matched against the requests in flight
+//! (see [`super::prepared_flow`]). Session mode never looks inside a frame.
 
 use super::buffers;
+use super::prepared_flow::{Flow, Out, Verdict};
 use crate::proto::{frame_len, tags, views, HEADER_LEN};
 use bytes::{Buf, BytesMut};
 use std::future::poll_fn;
@@ -37,7 +43,7 @@ pub struct Pipe {
     /// Bytes at the front of `buf` that are decided and wait to be written.
     ready: usize,
     /// Bytes of a streamed frame body that have not arrived yet.
-    stream_left: usize,
+    pub(super) stream_left: usize,
 }
 
 impl Pipe {
@@ -56,6 +62,26 @@ impl Pipe {
             if let Some(b) = self.buf.take() {
                 buffers::give(b);
             }
+        }
+    }
+
+    /// Inserts decided bytes right after those already decided (before undecided ones).
+    pub(super) fn insert(&mut self, bytes: &[u8]) {
+        let at = self.ready;
+        let buf = self.buf();
+        let len = buf.len();
+        buf.resize(len + bytes.len(), 0);
+        buf.copy_within(at..len, at + bytes.len());
+        buf[at..at + bytes.len()].copy_from_slice(bytes);
+        self.ready += bytes.len();
+    }
+
+    /// Removes `n` undecided bytes at `at`.
+    fn remove(&mut self, at: usize, n: usize) {
+        if let Some(buf) = self.buf.as_mut() {
+            let len = buf.len();
+            buf.copy_within(at + n..len, at);
+            buf.truncate(len - n);
         }
     }
 
@@ -89,6 +115,8 @@ pub struct Forwarder {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub queries: u64,
+    /// Named prepared statements (transaction and statement modes), lent for the run.
+    pub flow: Option<Box<Flow>>,
 }
 
 impl Forwarder {
@@ -106,6 +134,7 @@ impl Forwarder {
             bytes_in: 0,
             bytes_out: 0,
             queries: 0,
+            flow: None,
         }
     }
 
@@ -139,13 +168,13 @@ impl Forwarder {
                 }
             }
             if c2s.ready == 0 && !self.client_gone {
-                self.scan_client(c2s)?;
+                self.scan_client(c2s, s2c)?;
                 if c2s.ready == 0 && !self.client_gone {
                     match read_in(cx, client, c2s) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => self.client_gone = true,
                         Poll::Ready(Ok(n)) => {
                             self.bytes_in += n as u64;
-                            self.scan_client(c2s)?;
+                            self.scan_client(c2s, s2c)?;
                             progress = true;
                         }
                         Poll::Pending => {}
@@ -173,7 +202,7 @@ impl Forwarder {
                     }
                     Poll::Ready(Ok(n)) => {
                         self.bytes_out += n as u64;
-                        self.scan_server(s2c)?;
+                        self.scan_server(s2c, c2s)?;
                         progress = true;
                     }
                     Poll::Pending => {}
@@ -189,7 +218,10 @@ impl Forwarder {
     }
 
     fn outcome(&self, c2s: &Pipe, s2c: &Pipe) -> Option<Outcome> {
-        let quiet = self.outstanding == 0 && c2s.is_empty() && s2c.is_empty();
+        let quiet = self.outstanding == 0
+            && c2s.is_empty()
+            && s2c.is_empty()
+            && self.flow.as_ref().is_none_or(|f| f.is_idle());
         if self.client_gone {
             // Flush what the server still owes? The client is gone: nothing to flush to.
             return Some(Outcome::ClientGone { clean: quiet });
@@ -210,7 +242,10 @@ impl Forwarder {
     }
 
     /// Decides client bytes: every frame flows at its header; Terminate ends the run.
-    fn scan_client(&mut self, p: &mut Pipe) -> io::Result<()> {
+    fn scan_client(&mut self, p: &mut Pipe, s2c: &mut Pipe) -> io::Result<()> {
+        if self.flow.is_some() {
+            return self.scan_client_tracked(p, s2c);
+        }
         let Some(buf) = p.buf.as_mut() else {
             return Ok(());
         };
@@ -246,13 +281,93 @@ impl Forwarder {
         }
     }
 
-    /// Decides server bytes: ReadyForQuery, ParameterStatus and ErrorResponse are read whole;
-    /// everything else streams.
-    fn scan_server(&mut self, p: &mut Pipe) -> io::Result<()> {
-        let Some(buf) = p.buf.as_mut() else {
+    /// Decides client bytes of a tracked run: Parse, Bind, Describe, Close, Execute, Sync and
+    /// Flush are read whole and handed to the [`Flow`], which may rewrite them.
+    fn scan_client_tracked(&mut self, p: &mut Pipe, s2c: &mut Pipe) -> io::Result<()> {
+        let (Some(flow), Some(buf)) = (self.flow.as_deref_mut(), p.buf.as_mut()) else {
             return Ok(());
         };
+        let mut stream_left = p.stream_left;
+        let (mut need, mut terminate) = (0, false);
+        let mut out = Out::new(&buf[..]);
+        let mut pos = p.ready;
         loop {
+            let src = out.src();
+            let avail = src.len() - pos;
+            if stream_left > 0 {
+                let take = stream_left.min(avail);
+                pos += take;
+                stream_left -= take;
+                if stream_left > 0 {
+                    break;
+                }
+                continue;
+            }
+            if flow.hold {
+                break;
+            }
+            let Some(total) = frame_len(&src[pos..], self.max_packet).map_err(invalid)? else {
+                break;
+            };
+            let tag = src[pos];
+            let whole = matches!(tag, b'P' | b'B' | b'D' | b'C' | b'E' | b'S' | b'H');
+            if tag == tags::frontend::TERMINATE {
+                terminate = true;
+                break;
+            }
+            if whole && avail < total {
+                need = total - avail;
+                break;
+            }
+            (out.start, out.end) = (pos, pos + total);
+            let frame = &src[pos..pos + total.min(avail)];
+            match tag {
+                b'P' | b'B' | b'D' | b'C' => {
+                    let idle = self.outstanding == 0 && self.status == tags::status::IDLE;
+                    flow.client_frame(tag, frame, &mut out, s2c, idle)
+                        .map_err(invalid)?;
+                }
+                _ => {
+                    if matches!(tag, b'Q' | b'S' | b'F') {
+                        self.outstanding += 1;
+                        self.queries += 1;
+                    }
+                    flow.client_other(tag, frame, s2c);
+                    self.outstanding -= std::mem::take(&mut flow.skipped_requests);
+                }
+            }
+            let take = total.min(avail);
+            pos += take;
+            stream_left = total - take;
+        }
+        p.stream_left = stream_left;
+        let (copied, rewritten) = (out.copied, out.out.take());
+        if let Some(mut o) = rewritten {
+            o.extend_from_slice(&buf[copied.min(pos)..pos]);
+            p.ready = o.len();
+            o.extend_from_slice(&buf[pos..]);
+            buffers::give(std::mem::replace(buf, o));
+        } else {
+            p.ready = pos;
+        }
+        if terminate {
+            self.client_gone = true;
+            buf.truncate(p.ready);
+        }
+        if need > 0 {
+            buf.reserve(need);
+        }
+        Ok(())
+    }
+
+    /// Decides server bytes: ReadyForQuery, ParameterStatus and ErrorResponse are read whole;
+    /// everything else streams. A tracked run also reads ParseComplete, CloseComplete and
+    /// CommandComplete whole, and may swallow or replace messages.
+    fn scan_server(&mut self, p: &mut Pipe, c2s: &mut Pipe) -> io::Result<()> {
+        loop {
+            let Some(buf) = p.buf.as_mut() else {
+                return Ok(());
+            };
             let avail = buf.len() - p.ready;
             if p.stream_left > 0 {
                 let take = p.stream_left.min(avail);
@@ -263,13 +378,25 @@ impl Forwarder {
                 }
                 continue;
             }
+            if let Some(flow) = self.flow.as_deref_mut() {
+                flow.emit_due(p);
+            }
+            let Some(buf) = p.buf.as_mut() else {
+                return Ok(());
+            };
             let start = p.ready;
+            let avail = buf.len() - start;
             let Some(total) = frame_len(&buf[start..], self.max_packet).map_err(invalid)? else {
                 return Ok(());
             };
             let tag = buf[start];
-            let whole = matches!(tag, b'Z' | b'S' | b'E');
+            let tracked = self.flow.is_some();
+            let whole =
+                matches!(tag, b'Z' | b'S' | b'E') || (tracked && matches!(tag, b'1' | b'3' | b'C'));
             if !whole {
+                if let Some(flow) = self.flow.as_deref_mut() {
+                    flow.server_streamed(tag);
+                }
                 let take = total.min(avail);
                 p.ready += take;
                 p.stream_left = total - take;
@@ -279,6 +406,26 @@ impl Forwarder {
                 buf.reserve(total - avail);
                 return Ok(());
             }
+            let body = &buf[start + HEADER_LEN..start + total];
+            if let Some(flow) = self.flow.as_deref_mut() {
+                let verdict = flow.server_frame(tag, body, c2s);
+                self.outstanding -= std::mem::take(&mut flow.skipped_requests);
+                match verdict {
+                    Verdict::Pass => {}
+                    Verdict::Swallow => {
+                        p.remove(start, total);
+                        continue;
+                    }
+                    Verdict::Replace(frame) => {
+                        p.remove(start, total);
+                        p.insert(&frame);
+                        continue;
+                    }
+                }
+            }
+            let Some(buf) = p.buf.as_mut() else {
+                return Ok(());
+            };
             let body = &buf[start + HEADER_LEN..start + total];
             match tag {
                 tags::backend::READY_FOR_QUERY => {
@@ -290,7 +437,7 @@ impl Forwarder {
                         self.reported.push((k.to_string(), v.to_string()));
                     }
                 }
-                _ => {
+                tags::backend::ERROR_RESPONSE => {
                     let fatal = views::ErrorFields::new(body)
                         .ok()
                         .and_then(|f| f.severity().map(|s| s == "FATAL" || s == "PANIC"))
@@ -305,6 +452,7 @@ impl Forwarder {
                         }
                     }
                 }
+                _ => {}
             }
             p.ready += total;
         }
@@ -312,7 +460,10 @@ impl Forwarder {
 
     /// Drives a forwarding run to completion of the client's pending output only (used after
     /// the server disappeared, to deliver what was decided).
-    pub async fn flush_to_client<C: AsyncWrite + Unpin>(client: &mut C, s2c: &mut Pipe) -> io::Result<()> {
+    pub async fn flush_to_client<C: AsyncWrite + Unpin>(
+        client: &mut C,
+        s2c: &mut Pipe,
+    ) -> io::Result<()> {
         while s2c.ready > 0 {
             poll_fn(|cx| write_out(cx, client, s2c)).await?;
         }
@@ -343,7 +494,11 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 }
 
 /// Writes the decided bytes of `p` to `dst`; returns how many left.
-fn write_out<W: AsyncWrite + Unpin>(cx: &mut Context<'_>, dst: &mut W, p: &mut Pipe) -> Poll<io::Result<usize>> {
+fn write_out<W: AsyncWrite + Unpin>(
+    cx: &mut Context<'_>,
+    dst: &mut W,
+    p: &mut Pipe,
+) -> Poll<io::Result<usize>> {
     let Some(buf) = p.buf.as_mut() else {
         return Poll::Ready(Ok(0));
     };
@@ -361,7 +516,11 @@ fn write_out<W: AsyncWrite + Unpin>(cx: &mut Context<'_>, dst: &mut W, p: &mut P
 }
 
 /// Reads whatever `src` has into the pipe's buffer.
-fn read_in<R: AsyncRead + Unpin>(cx: &mut Context<'_>, src: &mut R, p: &mut Pipe) -> Poll<io::Result<usize>> {
+fn read_in<R: AsyncRead + Unpin>(
+    cx: &mut Context<'_>,
+    src: &mut R,
+    p: &mut Pipe,
+) -> Poll<io::Result<usize>> {
     let buf = p.buf();
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(buffers::BUF_SIZE);

@@ -5,7 +5,7 @@ use super::ctx::{ConsoleLogin, SessionCtx, CONSOLE_DATABASES};
 use super::LoginError;
 use crate::auth::hba::{HbaClient, HbaMethod};
 use crate::auth::{verify_md5, verify_password, ScramServer, Secret};
-use crate::config::{AuthType, Config, DatabaseConfig};
+use crate::config::{AuthType, ClientTlsMode, Config, DatabaseConfig};
 use crate::net::frame_io::read_frame;
 use crate::net::pending::PendingGuard;
 use crate::net::stream::ClientStream;
@@ -23,10 +23,18 @@ pub struct Login {
     /// Settings the client asked for (startup parameters and `options`), not yet canonical.
     pub wanted: ParamSet,
     pub application_name: String,
+    /// Client-side connection settings the router reads (`target_session_attrs`).
+    pub route_hints: Vec<(String, String)>,
 }
 
 /// Startup parameters that are not settings.
-const NOT_SETTINGS: &[&str] = &["user", "database", "options", "replication"];
+const NOT_SETTINGS: &[&str] = &[
+    "user",
+    "database",
+    "options",
+    "replication",
+    "target_session_attrs",
+];
 
 /// Reads the startup packet (answering SSL/GSS requests), handles cancel requests.
 /// Returns `None` when the connection was a cancel request.
@@ -56,13 +64,36 @@ pub async fn read_startup(
                 if !buf.is_empty() {
                     return Err(LoginError::Protocol("data after SSL/GSS request".into()));
                 }
-                client.write_all(b"N").await?;
+                let tls = match (&initial, &*client) {
+                    (Initial::Ssl, ClientStream::Tcp(_)) => ctx.front_door().tls.clone(),
+                    _ => None,
+                };
+                let Some(config) = tls else {
+                    client.write_all(b"N").await?;
+                    continue;
+                };
+                client.write_all(b"S").await?;
+                let tcp = client.take_tcp().ok_or(LoginError::Gone)?;
+                let accept = tokio_rustls::TlsAcceptor::from(config).accept(tcp);
+                let stream = tokio::select! {
+                    s = accept => s.map_err(|e| LoginError::Protocol(format!("TLS handshake: {e}")))?,
+                    () = pending.evicted() => return Err(evicted()),
+                };
+                *client = ClientStream::Tls(Box::new(stream));
             }
             Initial::Cancel { pid, secret } => {
                 ctx.cancels.cancel(pid, secret).await;
                 return Ok(None);
             }
             Initial::Startup { minor, params, .. } => {
+                let front = ctx.front_door();
+                let must = matches!(
+                    front.tls_mode,
+                    ClientTlsMode::Require | ClientTlsMode::VerifyCa
+                );
+                if must && !client.is_tls() && client.peer_ip()?.is_some() {
+                    return Err(LoginError::fatal("28000", "SSL required"));
+                }
                 let unknown: Vec<&str> = params
                     .iter()
                     .map(|(k, _)| k.as_str())
@@ -127,6 +158,11 @@ pub async fn authenticate(
         user,
         database: Arc::new(database.clone()),
         wanted: ParamSet::new(wanted),
+        route_hints: params
+            .iter()
+            .filter(|(k, _)| k == "target_session_attrs")
+            .cloned()
+            .collect(),
     })
 }
 

@@ -10,6 +10,9 @@ pub mod clients;
 pub mod ctx;
 pub mod forward;
 pub mod login;
+pub mod prepared;
+pub mod prepared_flow;
+mod route;
 mod run;
 
 pub use ctx::SessionCtx;

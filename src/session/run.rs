@@ -1,45 +1,75 @@
 //! The life of one client connection after accept: login, then transactions.
 
 use super::cancel::{CancelKey, CancelTarget};
-use super::ctx::SessionCtx;
+use super::clients::{now_us, ClientInfo, CloseReason, Registered};
+use super::ctx::{ConsoleLogin, DbGate, SessionCtx};
 use super::forward::{Forwarder, Outcome, Pipe};
 use super::login::{self, Login};
+use super::prepared_flow::{self, Flow};
+use super::route::Routed;
 use super::{buffers, LoginError};
 use crate::config::PoolMode;
+use crate::net::stream::ClientStream;
+use crate::net::stream::Peer;
 use crate::pool::{Pool, PoolError};
 use crate::proto::{builders, tags::status};
 use crate::server::params::{ParamSet, TRACKED_REPORTED};
 use crate::server::ServerConn;
 use bytes::BytesMut;
-use crate::net::stream::Peer;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use crate::net::stream::ClientStream;
 use tracing::{debug, info, Instrument};
 
 /// Decrements the client count when a session ends.
-struct ClientGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+struct ClientGuard(Arc<SessionCtx>);
 
-impl Drop for ClientGuard<'_> {
+impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.totals.clients.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// Serves one accepted client until it leaves; past `max_client_conn` it gets an error.
-pub async fn serve(ctx: Arc<SessionCtx>, mut client: ClientStream, peer: Peer) {
+///
+/// The login runs in a boxed future of its own and returns only what the session keeps, so
+/// that the task of an idle client holds little more than its socket.
+pub async fn serve(ctx: Arc<SessionCtx>, client: ClientStream, peer: Peer) {
+    let max = ctx.config().pooler.max_client_conn;
+    let admitted = ctx.totals.clients.fetch_add(1, Ordering::Relaxed) < max;
+    let _guard = ClientGuard(ctx.clone());
+    let Some((mut session, held, span)) = Box::pin(admit(ctx, client, peer, admitted)).await else {
+        return;
+    };
+    async move {
+        let why = session.run(held).await;
+        if session.ctx.config().pooler.log_disconnections {
+            info!(reason = why, "disconnect");
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Login with its timeout and error reporting; the session to run, or `None`.
+async fn admit(
+    ctx: Arc<SessionCtx>,
+    mut client: ClientStream,
+    peer: Peer,
+    admitted: bool,
+) -> Option<(Session, Option<Box<ServerConn>>, tracing::Span)> {
     let config = ctx.config();
-    let admitted =
-        ctx.totals.clients.fetch_add(1, Ordering::Relaxed) < config.pooler.max_client_conn;
-    let counted = ctx.clone();
-    let _guard = ClientGuard(&counted.totals.clients);
     let timeout = config.pooler.client_login_timeout;
     let started = tokio::time::timeout(timeout, login_phase(&ctx, &mut client, admitted)).await;
     let (login, pool, key, view, server) = match started {
-        Ok(Ok(Some(ok))) => ok,
-        Ok(Ok(None)) => return,
+        Ok(Ok(Some(Begun::Pool(ok)))) => ok,
+        Ok(Ok(Some(Begun::Console(login, key)))) => {
+            // Console sessions are few: they run inside this boxed future.
+            serve_console(&ctx, client, peer, login, key).await;
+            return None;
+        }
+        Ok(Ok(None)) => return None,
         Ok(Err(e)) => {
             ctx.totals.login_failures.fetch_add(1, Ordering::Relaxed);
             match &e {
@@ -47,45 +77,86 @@ pub async fn serve(ctx: Arc<SessionCtx>, mut client: ClientStream, peer: Peer) {
                     let _ = send_error(&mut client, "FATAL", code, message).await;
                 }
                 LoginError::Startup(p) => {
-                    let _ = send_error(
-                        &mut client,
-                        "FATAL",
-                        "08P01",
-                        &format!("invalid startup packet: {p}"),
-                    )
-                    .await;
+                    let msg = format!("invalid startup packet: {p}");
+                    let _ = send_error(&mut client, "FATAL", "08P01", &msg).await;
                 }
                 _ => {}
             }
             debug!(%peer, error = %e, "login failed");
-            return;
+            return None;
         }
         Err(_) => {
             let _ = send_error(&mut client, "FATAL", "08P01", "client_login_timeout").await;
-            return;
+            return None;
         }
     };
     let span = tracing::info_span!("client", id = key.pid, %peer, db = %login.database.name, user = %login.user);
-    async move {
-        if config.pooler.log_connections {
-            info!(application_name = %login.application_name, "login");
-        }
-        let mut s = Session {
-            ctx: ctx.clone(),
-            client,
-            pool,
-            key,
-            view,
-            c2s: Pipe::default(),
-            s2c: Pipe::default(),
-        };
-        let why = s.run(server).await;
-        if config.pooler.log_disconnections {
-            info!(reason = why, "disconnect");
-        }
+    if config.pooler.log_connections {
+        span.in_scope(|| info!(application_name = %login.application_name, "login"));
     }
-    .instrument(span)
-    .await;
+    let reg = ctx.register_client(ClientInfo::new(
+        key.pid,
+        (&login.user, &pool.user),
+        &login.database.name,
+        &login.application_name,
+        peer,
+        false,
+    ));
+    let hints = login
+        .route_hints
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    let route = Routed::new(
+        &login.database,
+        &login.user,
+        &pool,
+        hints.chain(login.wanted.iter()),
+        key.pid as usize,
+    );
+    let session = Session {
+        route,
+        db_gate: ctx.gate.db(&pool.database),
+        ctx,
+        client,
+        pool,
+        key,
+        view,
+        reg,
+        c2s: Pipe::default(),
+        s2c: Pipe::default(),
+        flow: None,
+    };
+    Some((session, server.map(Box::new), span))
+}
+
+/// A console client: registered for `SHOW CLIENTS`, then served by the console.
+async fn serve_console(
+    ctx: &Arc<SessionCtx>,
+    client: ClientStream,
+    peer: Peer,
+    login: ConsoleLogin,
+    key: CancelKey,
+) {
+    let Some(console) = ctx.console() else {
+        return;
+    };
+    let reg = ctx.register_client(ClientInfo::new(
+        key.pid,
+        (&login.user, &login.user),
+        "pgsluice",
+        "",
+        peer,
+        true,
+    ));
+    console.serve(client, login, reg).await;
+    drop(key);
+}
+
+/// What a login led to (the pool variant is the common one: not boxed).
+#[allow(clippy::large_enum_variant)]
+enum Begun {
+    Pool(Started),
+    Console(ConsoleLogin, CancelKey),
 }
 
 type Started = (
@@ -100,7 +171,7 @@ async fn login_phase(
     ctx: &Arc<SessionCtx>,
     client: &mut ClientStream,
     admitted: bool,
-) -> Result<Option<Started>, LoginError> {
+) -> Result<Option<Begun>, LoginError> {
     let config = ctx.config();
     let Some(params) =
         login::read_startup(ctx, client, config.pooler.max_startup_packet_size).await?
@@ -113,8 +184,24 @@ async fn login_phase(
             "sorry, too many clients already (max_client_conn)",
         ));
     }
+    if login::wants_console(&params) {
+        let console = login::console_login(ctx, &config, client, &params).await?;
+        let key = ctx.cancels.register();
+        login::greet_console(client, (key.pid, key.secret)).await?;
+        return Ok(Some(Begun::Console(console, key)));
+    }
     let login = login::authenticate(ctx, &config, client, params).await?;
     let db = login.database.clone();
+    if ctx.gate.db(&db.name).is_disabled() {
+        ctx.totals.refused.fetch_add(1, Ordering::Relaxed);
+        return Err(LoginError::fatal(
+            "57P03",
+            format!(
+                "database \"{}\" does not allow connections (DISABLE)",
+                db.name
+            ),
+        ));
+    }
     let pool_user = db.user.clone().unwrap_or_else(|| login.user.clone());
     let pool = {
         let spec = ctx.connect_spec(&config, &db, &login.user).ok_or_else(|| {
@@ -157,7 +244,7 @@ async fn login_phase(
         pool.release(server);
         None
     };
-    Ok(Some((login, pool, key, canonical, server)))
+    Ok(Some(Begun::Pool((login, pool, key, canonical, server))))
 }
 
 /// The client's settings with the server's spelling of those it reported.
@@ -203,98 +290,171 @@ async fn send_error(
     client.write_all(&out).await
 }
 
+/// Waits until an idle client is readable; a close request (console, shutdown) ends the wait.
+async fn readable(
+    client: &ClientStream,
+    info: &ClientInfo,
+) -> Result<std::io::Result<()>, CloseReason> {
+    tokio::select! {
+        biased;
+        r = client.readable() => Ok(r),
+        why = info.closing(CloseReason::Shutdown) => Err(why),
+    }
+}
+
 struct Session {
     ctx: Arc<SessionCtx>,
     client: ClientStream,
     pool: Arc<Pool>,
     key: CancelKey,
     view: Arc<ParamSet>,
+    /// This client's entry in the registry (state for the console, close requests).
+    reg: Registered,
+    db_gate: Arc<DbGate>,
     c2s: Pipe,
     s2c: Pipe,
+    /// Named prepared statements (transaction and statement modes), made on first use.
+    flow: Option<Box<Flow>>,
+    /// Read routing to standbys (databases with a policy other than `primary`).
+    route: Option<Box<Routed>>,
 }
 
 impl Session {
     /// Runs transactions until the client leaves; returns why.
-    async fn run(&mut self, mut held: Option<ServerConn>) -> &'static str {
-        let config = self.ctx.config();
-        let mode = self.pool.settings().mode;
-        let idle_timeout = config.pooler.client_idle_timeout;
+    ///
+    /// Only the idle wait lives in this future; each transaction runs in a boxed future of its
+    /// own, so that an idle client's task stays small (DESIGN.md: under 1 KiB per idle client).
+    async fn run(&mut self, mut held: Option<Box<ServerConn>>) -> &'static str {
+        let idle_timeout = self.ctx.config().pooler.client_idle_timeout;
         loop {
-            let mut server = match held.take() {
-                Some(s) => s,
+            let server = match held.take() {
+                Some(s) => *s,
                 None => {
                     match self.wait_for_client(idle_timeout).await {
                         Ok(true) => {}
                         Ok(false) => return "client closed",
                         Err(why) => return why,
                     }
-                    self.ctx.gate.pass().await;
-                    match self.attach().await {
+                    let info = self.reg.info.clone();
+                    info.waiting(now_us());
+                    let attached = tokio::select! {
+                        biased;
+                        _ = info.closing(CloseReason::Killed) => Err("killed by the console"),
+                        r = Box::pin(async {
+                            self.ctx.gate.pass_db(&self.db_gate).await;
+                            self.attach().await
+                        }) => r,
+                    };
+                    match attached {
                         Ok(s) => s,
                         Err(why) => return why,
                     }
                 }
             };
-            let target = CancelTarget { spec: self.pool.spec(), pid: server.key.0, secret: server.key.1 };
-            self.key.slot.set(Some(target.clone()));
-            let release = mode != PoolMode::Session;
-            let mut fwd = Forwarder::new(
-                config.pooler.max_packet_size,
-                mode == PoolMode::Statement,
-                release,
-            );
-            let outcome = self.forward(&mut fwd, &mut server, &target, &config).await;
-            self.key.slot.set(None);
-            self.account(&fwd, &mut server);
-            match outcome {
-                Ok(Outcome::Boundary) => {
-                    self.pool.release(server);
-                    self.c2s.park();
-                    self.s2c.park();
-                }
-                Ok(Outcome::OpenTransaction) => {
-                    self.end_server(server, status::IN_TRANSACTION, true).await;
-                    let _ = send_error(
-                        &mut self.client,
-                        "FATAL",
-                        "08P01",
-                        "transaction blocks not allowed in statement pooling mode",
-                    )
-                    .await;
-                    return "transaction in statement mode";
-                }
-                Ok(Outcome::ClientGone { clean }) => {
-                    self.end_server(server, fwd.status, clean).await;
-                    return "client closed";
-                }
-                Ok(Outcome::ServerGone { fatal_sent }) => {
-                    self.pool.close(server);
-                    self.ctx
-                        .totals
-                        .server_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    if !self.server_lost(&fwd, fatal_sent, mode).await {
-                        return "server connection lost";
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    self.pool.close(server);
-                    let _ = send_error(&mut self.client, "FATAL", "08P01", &e.to_string()).await;
-                    return "timeout";
-                }
-                Err(e) => {
-                    self.pool.close(server);
-                    let _ = send_error(
-                        &mut self.client,
-                        "FATAL",
-                        "08P01",
-                        &format!("protocol violation: {e}"),
-                    )
-                    .await;
-                    return "protocol violation";
-                }
+            if let Some(why) = Box::pin(self.transaction(server)).await {
+                return why;
             }
         }
+    }
+
+    /// One transaction on `server`; `Some(why)` when the session must end.
+    async fn transaction(&mut self, mut server: ServerConn) -> Option<&'static str> {
+        let config = self.ctx.config();
+        let mode = self.pool.settings().mode;
+        let target = CancelTarget {
+            spec: self.pool.spec(),
+            pid: server.key.0,
+            secret: server.key.1,
+        };
+        self.key.slot.set(Some(target.clone()));
+        let info = self.reg.info.clone();
+        info.active(server.key.0);
+        let started = Instant::now();
+        let release = mode != PoolMode::Session;
+        let mut fwd = Forwarder::new(
+            config.pooler.max_packet_size,
+            mode == PoolMode::Statement,
+            release,
+        );
+        if release {
+            let max = config.pooler.max_prepared_statements;
+            let registry = &self.ctx.prepared;
+            fwd.flow = prepared_flow::lend(&mut self.flow, &mut server.prepared, registry, max);
+        }
+        let outcome = tokio::select! {
+            biased;
+            o = self.forward(&mut fwd, &mut server, &target, &config) => Some(o),
+            _ = info.closing(CloseReason::Killed) => None,
+        };
+        self.key.slot.set(None);
+        prepared_flow::give_back(fwd.flow.take(), &mut self.flow, &mut server.prepared);
+        let Some(outcome) = outcome else {
+            // Killed from the console: the server's state is unknown, so it is closed.
+            self.pool.close(server);
+            return Some("killed by the console");
+        };
+        self.account(&fwd, &mut server);
+        let us = started.elapsed().as_micros() as u64;
+        self.pool
+            .stats
+            .record_xact(fwd.queries, fwd.bytes_in, fwd.bytes_out, us);
+        match outcome {
+            Ok(Outcome::Boundary) => {
+                // SQL-level PREPARE lasts until the end of its transaction in these modes.
+                if server.prepared.sql_prepared && Box::pin(server.deallocate_all()).await.is_err()
+                {
+                    self.pool.close(server);
+                } else {
+                    self.pool.release(server);
+                }
+                self.c2s.park();
+                self.s2c.park();
+                info.idle();
+                if let Some(why) = info.close_requested() {
+                    let (code, msg) = why.error();
+                    let _ = Box::pin(send_error(&mut self.client, "FATAL", code, msg)).await;
+                    return Some("closed by the console or a shutdown");
+                }
+            }
+            Ok(Outcome::OpenTransaction) => {
+                Box::pin(self.end_server(server, status::IN_TRANSACTION, true)).await;
+                let msg = "transaction blocks not allowed in statement pooling mode";
+                let _ = Box::pin(send_error(&mut self.client, "FATAL", "08P01", msg)).await;
+                return Some("transaction in statement mode");
+            }
+            Ok(Outcome::ClientGone { clean }) => {
+                Box::pin(self.end_server(server, fwd.status, clean)).await;
+                return Some("client closed");
+            }
+            Ok(Outcome::ServerGone { fatal_sent }) => {
+                self.pool.close(server);
+                self.ctx
+                    .totals
+                    .server_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                if !Box::pin(self.server_lost(&fwd, fatal_sent, mode)).await {
+                    return Some("server connection lost");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                self.pool.close(server);
+                let _ = Box::pin(send_error(
+                    &mut self.client,
+                    "FATAL",
+                    "08P01",
+                    &e.to_string(),
+                ))
+                .await;
+                return Some("timeout");
+            }
+            Err(e) => {
+                self.pool.close(server);
+                let msg = format!("protocol violation: {e}");
+                let _ = Box::pin(send_error(&mut self.client, "FATAL", "08P01", &msg)).await;
+                return Some("protocol violation");
+            }
+        }
+        None
     }
 
     /// Forwards one transaction, enforcing `query_timeout` (cancel, then close after twice the
@@ -307,54 +467,31 @@ impl Session {
         target: &CancelTarget,
         config: &crate::config::Config,
     ) -> std::io::Result<Outcome> {
-        let (qt, itt) = (config.pooler.query_timeout, config.pooler.idle_transaction_timeout);
+        let (qt, itt) = (
+            config.pooler.query_timeout,
+            config.pooler.idle_transaction_timeout,
+        );
         let (client, c2s, s2c) = (&mut self.client, &mut self.c2s, &mut self.s2c);
         if qt.is_zero() && itt.is_zero() {
             return fwd.run(client, &mut server.stream, c2s, s2c).await;
         }
-        let shortest = [qt, itt].into_iter().filter(|d| !d.is_zero()).min().unwrap_or(qt);
-        let tick = (shortest / 4).max(Duration::from_millis(10));
-        let snapshot = |f: &Forwarder| (f.queries, f.bytes_in, f.bytes_out);
-        let mut last = snapshot(fwd);
-        let (mut idle_since, mut query_since) = (Instant::now(), Instant::now());
-        let mut cancelled = false;
-        loop {
-            tokio::select! {
-                r = fwd.run(client, &mut server.stream, c2s, s2c) => return r,
-                _ = tokio::time::sleep(tick) => {}
-            }
-            let now = snapshot(fwd);
-            if now.0 != last.0 {
-                query_since = Instant::now();
-                cancelled = false;
-            }
-            if now != last {
-                idle_since = Instant::now();
-            }
-            last = now;
-            if !qt.is_zero() && fwd.outstanding > 0 {
-                let running = query_since.elapsed();
-                if running >= qt * 2 {
-                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "query_timeout"));
-                }
-                if running >= qt && !cancelled {
-                    cancelled = true;
-                    target.send().await;
-                }
-            }
-            if !itt.is_zero() && fwd.outstanding == 0 && fwd.status != status::IDLE && idle_since.elapsed() >= itt {
-                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle transaction timeout"));
-            }
-        }
+        Box::pin(forward_timed(
+            fwd, client, server, c2s, s2c, target, qt, itt,
+        ))
+        .await
     }
-
     /// Waits until the idle client sends something; false when it closed.
     async fn wait_for_client(&mut self, idle_timeout: Duration) -> Result<bool, &'static str> {
         loop {
             let ready = if idle_timeout.is_zero() {
-                self.client.readable().await
+                readable(&self.client, &self.reg.info).await
             } else {
-                match tokio::time::timeout(idle_timeout, self.client.readable()).await {
+                match Box::pin(tokio::time::timeout(
+                    idle_timeout,
+                    readable(&self.client, &self.reg.info),
+                ))
+                .await
+                {
                     Ok(r) => r,
                     Err(_) => {
                         let _ =
@@ -362,6 +499,14 @@ impl Session {
                                 .await;
                         return Err("client_idle_timeout");
                     }
+                }
+            };
+            let ready = match ready {
+                Ok(r) => r,
+                Err(why) => {
+                    let (code, msg) = why.error();
+                    let _ = send_error(&mut self.client, "FATAL", code, msg).await;
+                    return Err("closed by the console or a shutdown");
                 }
             };
             if ready.is_err() {
@@ -374,6 +519,9 @@ impl Session {
                     if buf.first() == Some(&b'X') && buf.len() == 5 {
                         return Ok(false);
                     }
+                    if let Some(r) = self.route.as_mut() {
+                        r.observe(&buf);
+                    }
                     self.c2s.preload(buf);
                     return Ok(true);
                 }
@@ -385,9 +533,26 @@ impl Session {
 
     /// Checks a server out and brings its settings in line with this client's.
     async fn attach(&mut self) -> Result<ServerConn, &'static str> {
+        while let Some(r) = self.route.as_mut() {
+            match r.choose(&self.ctx) {
+                Ok(pool) => {
+                    self.pool = pool;
+                    break;
+                }
+                Err(msg) => Box::pin(self.refuse_read(msg)).await?,
+            }
+        }
         loop {
             let mut server = match self.pool.checkout().await {
                 Ok(s) => s,
+                Err(e) if self.route.as_ref().is_some_and(|r| r.on_replica.is_some()) => {
+                    // A standby that cannot be reached: banned, and this transaction runs on
+                    // the primary instead.
+                    if let Some(r) = self.route.as_mut() {
+                        self.pool = r.replica_failed(&self.ctx, e.to_string());
+                    }
+                    continue;
+                }
                 Err(e) => {
                     let (code, msg) = match &e {
                         PoolError::WaitTimeout => ("08P01", "query_wait_timeout".to_string()),
@@ -402,6 +567,27 @@ impl Session {
                 Ok(_) => return Ok(server),
                 Err(_) => self.pool.close(server),
             }
+        }
+    }
+
+    /// Answers a read that no standby can serve (`replica_fallback = "error"`): an ERROR and
+    /// a ReadyForQuery for each Query/Sync of the batch, which is dropped; then waits for the
+    /// client's next transaction.
+    async fn refuse_read(&mut self, msg: &str) -> Result<(), &'static str> {
+        let ends = self.route.as_ref().map_or(1, |r| r.ends().max(1));
+        let mut out = BytesMut::new();
+        builders::error_response(&mut out, "ERROR", "57P03", msg);
+        for _ in 0..ends {
+            builders::ready_for_query(&mut out, status::IDLE);
+        }
+        self.c2s = Pipe::default();
+        if self.client.write_all(&out).await.is_err() {
+            return Err("client closed");
+        }
+        match self.wait_for_client(Duration::ZERO).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("client closed"),
+            Err(why) => Err(why),
         }
     }
 
@@ -455,6 +641,7 @@ impl Session {
                 Ok(r) if r.status == status::IDLE => {
                     if settings.mode == PoolMode::Session {
                         server.params = ParamSet::default().intern();
+                        server.prepared.after_reset(&sql);
                     }
                 }
                 _ => {
@@ -497,5 +684,67 @@ impl Session {
             builders::ready_for_query(&mut out, status::IDLE);
         }
         self.client.write_all(&out).await.is_ok()
+    }
+}
+
+/// [`Session::forward`] with timeouts: ticks at a quarter of the shorter timeout.
+#[allow(clippy::too_many_arguments)]
+async fn forward_timed(
+    fwd: &mut Forwarder,
+    client: &mut ClientStream,
+    server: &mut ServerConn,
+    c2s: &mut Pipe,
+    s2c: &mut Pipe,
+    target: &CancelTarget,
+    qt: Duration,
+    itt: Duration,
+) -> std::io::Result<Outcome> {
+    let shortest = [qt, itt]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min()
+        .unwrap_or(qt);
+    let tick = (shortest / 4).max(Duration::from_millis(10));
+    let snapshot = |f: &Forwarder| (f.queries, f.bytes_in, f.bytes_out);
+    let mut last = snapshot(fwd);
+    let (mut idle_since, mut query_since) = (Instant::now(), Instant::now());
+    let mut cancelled = false;
+    loop {
+        tokio::select! {
+            r = fwd.run(client, &mut server.stream, c2s, s2c) => return r,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let now = snapshot(fwd);
+        if now.0 != last.0 {
+            query_since = Instant::now();
+            cancelled = false;
+        }
+        if now != last {
+            idle_since = Instant::now();
+        }
+        last = now;
+        if !qt.is_zero() && fwd.outstanding > 0 {
+            let running = query_since.elapsed();
+            if running >= qt * 2 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "query_timeout",
+                ));
+            }
+            if running >= qt && !cancelled {
+                cancelled = true;
+                target.send().await;
+            }
+        }
+        if !itt.is_zero()
+            && fwd.outstanding == 0
+            && fwd.status != status::IDLE
+            && idle_since.elapsed() >= itt
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "idle transaction timeout",
+            ));
+        }
     }
 }

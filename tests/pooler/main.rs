@@ -4,8 +4,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod admin;
 mod basic;
 mod front_door;
+mod ops;
+mod prepared;
 mod security;
 mod state;
 mod timeouts;
@@ -21,7 +24,17 @@ type Body = fn(&Fixture) -> Result<(), Failed>;
 fn main() {
     let args = Arguments::from_args();
     let shared: Arc<OnceLock<Fixture>> = Arc::new(OnceLock::new());
-    let tests: Vec<(&str, Body)> = [basic::TESTS, state::TESTS, front_door::TESTS, timeouts::TESTS, security::TESTS].concat();
+    let tests: Vec<(&str, Body)> = [
+        basic::TESTS,
+        state::TESTS,
+        front_door::TESTS,
+        timeouts::TESTS,
+        prepared::TESTS,
+        security::TESTS,
+        admin::TESTS,
+        ops::TESTS,
+    ]
+    .concat();
     let trials = tests
         .into_iter()
         .map(|(name, body)| {

@@ -11,7 +11,117 @@ pub const TESTS: &[(&str, crate::Body)] = &[
     ("security::hba_bad_file_is_refused", hba_bad_file_is_refused),
     ("security::half_open_flood", half_open_flood),
     ("security::oversized_message", oversized_message),
+    ("security::tls_psql_require_and_verify_full", tls_psql),
 ];
+
+/// A CA and a server certificate for localhost/127.0.0.1 signed by it, written as PEM files
+/// `ca.pem`, `server.pem`, `server.key` in `dir`.
+fn make_certs(dir: &std::path::Path, ca_name: &str) -> Result<(), Failed> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    std::fs::write(dir.join("server.pem"), cert.pem())?;
+    std::fs::write(dir.join("server.key"), key.serialize_pem())?;
+    Ok(())
+}
+
+/// psql with a connection string; (success, stdout, stderr).
+fn psql(conn: &str, sql: &str) -> Result<(bool, String, String), Failed> {
+    let bin = pgsluice::cluster::PgBin::find(None)?;
+    let out = std::process::Command::new(bin.path("psql"))
+        .env("PGPASSWORD", PASSWORD)
+        .args(["-XAtq", "-d", conn, "-c", sql])
+        .output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    ))
+}
+
+fn tls_psql(fx: &Fixture) -> Result<(), Failed> {
+    let certs = tempfile::tempdir()?;
+    let d = certs.path();
+    make_certs(d, "first CA")?;
+    let keys = format!(
+        "client_tls_sslmode = \"require\"\nclient_tls_cert_file = \"{0}/server.pem\"\n\
+         client_tls_key_file = \"{0}/server.key\"",
+        d.display()
+    );
+    let p = ExtraPooler::start(fx, &keys, "");
+    let base = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} user=app dbname=app",
+        p.port
+    );
+    let sql = "select 'tls'";
+    let (ok, out, err) = psql(&format!("{base} sslmode=require"), sql)?;
+    assert!(ok && out == "tls", "{err}");
+    let ca = d.join("first-ca.pem");
+    std::fs::copy(d.join("ca.pem"), &ca)?;
+    let full = format!("{base} sslmode=verify-full sslrootcert={}", ca.display());
+    let (ok, out, err) = psql(&full, sql)?;
+    assert!(ok && out == "tls", "{err}");
+    // Plain text is refused by `require`.
+    let (ok, _, err) = psql(&format!("{base} sslmode=disable"), sql)?;
+    assert!(!ok && err.contains("SSL required"), "{err}");
+    // A client that does not trust this CA stops at verify-full.
+    let other = tempfile::tempdir()?;
+    make_certs(other.path(), "other CA")?;
+    let wrong = format!(
+        "{base} sslmode=verify-full sslrootcert={}",
+        other.path().join("ca.pem").display()
+    );
+    let (ok, _, err) = psql(&wrong, sql)?;
+    assert!(!ok, "verify-full against another CA passed: {err}");
+    // New certificates on SIGHUP: a connection open before keeps working, new ones see the
+    // new certificate.
+    let bin = pgsluice::cluster::PgBin::find(None)?;
+    let mut open = std::process::Command::new(bin.path("psql"))
+        .env("PGPASSWORD", PASSWORD)
+        .args(["-XAtq", "-d", &format!("{base} sslmode=require")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = open.stdin.take().ok_or("stdin")?;
+    stdin.write_all(b"select 'before';\n")?;
+    stdin.flush()?;
+    std::thread::sleep(Duration::from_millis(300));
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        std::fs::copy(other.path().join(f), d.join(f))?;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (ok, out, err) = psql(&wrong, sql)?;
+        if ok && out == "tls" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new certificate not in use: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, _, _) = psql(&full, sql)?;
+    assert!(!ok, "the old CA still verifies after reload");
+    stdin.write_all(b"select 'after';\n\\q\n")?;
+    drop(stdin);
+    let out = open.wait_with_output()?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "before\nafter");
+    Ok(())
+}
 
 /// The SQLSTATE and message of a failed connection.
 async fn login(url: &str) -> Result<(), (String, String)> {

@@ -14,6 +14,7 @@ pub struct Fixture {
     pub cluster: LocalCluster,
     pub pooler: Child,
     pub port: u16,
+    pub metrics_port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -64,6 +65,12 @@ max_client_conn = 200
 query_wait_timeout = "5s"
 server_check_delay = "1s"
 stats_period = 0
+admin_users = ["app"]
+stats_users = ["md5user"]
+[databases.ops]
+host = "127.0.0.1"
+port = {pg}
+dbname = "app"
 [databases.app]
 host = "127.0.0.1"
 port = {pg}
@@ -118,8 +125,14 @@ listen = "127.0.0.1:{metrics_port}"
             cluster,
             pooler,
             port,
+            metrics_port,
             _dir: dir,
         }
+    }
+
+    /// Runs one console command through psql as `user`; returns (success, stdout, stderr).
+    pub fn console(&self, user: &str, sql: &str) -> (bool, String, String) {
+        psql_at(self.port, "pgsluice", user, &["-c", sql])
     }
 
     /// libpq connection string through the pooler.
@@ -172,6 +185,35 @@ listen = "127.0.0.1:{metrics_port}"
     }
 }
 
+/// Runs psql against `port` (unaligned, with a header row); returns (success, stdout, stderr).
+pub fn psql_at(port: u16, db: &str, user: &str, args: &[&str]) -> (bool, String, String) {
+    let bin = pgsluice::cluster::PgBin::find(None).expect("pg binaries");
+    let out = Command::new(bin.path("psql"))
+        .args(["-XAq", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user={user} password={PASSWORD} dbname={db}"
+        ))
+        .args(args)
+        .output()
+        .expect("psql runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The value of `column` in the row whose first field is `key`, from psql `-A` output.
+pub fn cell(output: &str, key: &str, column: &str) -> Option<String> {
+    let mut lines = output.lines();
+    let header: Vec<&str> = lines.next()?.split('|').collect();
+    let i = header.iter().position(|h| *h == column)?;
+    lines
+        .map(|l| l.split('|').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&key))
+        .and_then(|f| f.get(i).map(|v| v.to_string()))
+}
+
 /// A current-thread runtime for one test.
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -184,6 +226,7 @@ pub fn rt() -> tokio::runtime::Runtime {
 pub struct ExtraPooler {
     pub child: Child,
     pub port: u16,
+    pub config_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -225,6 +268,7 @@ impl ExtraPooler {
         ExtraPooler {
             child,
             port,
+            config_path: path,
             _dir: dir,
         }
     }
