@@ -391,8 +391,8 @@ impl Forwarder {
             };
             let tag = buf[start];
             let tracked = self.flow.is_some();
-            let whole =
-                matches!(tag, b'Z' | b'S' | b'E') || (tracked && matches!(tag, b'1' | b'3' | b'C'));
+            let whole = matches!(tag, b'Z' | b'S' | b'E')
+                || (tracked && matches!(tag, b'1' | b'3' | b'C' | b'G'));
             if !whole {
                 if let Some(flow) = self.flow.as_deref_mut() {
                     flow.server_streamed(tag);

@@ -67,6 +67,9 @@ enum Req {
     },
     /// The server's error to a probe, replaced by this ErrorResponse frame.
     FakeError(Box<[u8]>),
+    /// Where the client's CopyDone/CopyFail was, while an Execute may still start a COPY FROM
+    /// STDIN (the server ignores the Syncs sent before it in copy-in mode).
+    CopyEnd,
 }
 
 /// A single-statement implicit transaction kept until its answer, in case the server says the
@@ -110,6 +113,8 @@ pub struct Flow {
     /// Extended-protocol messages were sent since the last Sync: the server is inside an
     /// extended query (an implicit transaction) and cannot be released yet.
     unsynced: bool,
+    /// The server is in extended-protocol copy-in mode and ignores Sync until CopyDone/Fail.
+    copy_in: bool,
     retry: Option<Retry>,
     /// Client frames wait while a retry is being arranged.
     pub hold: bool,
@@ -129,6 +134,7 @@ impl Flow {
             queue: VecDeque::new(),
             skipping: false,
             unsynced: false,
+            copy_in: false,
             retry: None,
             hold: false,
             skipped_requests: 0,
@@ -151,6 +157,7 @@ impl Flow {
         self.queue.clear();
         self.skipping = false;
         self.unsynced = false;
+        self.copy_in = false;
         self.retry = None;
         self.hold = false;
         if self.queue.capacity() > 64 {
@@ -317,6 +324,14 @@ impl Flow {
     /// whole except for Query and FunctionCall).
     pub fn client_other(&mut self, tag: u8, frame: &[u8], s2c: &mut Pipe) {
         self.capture(tag, true, frame);
+        if matches!(tag, frontend::COPY_DONE | frontend::COPY_FAIL) {
+            if self.copy_in {
+                self.copy_in = false;
+            } else if self.queue.iter().any(|r| matches!(r, Req::Execute)) {
+                self.queue.push_back(Req::CopyEnd);
+            }
+            return;
+        }
         let req = match tag {
             frontend::EXECUTE => Req::Execute,
             frontend::SYNC => Req::Sync,
@@ -352,6 +367,11 @@ impl Flow {
     }
 
     fn push(&mut self, req: Req, s2c: &mut Pipe) {
+        if self.copy_in && matches!(req, Req::Sync) {
+            // Ignored by the server in copy-in mode: no ReadyForQuery will answer it.
+            self.skipped_requests += 1;
+            return;
+        }
         self.unsynced = !matches!(req, Req::Sync | Req::Query | Req::Call);
         if matches!(req, Req::Sync) {
             self.skipping = false;
@@ -413,6 +433,10 @@ impl Flow {
                 self.pass_if(|r| matches!(r, Req::Execute))
             }
             b'Z' => self.ready(c2s),
+            b'G' => {
+                self.copy_in_started();
+                Verdict::Pass
+            }
             b'E' => self.error(body),
             _ => Verdict::Pass,
         }
@@ -439,6 +463,29 @@ impl Flow {
         } else {
             None
         }
+    }
+
+    /// CopyInResponse: Syncs the client sent after the Execute and before its CopyDone (or
+    /// all of them, and those still to come, when it has not ended the copy yet) are ignored.
+    fn copy_in_started(&mut self) {
+        if !matches!(self.queue.front(), Some(Req::Execute)) {
+            return;
+        }
+        let mut i = 1;
+        while i < self.queue.len() {
+            match self.queue.get(i) {
+                Some(Req::Sync) => {
+                    self.queue.remove(i);
+                    self.skipped_requests += 1;
+                }
+                Some(Req::CopyEnd) => {
+                    self.queue.remove(i);
+                    return;
+                }
+                _ => i += 1,
+            }
+        }
+        self.copy_in = true;
     }
 
     fn command_tag(&mut self, body: &[u8]) {

@@ -24,7 +24,6 @@ def check(cond, what):
 def psycopg_client(n, errors):
     try:
         with psycopg.connect(URL, prepare_threshold=0, autocommit=True) as conn:
-            conn.execute("create table if not exists py_t(id int primary key, v text)")
             for i in range(200):
                 row = conn.execute("select %s::int * 2, %s::text", (i, f"c{n}")).fetchone()
                 check(row == (i * 2, f"c{n}"), f"psycopg row {row}")
@@ -67,7 +66,6 @@ async def asyncpg_client(n):
         for i in range(200):
             check(await stmt.fetchval(i, n) == i + n, "asyncpg fetchval")
             check(await conn.fetchval("select $1::text || 'x'", str(i)) == f"{i}x", "asyncpg fetch")
-        await conn.execute("create table if not exists apg_t(id int primary key, v text)")
         await conn.execute("delete from apg_t where id between $1 and $2", n * 1000, n * 1000 + 999)
         await conn.executemany("insert into apg_t(id, v) values ($1, $2)",
                                [(n * 1000 + i, f"v{i}") for i in range(300)])
@@ -95,6 +93,10 @@ async def asyncpg_all():
 
 
 def main():
+    # Tables first: concurrent CREATE TABLE IF NOT EXISTS races in PostgreSQL itself.
+    with psycopg.connect(URL, autocommit=True) as conn:
+        conn.execute("create table if not exists py_t(id int primary key, v text)")
+        conn.execute("create table if not exists apg_t(id int primary key, v text)")
     errors = []
     threads = [threading.Thread(target=psycopg_client, args=(n, errors)) for n in range(5)]
     for t in threads:
