@@ -4,6 +4,8 @@
 # process's own CPU microseconds per transaction (utime+stime from /proc over the run).
 #
 # Usage: benches/pooler_vs_pgbouncer.sh [seconds-per-run] [repetitions] [client counts...]
+# Environment: IDLE="1000 10000" idle-client counts (or "none"), SKIP_BUILD=1 to use the
+# existing release binary.
 # Example: benches/pooler_vs_pgbouncer.sh 5 3 1 16 64 256
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,7 +98,9 @@ vals() { tr ' ' '\n' <<<"$1" | grep -v -- '^-$' | grep . || true; }
 median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {printf "%.2f", (a[NR/2]+a[NR/2+1])/2} }'; }
 
 printf "| case | clients | target | tps (median) | avg latency ms | pooler CPU us/tx | tps vs PgBouncer | CPU vs PgBouncer |\n|---|---|---|---|---|---|---|---|\n"
-for spec in "select-only simple:-S:simple" "select-only extended:-S:extended" "tpcb-like:--:simple"; do
+# "prepared": pgsluice and direct run -M prepared; PgBouncer 1.18 cannot (it aborts with
+# 'prepared statement "P_0" already exists' in transaction mode), so it runs -M extended.
+for spec in ${CASES:-"select-only simple:-S:simple" "select-only extended:-S:extended" "select-only prepared:-S:prepared" "tpcb-like:--:simple"}; do
   IFS=: read -r name extra mode <<<"$spec"; [ "$extra" = "--" ] && extra=""
   for c in "${CLIENTS[@]}"; do
     [ "$name" = "tpcb-like" ] && [ "$c" != 64 ] && continue
@@ -104,7 +108,8 @@ for spec in "select-only simple:-S:simple" "select-only extended:-S:extended" "t
     for r in $(seq "$REPS"); do
       for t in pgbouncer pgsluice direct; do
         case $t in pgbouncer) p=$BPORT; pid=$BOUNCER;; pgsluice) p=$SPORT; pid=$SLUICE;; direct) p=$PGPORT; pid=0;; esac
-        read -r tps lat cpu < <(run "$p" "$pid" "$c" "$mode" "$extra")
+        m=$mode; [ "$t" = pgbouncer ] && [ "$mode" = prepared ] && m=extended
+        read -r tps lat cpu < <(run "$p" "$pid" "$c" "$m" "$extra")
         T[$t]+="$tps "; L[$t]+="$lat "; U[$t]+="$cpu "
       done
     done

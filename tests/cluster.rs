@@ -132,6 +132,26 @@ fn pgsluice(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// The body of a plain HTTP/1.0 GET on loopback.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let fail = |e: std::io::Error| -> String { panic!("GET {path} on port {port}: {e}") };
+    let mut s = match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if let Err(e) = s.set_read_timeout(Some(Duration::from_secs(5))) {
+        return fail(e);
+    }
+    if let Err(e) = s.write_all(request.as_bytes()) {
+        return fail(e);
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
 /// Purges the sandbox even when an assertion fails half-way.
 struct SandboxGuard(String);
 
@@ -175,12 +195,41 @@ fn sandbox_up_status_up_again_and_down_purge() {
         );
     }
 
+    // The printed console command works for the sandbox's user; the metrics URL answers.
+    let conninfo = out
+        .lines()
+        .find(|l| l.contains("admin console:"))
+        .and_then(|l| l.split('"').nth(1))
+        .unwrap_or_else(|| panic!("no console command printed:\n{out}"));
+    assert!(conninfo.contains("dbname=pgsluice"), "{conninfo}");
+    let mut cmd = std::process::Command::new(primary.bin().path("psql"));
+    cmd.args(["-XAtc", "SHOW VERSION", conninfo]);
+    let version = process::run(&mut cmd, None, None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(version.starts_with("pgsluice"), "{version}");
+    // The pooler offers TLS with the certificate `up` made: the printed URL requires it.
+    let pooled = out
+        .lines()
+        .find(|l| l.contains("through the pooler:"))
+        .and_then(|l| l.split('"').nth(1))
+        .unwrap_or_else(|| panic!("no pooler URL printed:\n{out}"));
+    assert!(pooled.contains("sslmode=require"), "{pooled}");
+    let mut cmd = std::process::Command::new(primary.bin().path("psql"));
+    cmd.args(["-XAtc", "select 'over tls'", pooled]);
+    let got = process::run(&mut cmd, None, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.trim(), "over tls");
+    let url = format!("http://127.0.0.1:{}/metrics", state.ports.metrics);
+    assert!(out.contains(&url), "{out}");
+    assert!(http_get(state.ports.metrics, "/metrics").contains("pgsluice_clients"));
+
     let (ok, out) = pgsluice(&["sandbox", "status", "--dir", &dir]);
     assert!(ok, "{out}");
     assert!(
         out.contains("primary") && out.matches("streaming from").count() == 2,
         "{out}"
     );
+
+    // A plain `up` runs one agent with its state on disk: no etcd.
+    assert!(state.multi.is_none() && !out.contains("etcd"), "{out}");
 
     let (ok, again) = pgsluice(&["sandbox", "up", "--dir", &dir]);
     assert!(ok, "{again}");
@@ -196,5 +245,87 @@ fn sandbox_up_status_up_again_and_down_purge() {
     assert!(node_ports.iter().all(|p| !ports::is_listening(*p)));
     assert!(!ports::is_listening(state.ports.pooler));
     assert!(!base.exists() && !dir_path.exists(), "{out}");
+    drop(guard);
+}
+
+/// `sandbox up --agents 3`: a local etcd and three agents, one of which leads; `status` shows
+/// them; `down` stops exactly what `up` started.
+#[test]
+fn sandbox_with_three_agents_through_etcd() {
+    if pgsluice::sandbox::multi::etcd_binary().is_none() {
+        println!("skipped: no etcd binary on PATH (apt-get install etcd-server)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir_path = tmp.path().join("sb3");
+    let dir = dir_path.to_string_lossy().into_owned();
+    let guard = SandboxGuard(dir.clone());
+    let up = [
+        "sandbox",
+        "up",
+        "--dir",
+        &dir,
+        "--free-ports",
+        "--agents",
+        "3",
+    ];
+    let (ok, out) = pgsluice(&up);
+    assert!(ok, "{out}");
+    for key in ["etcd", "agent1", "agent2", "agent3"] {
+        assert!(out.contains(&format!("{key:<8} started")), "{key}:\n{out}");
+    }
+    let state = pgsluice::sandbox::State::load(&dir_path)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no state after up:\n{out}"));
+    let m = state.multi.clone().expect("several agents recorded");
+    assert_eq!(m.agent_ports.len(), 3);
+    for i in 0..3 {
+        let path = pgsluice::sandbox::multi::agent_config(&state, i);
+        let c = pgsluice::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.agent.name, format!("agent{}", i + 1));
+        assert_eq!(c.agent.listen.port(), m.agent_ports[i]);
+    }
+
+    // One leader, two followers, as `sandbox status` and `pgsluice status` tell.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        let (ok, out) = pgsluice(&["sandbox", "status", "--dir", &dir]);
+        assert!(ok, "{out}");
+        if out.matches(", leader").count() == 1 && out.matches(", follower").count() == 2 {
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "no leader:\n{out}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(
+        status.contains("etcd     running (pid") && status.contains("pooler   running"),
+        "{status}"
+    );
+    let config = state.config_path().to_string_lossy().into_owned();
+    let (ok, out) = pgsluice(&["status", "-c", &config]);
+    assert!(
+        ok && out.contains("agents: ") && out.contains("leader agent"),
+        "{out}"
+    );
+
+    // `down` stops exactly what `up` started (etcd included) and keeps the data.
+    let state = pgsluice::sandbox::State::load(&dir_path)
+        .ok()
+        .flatten()
+        .unwrap();
+    let pids: Vec<i32> = state.services.iter().map(|s| s.pid).collect();
+    assert_eq!(pids.len(), 5, "{:?}", state.services);
+    let (ok, out) = pgsluice(&["sandbox", "down", "--dir", &dir]);
+    assert!(ok, "{out}");
+    assert!(pids.iter().all(|p| !process::alive(*p)), "{pids:?}\n{out}");
+    assert!(!ports::is_listening(m.etcd_client_port), "{out}");
+    for key in ["etcd", "agent1", "agent2", "agent3", "pooler"] {
+        assert!(
+            out.contains(&format!("stopped {key} (pid")),
+            "{key}:\n{out}"
+        );
+    }
+    assert!(dir_path.join("etcd").is_dir());
     drop(guard);
 }

@@ -84,6 +84,70 @@ impl HotSet {
     }
 }
 
+/// The largest hot-set document stored (etcd refuses requests above 1.5 MiB by default).
+pub const DOC_MAX_BYTES: usize = 1024 * 1024;
+
+/// A hot set as stored in the state store (`put_doc("hotset", ...)`): blocks coalesced into
+/// `[db, spc, rfn, first, last]` ranges, so that a new leader starts from the last capture.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HotSetDoc {
+    /// The node it was captured on.
+    pub source: String,
+    /// When (ms since the Unix epoch).
+    pub captured_unix_ms: u64,
+    /// The server's block size in bytes.
+    pub block_size: u32,
+    /// Database names by oid.
+    pub databases: BTreeMap<u32, String>,
+    /// The blocks, as `[db, spc, rfn, first, last]` ranges.
+    pub ranges: Vec<[u32; 5]>,
+}
+
+impl HotSetDoc {
+    /// The document of `hot` as JSON, its ranges cut (in block order) so that it stays under
+    /// [`DOC_MAX_BYTES`]; the cut set is still a valid, smaller hot set.
+    pub fn encode(hot: &HotSet) -> serde_json::Value {
+        let mut doc = HotSetDoc {
+            source: hot.source.clone(),
+            captured_unix_ms: hot.captured_unix_ms,
+            block_size: hot.block_size,
+            databases: hot.databases.clone(),
+            ranges: coalesce(&hot.blocks)
+                .iter()
+                .map(|r| [r.db, r.spc, r.rfn, r.first, r.last])
+                .collect(),
+        };
+        loop {
+            let v = serde_json::to_value(&doc).unwrap_or_default();
+            if doc.ranges.len() <= 1 || v.to_string().len() <= DOC_MAX_BYTES {
+                return v;
+            }
+            doc.ranges.truncate(doc.ranges.len() / 2);
+        }
+    }
+
+    /// The hot set a stored document describes (None when it is not a hot-set document).
+    pub fn decode(v: &serde_json::Value) -> Option<HotSet> {
+        let doc: HotSetDoc = serde_json::from_value(v.clone()).ok()?;
+        let blocks = doc
+            .ranges
+            .iter()
+            .filter(|r| r[3] <= r[4])
+            .flat_map(|&[db, spc, rfn, first, last]| {
+                (first..=last).map(move |blk| BlockKey { db, spc, rfn, blk })
+            })
+            .collect();
+        Some(HotSet {
+            source: doc.source,
+            captured_unix_ms: doc.captured_unix_ms,
+            blocks,
+            databases: doc.databases,
+            block_size: doc.block_size,
+            took: Duration::ZERO,
+        })
+    }
+}
+
 /// `shared_buffers` of a node, in blocks.
 pub async fn shared_buffers(
     client: &Client,
@@ -277,5 +341,41 @@ mod tests {
         };
         assert_eq!(hs.relfilenodes(), vec![10, 11]);
         assert_eq!(hs.bytes(), 16384);
+    }
+
+    #[test]
+    fn hot_set_document_round_trips_and_stays_small() {
+        let hot = HotSet {
+            source: "node1".into(),
+            captured_unix_ms: 42,
+            blocks: vec![k(10, 0), k(10, 1), k(10, 2), k(11, 7)],
+            databases: [(5, "app".to_string())].into_iter().collect(),
+            block_size: 8192,
+            took: Duration::from_millis(3),
+        };
+        let v = HotSetDoc::encode(&hot);
+        assert_eq!(
+            v["ranges"],
+            serde_json::json!([[5, 1663, 10, 0, 2], [5, 1663, 11, 7, 7]])
+        );
+        let back = HotSetDoc::decode(&v).unwrap();
+        assert_eq!(
+            back,
+            HotSet {
+                took: Duration::ZERO,
+                ..hot
+            }
+        );
+        assert!(HotSetDoc::decode(&serde_json::json!({"x": 1})).is_none());
+        // 200 000 scattered blocks do not fit: the document is cut to a prefix that does.
+        let big = HotSet {
+            blocks: (0..200_000).map(|i| k(10, i * 2)).collect(),
+            ..HotSet::default()
+        };
+        let v = HotSetDoc::encode(&big);
+        assert!(v.to_string().len() <= DOC_MAX_BYTES);
+        let cut = HotSetDoc::decode(&v).unwrap().blocks;
+        assert!(cut.len() > 10_000 && cut.len() < 200_000, "{}", cut.len());
+        assert_eq!(cut[..], big.blocks[..cut.len()]);
     }
 }

@@ -77,16 +77,17 @@ pub async fn run<S: StateStore>(
         .map_err(|e| AgentError::Failed(format!("cannot listen on {}: {e}", ctx.agent.listen)))?;
     let (ops_tx, mut ops_rx) = mpsc::channel::<OpCall>(8);
     let server = tokio::spawn(http::serve(listener, shared.clone(), ops_tx, stop.clone()));
-    let warmer = super::warmth::run(ctx.warm.clone(), shared.clone(), stop.clone());
+    let warmer = super::warmth::run(
+        ctx.warm.clone(),
+        shared.clone(),
+        ctx.store.clone(),
+        stop.clone(),
+    );
     let warmer = tokio::spawn(warmer);
-    let epoch = ctx.store.load().await?.topology.epoch;
-    ctx.record(
-        "agent_started",
-        None,
-        format!("listening on {}", ctx.agent.listen),
-        epoch,
-    )
-    .await;
+    // With etcd, the store may not answer yet: the agent then follows (probes, no action)
+    // and records its start once it does; its lease ticker retries and logs meanwhile.
+    let mut started = false;
+    record_started(&ctx, &mut started).await;
     let cfg = ctx.fsm_config();
     let mut fsm = FsmState::default();
     // Whether this agent acts: with etcd, only the lease holder does (take_charge on winning).
@@ -134,6 +135,7 @@ pub async fn run<S: StateStore>(
         };
         if !acting {
             follow_round(&ctx, &shared, round).await;
+            record_started(&ctx, &mut started).await;
             continue;
         }
         // A failing round (state store unwritable, ...) is logged and retried next tick: the
@@ -149,22 +151,49 @@ pub async fn run<S: StateStore>(
             }
         }
     }
-    let epoch = ctx.store.load().await?.topology.epoch;
-    ctx.record("agent_stopped", None, "shutdown requested", epoch)
-        .await;
+    if let Ok(st) = ctx.store.load().await {
+        let epoch = st.topology.epoch;
+        ctx.record("agent_stopped", None, "shutdown requested", epoch)
+            .await;
+    }
     ctx.store.release().await;
     let _ = server.await;
     let _ = warmer.await;
     Ok(())
 }
 
+/// Records `agent_started` once the state store answers (at once for the local store).
+async fn record_started<S: StateStore>(ctx: &Ctx<S>, started: &mut bool) {
+    if *started {
+        return;
+    }
+    match ctx.store.load().await {
+        Ok(st) => {
+            let what = format!("listening on {}", ctx.agent.listen);
+            ctx.record("agent_started", None, what, st.topology.epoch)
+                .await;
+            *started = true;
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "the state store does not answer: following (probing, not acting) until it does"
+        ),
+    }
+}
+
 /// Becomes the acting agent (at start, or on winning the lease): finishes or rolls back the
 /// action left in flight, pushes the topology again, and starts the state machine afresh.
 async fn take_charge<S: StateStore>(ctx: &Ctx<S>, cfg: &FsmConfig) -> Result<FsmState, AgentError> {
+    let restored = super::warmth::restore(&ctx.warm, ctx.store.as_ref()).await;
     if let Some(name) = ctx.store.agent_name() {
         let epoch = ctx.store.load().await?.topology.epoch;
-        let what = format!("{name} holds the lease and acts");
+        let mut what = format!("{name} holds the lease and acts");
+        if let Some(r) = &restored {
+            what = format!("{what}; {r}");
+        }
         ctx.record("leadership_acquired", None, what, epoch).await;
+    } else if let Some(r) = restored {
+        tracing::info!("{r}");
     }
     if let Some(done) = super::recover::recover(ctx).await? {
         tracing::info!("{done}");

@@ -9,7 +9,7 @@
 //! ```
 
 use super::ctx::Ctx;
-use super::hotset::{self, HotSet};
+use super::hotset::{self, HotSet, HotSetDoc};
 use super::metrics::Metrics;
 use super::prewarm::{self, DbConns, WarmReport};
 use super::run::Shared;
@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The state-store document holding the latest hot set.
+pub const HOT_SET_DOC: &str = "hotset";
 /// Timeout of a capture or residency scan.
 const SCAN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a failover waits for its catch-up pass before leaving it in the background.
@@ -61,6 +63,28 @@ impl Warmer {
     /// The latest captured hot set.
     pub fn hot_set(&self) -> Option<Arc<HotSet>> {
         self.hot.lock().ok().and_then(|h| h.clone())
+    }
+
+    /// Starts from a hot set captured elsewhere (the previous leader's, read from the state
+    /// store) unless a newer one is held. Returns whether it was taken.
+    pub fn adopt(&self, hot: HotSet) -> bool {
+        let Ok(mut h) = self.hot.lock() else {
+            return false;
+        };
+        if h.as_ref()
+            .is_some_and(|cur| cur.captured_unix_ms >= hot.captured_unix_ms)
+        {
+            return false;
+        }
+        *h = Some(Arc::new(hot));
+        true
+    }
+
+    /// Forgets the warmth measured so far (this agent stopped warming: it no longer leads).
+    fn forget_warmth(&self) {
+        if let Ok(mut m) = self.warmth.lock() {
+            m.clear();
+        }
     }
 
     fn set_warmth(&self, node: &str, w: f64) {
@@ -261,17 +285,29 @@ pub struct CatchUp {
 }
 
 /// Runs the warming loop until `stop`: one round every `hot_set_interval`, with the topology
-/// and probes of the agent's last round.
-pub async fn run(w: Arc<Warmer>, shared: Arc<Shared>, stop: CancellationToken) {
+/// and probes of the agent's last round, only while `store.may_act()` (with etcd, only the
+/// lease holder captures and warms). Each new hot set is saved in the store (`hotset`), so
+/// that a new leader, or a restarted agent, starts from it.
+pub async fn run<S: StateStore>(
+    w: Arc<Warmer>,
+    shared: Arc<Shared>,
+    store: Arc<S>,
+    stop: CancellationToken,
+) {
     if !w.cfg.enabled() {
         return;
     }
     let mut tick = tokio::time::interval(w.cfg.hot_set_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut saved = 0u64;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
+        }
+        if !store.may_act() {
+            w.forget_warmth();
+            continue;
         }
         let st = shared.status();
         let round = w.round(&st.topology, &st.nodes);
@@ -281,7 +317,34 @@ pub async fn run(w: Arc<Warmer>, shared: Arc<Shared>, stop: CancellationToken) {
                 tracing::debug!(error = %e, "hot set capture failed");
             }
         }
+        let Some(hot) = w.hot_set().filter(|h| h.captured_unix_ms != saved) else {
+            continue;
+        };
+        match store.put_doc(HOT_SET_DOC, &HotSetDoc::encode(&hot)).await {
+            Ok(()) => saved = hot.captured_unix_ms,
+            Err(e) => tracing::debug!(error = %e, "could not save the hot set"),
+        }
     }
+}
+
+/// Restores the hot set saved in the store (`hotset`) when it is newer than the one held:
+/// a new leader starts warming, and can catch up a promoted node, from the last capture.
+/// Returns a line for the `leadership_acquired` event.
+pub async fn restore<S: StateStore>(w: &Warmer, store: &S) -> Option<String> {
+    if !w.cfg.enabled() {
+        return None;
+    }
+    let doc = match store.get_doc(HOT_SET_DOC).await {
+        Ok(d) => d?,
+        Err(e) => return Some(format!("hot set not restored: {e}")),
+    };
+    let hot = HotSetDoc::decode(&doc)?;
+    let (n, src, at) = (hot.blocks.len(), hot.source.clone(), hot.captured_unix_ms);
+    let age = super::events::Event::now("", None, "", 0)
+        .unix_ms
+        .saturating_sub(at);
+    w.adopt(hot)
+        .then(|| format!("hot set restored: {n} blocks captured on {src} {age} ms before"))
 }
 
 /// Waits (at most [`CATCH_UP_WAIT`]) for a catch-up pass and records it as `warm_catch_up`.

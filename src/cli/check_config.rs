@@ -1,21 +1,40 @@
-//! `pgsluice check-config`: validate a configuration file and list every problem.
+//! `pgsluice check-config`: validate a configuration file and the files it names
+//! (`auth_file`, `auth_hba_file`, `client_tls_*`), and list every problem.
 
+use crate::auth::hba::Hba;
 use crate::config;
+use crate::daemon::load_auth_file;
+use crate::tls::server::server_config;
 use std::path::Path;
 use std::process::ExitCode;
 
 /// Prints "ok" and returns 0, or prints each problem and returns 1.
 pub fn run(path: &Path) -> ExitCode {
-    match config::load(path) {
-        Ok(_) => {
-            println!("ok");
-            ExitCode::SUCCESS
-        }
+    let config = match config::load(path) {
+        Ok(c) => c,
         Err(e) => {
             for line in e.lines() {
                 println!("{line}");
             }
-            ExitCode::from(1)
+            return ExitCode::from(1);
         }
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = load_auth_file(&config) {
+        problems.push(e.to_string());
     }
+    if let Some(Err(e)) = config.pooler.auth_hba_file.as_deref().map(Hba::load) {
+        problems.push(format!("auth_hba_file: {e}"));
+    }
+    if let Err(e) = server_config(&config.pooler.client_tls) {
+        problems.push(e.to_string());
+    }
+    if problems.is_empty() {
+        println!("ok");
+        return ExitCode::SUCCESS;
+    }
+    for p in problems {
+        println!("{p}");
+    }
+    ExitCode::from(1)
 }

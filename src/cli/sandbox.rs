@@ -36,6 +36,11 @@ pub enum SandboxAction {
         /// Use free ports instead of 5432-5434 (nodes), 6432 (pooler), 9930/9931 (HTTP).
         #[arg(long)]
         free_ports: bool,
+        /// Agents to run: 1 keeps its state in the sandbox directory; 2 to 9 start a local
+        /// etcd (the `etcd` binary, Debian's etcd-server) and that many agents through it.
+        #[arg(long, default_value_t = 1,
+              value_parser = clap::value_parser!(u8).range(1..=sandbox::multi::MAX_AGENTS as i64))]
+        agents: u8,
     },
     /// Show each node's role, port and replication, and the daemons.
     Status {
@@ -55,11 +60,16 @@ pub enum SandboxAction {
 /// Runs one sandbox command.
 pub fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     match args.action {
-        SandboxAction::Up { dir, free_ports } => {
+        SandboxAction::Up {
+            dir,
+            free_ports,
+            agents,
+        } => {
             let opts = UpOptions {
                 dir: dir.dir,
                 exe: std::env::current_exe()?,
                 free_ports,
+                agents: usize::from(agents),
             };
             let report = sandbox::up(&opts)?;
             let mut out = String::new();
@@ -153,7 +163,7 @@ fn print_howto(out: &mut String, s: &sandbox::State) {
     if pooler_up {
         let _ = writeln!(
             out,
-            "  through the pooler:  psql \"postgres://{}:{}@127.0.0.1:{}/app\"",
+            "  through the pooler:  psql \"postgres://{}:{}@127.0.0.1:{}/app?sslmode=require\"",
             s.app_user, s.app_password, s.ports.pooler
         );
     }
@@ -174,6 +184,18 @@ fn print_howto(out: &mut String, s: &sandbox::State) {
         s.cluster.superuser, s.cluster.superuser_password
     );
     let _ = writeln!(out, "Watch:");
+    if pooler_up {
+        let _ = writeln!(
+            out,
+            "  admin console:       psql \"host=127.0.0.1 port={} user={} password={} dbname=pgsluice\" -c 'SHOW POOLS'",
+            s.ports.pooler, s.app_user, s.app_password
+        );
+        let _ = writeln!(
+            out,
+            "  metrics:             curl http://127.0.0.1:{}/metrics",
+            s.ports.metrics
+        );
+    }
     let _ = writeln!(out, "  pgsluice status -c {}", s.config_path().display());
     let _ = writeln!(out, "  pgsluice sandbox status{flag}");
     let _ = writeln!(
@@ -214,7 +236,17 @@ fn print_status(out: &mut String, r: &StatusReport) {
             Some(pid) => format!("running (pid {pid})"),
             None => "not running".to_string(),
         };
-        let _ = writeln!(out, "  {:<8} {state}  log {}", s.role, s.log_file.display());
+        let detail = s
+            .detail
+            .as_deref()
+            .map(|d| format!("  {d}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<8} {state}{detail}  log {}",
+            s.role,
+            s.log_file.display()
+        );
     }
 }
 

@@ -93,6 +93,19 @@ pub struct ClientTls {
     pub ca_file: Option<PathBuf>,
 }
 
+/// The `auth_user`, `auth_query`, `auth_dbname` and `auth_cache_ttl` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthQuery {
+    /// Who runs the query (its password comes from `[users]` or `auth_file`).
+    pub user: String,
+    /// Returns `(name, verifier)` for `$1`; no row = unknown user.
+    pub query: String,
+    /// The `[databases]` entry to run it in; `None` = the database the client asked for.
+    pub dbname: Option<String>,
+    /// How long an answer (a row or no row) is used before asking again.
+    pub cache_ttl: Duration,
+}
+
 /// The whole validated file.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -136,6 +149,8 @@ pub struct PoolerConfig {
     pub max_pending_logins: usize,
     /// TLS towards clients.
     pub client_tls: ClientTls,
+    /// Verifiers of users known to neither the file nor `auth_file` (`auth_user` set).
+    pub auth_query: Option<AuthQuery>,
     pub admin_users: Vec<String>,
     pub stats_users: Vec<String>,
     /// Empty = none.

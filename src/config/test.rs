@@ -260,3 +260,65 @@ fn etcd_state_store_keys() {
         StateStoreConfig::Local
     );
 }
+
+#[test]
+fn routing_keys() {
+    let text = r#"
+[pooler]
+probe_interval = "250ms"
+ban_time = "3s"
+[databases.app]
+policy = "auto"
+read_your_writes = "off"
+max_replica_lag = "1MB"
+max_replica_lag_time = "2s"
+replica_choice = "weighted"
+replica_fallback = "error"
+[databases.plain]
+[cluster]
+[[cluster.nodes]]
+name = "n1"
+[[cluster.nodes]]
+name = "n2"
+port = 5433
+weight = 30
+"#;
+    let c = from_str(text, "t").unwrap();
+    assert_eq!(c.pooler.probe_interval, Duration::from_millis(250));
+    assert_eq!(c.pooler.ban_time, Duration::from_secs(3));
+    let r = &c.databases["app"].routing;
+    assert_eq!(r.policy, RoutePolicy::Auto);
+    assert!(!r.read_your_writes);
+    assert_eq!(r.max_replica_lag, 1024 * 1024);
+    assert_eq!(r.max_replica_lag_time, Duration::from_secs(2));
+    assert_eq!(r.replica_choice, ReplicaChoice::Weighted);
+    assert!(!r.replica_fallback);
+    let d = &c.databases["plain"].routing;
+    assert_eq!(d.policy, RoutePolicy::Primary);
+    assert!(d.read_your_writes && d.replica_fallback);
+    assert_eq!(d.replica_choice, ReplicaChoice::LeastOutstanding);
+    let nodes = &c.cluster.as_ref().unwrap().nodes;
+    assert_eq!((nodes[0].weight, nodes[1].weight), (100, 30));
+
+    let p = problems("[databases.app]\nhost = \"h\"\npolicy = \"auto\"\n");
+    assert!(has(&p, "databases.app.policy"), "{p:?}");
+    let p = problems(&text.replace("\"weighted\"", "\"random\""));
+    assert!(has(&p, "databases.app.replica_choice"), "{p:?}");
+}
+
+#[test]
+fn auth_query_keys() {
+    let c = from_str(&format!("[pooler]\nauth_user = \"lookup\"\n{MINIMAL}"), "t").unwrap();
+    let aq = c.pooler.auth_query.unwrap();
+    assert_eq!(aq.user, "lookup");
+    assert!(aq.query.contains("pg_shadow") && aq.query.contains("$1"));
+    assert_eq!(aq.dbname, None);
+    assert_eq!(aq.cache_ttl, Duration::from_secs(60));
+    assert!(from_str(MINIMAL, "t").unwrap().pooler.auth_query.is_none());
+    let p = problems(&format!("[pooler]\nauth_query = \"select 1\"\n{MINIMAL}"));
+    assert!(has(&p, "pooler.auth_query"), "{p:?}");
+    let p = problems(&format!(
+        "[pooler]\nauth_user = \"u\"\nauth_query = \"select 1\"\nauth_dbname = \"nope\"\n{MINIMAL}"
+    ));
+    assert!(has(&p, "pooler.auth_query") && has(&p, "pooler.auth_dbname"), "{p:?}");
+}

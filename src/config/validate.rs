@@ -176,6 +176,11 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let databases = databases(&mut c, &raw.databases, &pooler, cluster.as_ref());
     let users = users(&mut c, &raw.users);
     let agent = agent(&mut c, &raw.agent, cluster.as_ref());
+    if let Some(db) = pooler.auth_query.as_ref().and_then(|a| a.dbname.as_ref()) {
+        if !databases.contains_key(db) {
+            c.bad("pooler.auth_dbname", format!("no database {db:?}"), "name a [databases] entry");
+        }
+    }
     let metrics = MetricsConfig {
         enabled: raw.metrics.enabled.unwrap_or(true),
         listen: c.socket("metrics.listen", &raw.metrics.listen, "127.0.0.1:9930"),
@@ -239,6 +244,43 @@ fn client_tls(c: &mut Checker, p: &RawPooler) -> ClientTls {
         );
     }
     tls
+}
+
+/// PgBouncer's default: `pg_shadow` needs a superuser, or a `SECURITY DEFINER` function.
+pub const DEFAULT_AUTH_QUERY: &str = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1";
+
+fn auth_query(c: &mut Checker, p: &RawPooler) -> Option<AuthQuery> {
+    let user = p.auth_user.as_ref().filter(|s| !s.is_empty());
+    let Some(user) = user else {
+        for (key, set) in [
+            ("pooler.auth_query", p.auth_query.is_some()),
+            ("pooler.auth_dbname", p.auth_dbname.is_some()),
+            ("pooler.auth_cache_ttl", p.auth_cache_ttl.is_some()),
+        ] {
+            if set {
+                c.bad(key, "has no effect without auth_user", "set pooler.auth_user");
+            }
+        }
+        return None;
+    };
+    let query = p.auth_query.clone().unwrap_or_else(|| DEFAULT_AUTH_QUERY.into());
+    if !query.contains("$1") {
+        c.bad(
+            "pooler.auth_query",
+            "must use $1 for the user name",
+            DEFAULT_AUTH_QUERY,
+        );
+    }
+    Some(AuthQuery {
+        user: user.clone(),
+        query,
+        dbname: p.auth_dbname.clone().filter(|s| !s.is_empty()),
+        cache_ttl: c.duration(
+            "pooler.auth_cache_ttl",
+            &p.auth_cache_ttl,
+            Duration::from_secs(60),
+        ),
+    })
 }
 
 fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
@@ -359,6 +401,7 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
         client_tls: client_tls(c, p),
+        auth_query: auth_query(c, p),
         max_pending_logins: c.count(
             "pooler.max_pending_logins",
             p.max_pending_logins,
@@ -513,6 +556,7 @@ fn databases(
             1,
             100_000,
         );
+        let routing = routing(c, &key, d, &backend);
         out.insert(
             name.clone(),
             DatabaseConfig {
@@ -546,7 +590,7 @@ fn databases(
                     0,
                     1_000_000,
                 ),
-                routing: routing(c, &key, d),
+                routing,
             },
         );
     }
@@ -554,7 +598,7 @@ fn databases(
 }
 
 /// The routing keys of `[databases.NAME]`.
-fn routing(c: &mut Checker, key: &str, d: &RawDatabase) -> Routing {
+fn routing(c: &mut Checker, key: &str, d: &RawDatabase, backend: &Backend) -> Routing {
     let mut pick = |field: &str, v: &Option<String>, choices: &[&str]| -> usize {
         let Some(s) = v.as_deref() else { return 0 };
         choices.iter().position(|x| *x == s).unwrap_or_else(|| {
@@ -586,6 +630,13 @@ fn routing(c: &mut Checker, key: &str, d: &RawDatabase) -> Routing {
         &d.replica_fallback,
         &["primary", "error"],
     ) == 0;
+    if policy != RoutePolicy::Primary && matches!(backend, Backend::Host { .. }) {
+        c.bad(
+            format!("{key}.policy"),
+            "routes reads to standbys, but this database has an explicit host",
+            "omit host and port to use [cluster], or drop policy",
+        );
+    }
     Routing {
         policy,
         read_your_writes: ryw,

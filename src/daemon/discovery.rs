@@ -30,9 +30,12 @@ pub struct Probe {
     pub error: Option<String>,
 }
 
+/// The primary's insert position, not its write position: with `synchronous_commit = off` a
+/// commit record may still sit in WAL buffers, and a read-your-writes fence must not stop short
+/// of it.
 const PROBE_SQL: &str = "select pg_is_in_recovery(), \
      (case when pg_is_in_recovery() then coalesce(pg_last_wal_replay_lsn(), '0/0') \
-      else pg_current_wal_lsn() end)::text";
+      else pg_current_wal_insert_lsn() end)::text";
 
 /// A node's probe connection, kept open between rounds.
 #[derive(Default)]

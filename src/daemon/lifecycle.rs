@@ -4,7 +4,7 @@
 //! | signal / command | effect |
 //! |---|---|
 //! | SIGHUP, `RELOAD` | re-read the file; an invalid one is logged and the old one kept |
-//! | SIGTERM, `SHUTDOWN WAIT_FOR_CLIENTS` | stop accepting; each client is closed at its next transaction boundary (idle ones at once); after `shutdown_timeout` the rest are closed |
+//! | SIGTERM, `SHUTDOWN WAIT_FOR_CLIENTS` | stop accepting; each client is closed at its next transaction boundary (idle ones at once; after a hand-over, one that has not run a transaction yet is closed after its first); after `shutdown_timeout` the rest are closed |
 //! | SIGINT, `SHUTDOWN WAIT_FOR_SERVERS` | stop accepting; hold new transactions; exit once no server connection is checked out (or after `shutdown_timeout`) |
 //! | SIGQUIT, `SHUTDOWN` | exit now |
 //! | SIGUSR2 | hand-over: start a new process (the binary now at the same path) that inherits the listening sockets; once it serves, it sends this one SIGTERM |
@@ -15,7 +15,6 @@
 use super::reload;
 use crate::admin::{Operations, ShutdownMode};
 use crate::config::Config;
-use crate::session::clients::CloseReason;
 use crate::session::SessionCtx;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::{kill, Signal};
@@ -91,7 +90,7 @@ impl Lifecycle {
             ShutdownMode::WaitForClients => {
                 self.ctx.shutting_down.store(true, Ordering::Release);
                 for c in self.ctx.clients.all() {
-                    c.request_close(CloseReason::Shutdown);
+                    c.request_close(self.ctx.shutdown_reason(&c));
                 }
             }
             ShutdownMode::WaitForServers => {
@@ -139,6 +138,9 @@ impl Lifecycle {
         if self.mode().is_some() {
             return Err("already shutting down".into());
         }
+        if self.ctx.handing_over.load(Ordering::Acquire) {
+            return Err("a hand-over is already under way".into());
+        }
         if self.ctx.config().pooler.unix_socket_dir.is_some() {
             return Err(
                 "unix_socket_dir is set: its socket is not handed over; use so_reuseport \
@@ -169,10 +171,13 @@ impl Lifecycle {
         }
         let mut child = spawned.map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
         tracing::info!(pid = child.id(), exe = %exe.display(), "hand-over: new process started");
+        self.ctx.handing_over.store(true, Ordering::Release);
+        let ctx = self.ctx.clone();
         tokio::spawn(async move {
             if let Ok(status) = child.wait().await {
                 tracing::warn!(%status, "hand-over: the new process exited");
             }
+            ctx.handing_over.store(false, Ordering::Release);
         });
         Ok(())
     }

@@ -259,6 +259,33 @@ pub fn describe_statement(buf: &mut BytesMut, name: &str) {
     });
 }
 
+/// Bind of statement `stmt` to portal `portal` with text parameters (`None`: NULL) and text
+/// results.
+pub fn bind_text(buf: &mut BytesMut, portal: &str, stmt: &str, params: &[Option<&str>]) {
+    message(buf, frontend::BIND, |b| {
+        put_cstr(b, portal.as_bytes());
+        put_cstr(b, stmt.as_bytes());
+        b.put_i16(0);
+        let (count, n) = capped_i16(params.len());
+        b.put_i16(count);
+        for p in params.iter().take(n) {
+            match p {
+                Some(v) => put_counted(b, v.as_bytes()),
+                None => b.put_i32(-1),
+            }
+        }
+        b.put_i16(0);
+    });
+}
+
+/// Execute of portal `portal`, at most `max_rows` rows (0: all).
+pub fn execute(buf: &mut BytesMut, portal: &str, max_rows: i32) {
+    message(buf, frontend::EXECUTE, |b| {
+        put_cstr(b, portal.as_bytes());
+        b.put_i32(max_rows);
+    });
+}
+
 /// Close of prepared statement `name`.
 pub fn close_statement(buf: &mut BytesMut, name: &str) {
     message(buf, frontend::CLOSE, |b| {

@@ -405,6 +405,28 @@ pub fn sasl_initial_response(body: &[u8]) -> Result<(&str, &[u8])> {
     Ok((mechanism, data))
 }
 
+/// Decodes a DataRow body into its column values (`None`: NULL).
+///
+/// # Errors
+/// A bad or lying count or length, trailing bytes.
+pub fn data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>> {
+    let mut r = Reader::new(body, "DataRow");
+    let count = r.i16()?;
+    let count = usize::try_from(count).map_err(|_| ProtoError::BadLength(i32::from(count)))?;
+    let mut values = Vec::with_capacity(count.min(body.len() / 4));
+    for _ in 0..count {
+        values.push(match r.i32()? {
+            -1 => None,
+            len => {
+                let len = usize::try_from(len).map_err(|_| ProtoError::BadLength(len))?;
+                Some(r.bytes(len)?)
+            }
+        });
+    }
+    r.finish()?;
+    Ok(values)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

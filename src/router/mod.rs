@@ -69,6 +69,14 @@ impl ClientRoute {
         s
     }
 
+    /// The transaction just routed ended at `at` (its ReadyForQuery arrived): if it wrote,
+    /// the read-your-writes fence waits for a primary LSN polled after that instant.
+    pub fn ended(&mut self, cfg: &Routing, at: Instant) {
+        if std::mem::take(&mut self.wrote) && cfg.read_your_writes {
+            self.fence = Fence::Pending(at);
+        }
+    }
+
     /// Routes the transaction whose opening frames are classified as `class`.
     ///
     /// `outstanding(i)` is the number of transactions running on node `i` for this pool
@@ -127,10 +135,7 @@ impl ClientRoute {
                 Decision::NoReplica
             };
         }
-        if min_lsn > 0 && candidates.len() == view.nodes.iter().filter(|n| n.is_standby()).count() {
-            // Every standby has caught up: the fence can go.
-            self.fence = Fence::None;
-        }
+        // The fence stays: a standby that is down now may come back behind it.
         self.rr = self.rr.wrapping_add(1);
         Decision::Replica(pick(
             cfg.replica_choice,

@@ -170,6 +170,17 @@ fn read_your_writes_waits_for_a_later_poll_and_replay() {
         r.decide(&auto(), &read(), &v, t2, |_| 0),
         Decision::Replica(2)
     );
+    // Every standby catches up; then s1 comes back from a restart behind the fence: the
+    // fence still keeps it out.
+    v.nodes[1].lsn = 2000;
+    r.decide(&auto(), &read(), &v, t2, |_| 0);
+    v.nodes[1].lsn = 1500;
+    for _ in 0..4 {
+        assert_eq!(
+            r.decide(&auto(), &read(), &v, t2, |_| 0),
+            Decision::Replica(2)
+        );
+    }
     // Off: reads spread at once.
     let off = Routing {
         read_your_writes: false,

@@ -19,8 +19,36 @@ fn priority(i: usize, count: usize) -> u32 {
     }
 }
 
-/// The configuration file for the sandbox described by `state`.
+/// The configuration file for the sandbox described by `state` (`pgsluice.toml`: the pooler,
+/// the verbs, and the only agent unless there are several).
 pub fn render(state: &State) -> String {
+    render_as(state, None)
+}
+
+/// The configuration file of agent `i` (0-based) of a sandbox with several agents: the same
+/// file with the agent's own `name`, `listen` and state directory.
+pub fn render_agent(state: &State, i: usize) -> String {
+    render_as(state, Some(i))
+}
+
+/// `[agent]` lines of the etcd state store, for a sandbox with several agents.
+fn etcd_lines(state: &State, agent: Option<usize>) -> String {
+    let Some(m) = &state.multi else {
+        return String::new();
+    };
+    let mut out = format!(
+        "state_store = \"etcd\"\netcd_endpoints = [\"http://127.0.0.1:{}\"]\n\
+         etcd_prefix = {}\nlease_ttl = \"5s\"\n",
+        m.etcd_client_port,
+        q(super::multi::ETCD_PREFIX)
+    );
+    if let Some(i) = agent {
+        let _ = writeln!(out, "name = {}", q(&super::multi::agent_key(i)));
+    }
+    out
+}
+
+fn render_as(state: &State, agent: Option<usize>) -> String {
     let c = &state.cluster;
     let p = &state.ports;
     let mut out = String::new();
@@ -35,8 +63,10 @@ listen_port = {pooler}
 pool_mode = "transaction"
 default_pool_size = 10
 auth_type = "scram-sha-256"
-admin_users = [{superuser}]
-stats_users = [{superuser}]
+admin_users = [{app_key}, {superuser}]
+client_tls_sslmode = "prefer"
+client_tls_cert_file = {tls_cert}
+client_tls_key_file = {tls_key}
 
 [databases.app]
 dbname = {app_db}
@@ -57,6 +87,8 @@ replication_password = {repl_pw}
 probe_database = "postgres"
 "#,
         pooler = p.pooler,
+        tls_cert = q(&super::tls::paths(&state.dir).0.to_string_lossy()),
+        tls_key = q(&super::tls::paths(&state.dir).1.to_string_lossy()),
         superuser = q(&c.superuser),
         app_db = q(&state.app_user),
         app_key = q(&state.app_user),
@@ -68,6 +100,13 @@ probe_database = "postgres"
         repl_pw = q(&c.replication_password),
     );
     render_nodes(&mut out, state);
+    let (agent_dir, agent_port) = match (agent, &state.multi) {
+        (Some(i), Some(m)) => (
+            state.dir.join("agent").join(super::multi::agent_key(i)),
+            m.agent_ports.get(i).copied().unwrap_or(p.agent),
+        ),
+        _ => (state.dir.join("agent"), p.agent),
+    };
     let _ = write!(
         out,
         r#"
@@ -81,14 +120,15 @@ max_failover_lag = "16MB"
 auto_failover = true
 poolers = ["http://127.0.0.1:{metrics}"]
 listen = "127.0.0.1:{agent}"
-
+{etcd}
 [metrics]
 enabled = true
 listen = "127.0.0.1:{metrics}"
 "#,
-        state_dir = q(&state.dir.join("agent").to_string_lossy()),
+        state_dir = q(&agent_dir.to_string_lossy()),
         metrics = p.metrics,
-        agent = p.agent,
+        agent = agent_port,
+        etcd = etcd_lines(state, agent),
     );
     out
 }
@@ -147,6 +187,7 @@ mod tests {
             app_password: "apw".to_string(),
             developer_role: None,
             services: Vec::new(),
+            multi: None,
         }
     }
 
@@ -170,6 +211,39 @@ mod tests {
         assert_eq!(config.pooler.listen.port(), 6432);
         assert_eq!(config.users["postgres"].password.as_deref(), Some("su\"pw"));
         assert!(config.databases.contains_key("app"));
+        // The sandbox's user runs the admin console.
+        assert!(config.pooler.admin_users.contains(&"app".to_string()));
         assert_eq!(config.agent.listen.port(), 9931);
+        assert!(matches!(
+            config.agent.state_store,
+            crate::config::StateStoreConfig::Local
+        ));
+    }
+
+    #[test]
+    fn several_agents_share_etcd_with_their_own_name_and_port() {
+        let mut s = state();
+        s.multi = Some(crate::sandbox::state::MultiAgents {
+            etcd_client_port: 2379,
+            etcd_peer_port: 2380,
+            agent_ports: vec![9931, 9932, 9933],
+        });
+        let load = |text: String| match crate::config::from_str(&text, "sandbox") {
+            Ok(c) => c,
+            Err(e) => panic!("{e}\n{text}"),
+        };
+        let main = load(render(&s));
+        let crate::config::StateStoreConfig::Etcd(e) = &main.agent.state_store else {
+            panic!("not etcd: {:?}", main.agent.state_store);
+        };
+        assert_eq!(e.prefix, "/pgsluice/sandbox/");
+        assert_eq!(main.agent.listen.port(), 9931);
+        let names: Vec<(String, u16)> = (0..3)
+            .map(|i| load(render_agent(&s, i)))
+            .map(|c| (c.agent.name.clone(), c.agent.listen.port()))
+            .collect();
+        let want = [("agent1", 9931), ("agent2", 9932), ("agent3", 9933)];
+        let want: Vec<(String, u16)> = want.iter().map(|(n, p)| (n.to_string(), *p)).collect();
+        assert_eq!(names, want);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::services::{self, SERVICES};
 use super::state::State;
-use super::{absolute_dir, data_base, SandboxError};
+use super::{absolute_dir, data_base, multi, SandboxError};
 use crate::cluster::{process, LocalCluster, LocalNode};
 use std::path::{Path, PathBuf};
 
@@ -29,10 +29,12 @@ pub struct NodeStatus {
 /// One service as `status` sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceStatus {
-    /// The role.
-    pub role: &'static str,
+    /// The role (`etcd`, `agentK` when there are several agents).
+    pub role: String,
     /// Its pid when running (and verified to be ours).
     pub pid: Option<i32>,
+    /// Where it listens, and for an agent among several whether it leads.
+    pub detail: Option<String>,
     /// Its log.
     pub log_file: PathBuf,
 }
@@ -70,19 +72,53 @@ pub fn status(dir: &Path) -> Result<Option<StatusReport>, SandboxError> {
     let cluster = LocalCluster::adopt(&state.cluster)?;
     let nodes = cluster.nodes().iter().map(node_status).collect();
     let config = state.config_path();
-    let services = SERVICES
+    let mut services: Vec<ServiceStatus> = SERVICES
         .iter()
+        .filter(|s| state.multi.is_none() || s.role != "agent")
         .map(|s| ServiceStatus {
-            role: s.role,
+            role: s.role.to_string(),
             pid: services::running_pid(&dir, s.role, &config, state.service_pid(s.role)),
+            detail: None,
             log_file: services::log_file(&dir, s.role),
         })
         .collect();
+    services.extend(multi_status(&state));
     Ok(Some(StatusReport {
         state,
         nodes,
         services,
     }))
+}
+
+/// etcd and the agents of a sandbox with several agents (the leader as etcd tells it).
+fn multi_status(state: &State) -> Vec<ServiceStatus> {
+    let Some(m) = &state.multi else {
+        return Vec::new();
+    };
+    let etcd = multi::etcd_pid(state);
+    let leader = etcd.and_then(|_| multi::leader(m));
+    let mut out = vec![ServiceStatus {
+        role: multi::ETCD_KEY.to_string(),
+        pid: etcd,
+        detail: Some(format!("127.0.0.1:{}", m.etcd_client_port)),
+        log_file: services::log_file(&state.dir, multi::ETCD_KEY),
+    }];
+    for (i, port) in m.agent_ports.iter().enumerate() {
+        let key = multi::agent_key(i);
+        let pid = multi::agent_pid(state, i);
+        let role = match (&leader, pid) {
+            (_, None) => "",
+            (Some(l), _) if *l == key => ", leader",
+            _ => ", follower",
+        };
+        out.push(ServiceStatus {
+            detail: Some(format!("127.0.0.1:{port}{role}")),
+            log_file: services::log_file(&state.dir, &key),
+            role: key,
+            pid,
+        });
+    }
+    out
 }
 
 fn node_status(n: &LocalNode) -> NodeStatus {
@@ -131,6 +167,7 @@ pub fn down(dir: &Path, purge: bool) -> Result<DownReport, SandboxError> {
         ..DownReport::default()
     };
     let config = state.config_path();
+    report.services.extend(multi::stop_agents(&state));
     for s in SERVICES {
         let pid = services::running_pid(&dir, s.role, &config, state.service_pid(s.role));
         if let Some(pid) = pid.filter(|p| services::stop(*p, s.role, &config)) {
@@ -138,6 +175,9 @@ pub fn down(dir: &Path, purge: bool) -> Result<DownReport, SandboxError> {
         }
         let _ = std::fs::remove_file(services::pid_file(&dir, s.role));
     }
+    report
+        .services
+        .extend(multi::stop_etcd(&state).map(|p| (multi::ETCD_KEY.to_string(), p)));
     state.services.clear();
     let cluster = LocalCluster::adopt(&state.cluster)?;
     report.nodes = cluster
@@ -253,8 +293,9 @@ fn only_sandbox_files(dir: &Path) -> bool {
     entries(dir).iter().all(|name| {
         matches!(
             name.as_str(),
-            "pgsluice.toml" | "state.json" | "state.json.tmp" | "agent" | "cluster"
-        ) || name.ends_with(".log")
+            "pgsluice.toml" | "state.json" | "state.json.tmp" | "agent" | "cluster" | "etcd"
+        ) || (name.starts_with("agent") && name.ends_with(".toml"))
+            || name.ends_with(".log")
             || name.ends_with(".pid")
     })
 }

@@ -13,15 +13,18 @@
 //! | `services` | the daemon table; start detached, check a pid is ours, stop |
 //! | `up` | build a new sandbox, or start again what is down |
 //! | `down` | status, stop, purge |
+//! | `multi` | `up --agents N`: a local etcd and N agents, each with its own config |
 
 mod config_file;
 mod down;
+pub mod multi;
 pub mod services;
 pub mod state;
+pub mod tls;
 mod up;
 
 pub use down::{down, status, DownReport, NodeStatus, ServiceStatus, StatusReport};
-pub use state::{ServicePorts, State};
+pub use state::{MultiAgents, ServicePorts, State};
 pub use up::{up, NodeAction, ServiceOutcome, UpOptions, UpReport};
 
 use crate::cluster::HarnessError;

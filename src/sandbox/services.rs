@@ -69,21 +69,64 @@ pub fn belongs(pid: i32, role: &str, config: &Path) -> bool {
     args.get(1).is_some_and(|a| a == role) && args.iter().skip(2).any(|a| *a == config)
 }
 
+/// True when `pid` is alive and runs `program` (its file name) with `arg` among its
+/// arguments: how the sandbox recognises a process that is not a pgsluice role (etcd).
+pub fn runs(pid: i32, program: &str, arg: &str) -> bool {
+    if !process::alive(pid) {
+        return false;
+    }
+    let args = process::cmdline(pid);
+    let name = args
+        .first()
+        .map(|a| Path::new(a).file_name().unwrap_or_default().to_owned());
+    name.is_some_and(|n| n == program) && args.iter().skip(1).any(|a| a == arg)
+}
+
 /// The pid of the running service, from the state record or its pid file, if it is ours.
 pub fn running_pid(dir: &Path, role: &str, config: &Path, recorded: Option<i32>) -> Option<i32> {
-    let from_file = std::fs::read_to_string(pid_file(dir, role))
+    running_pid_by(dir, role, recorded, |pid| belongs(pid, role, config))
+}
+
+/// The pid of the running process recorded as `key` (state record or `<key>.pid`) that passes
+/// `ours`.
+pub fn running_pid_by(
+    dir: &Path,
+    key: &str,
+    recorded: Option<i32>,
+    ours: impl Fn(i32) -> bool,
+) -> Option<i32> {
+    let from_file = std::fs::read_to_string(pid_file(dir, key))
         .ok()
         .and_then(|t| t.trim().parse::<i32>().ok());
     [recorded, from_file]
         .into_iter()
         .flatten()
-        .find(|pid| belongs(*pid, role, config))
+        .find(|pid| ours(*pid))
 }
 
 /// Starts `<exe> <role> -c <config>` detached (own process group, stdin closed, output to its
 /// log) and writes its pid file. Fails with the log's tail if it exits at once.
 pub fn start(exe: &Path, dir: &Path, role: &str, config: &Path) -> Result<i32, SandboxError> {
-    let log = log_file(dir, role);
+    start_as(exe, dir, role, role, config)
+}
+
+/// [`start`] with the pid and log files named after `key` (several agents share a role).
+pub fn start_as(
+    exe: &Path,
+    dir: &Path,
+    key: &str,
+    role: &str,
+    config: &Path,
+) -> Result<i32, SandboxError> {
+    let mut cmd = Command::new(exe);
+    cmd.arg(role).arg("-c").arg(config).env("NO_COLOR", "1");
+    spawn(dir, key, cmd)
+}
+
+/// Starts `cmd` detached (own process group, in `dir`, stdin closed, output to `<key>.log`)
+/// and writes `<key>.pid`. Fails with the log's tail if it exits at once.
+pub fn spawn(dir: &Path, key: &str, mut cmd: Command) -> Result<i32, SandboxError> {
+    let log = log_file(dir, key);
     let open = |what: &str| {
         OpenOptions::new()
             .create(true)
@@ -91,24 +134,20 @@ pub fn start(exe: &Path, dir: &Path, role: &str, config: &Path) -> Result<i32, S
             .open(&log)
             .map_err(|e| SandboxError::io(format!("{what} {}", log.display()), e))
     };
-    let mut child = Command::new(exe)
-        .arg(role)
-        .arg("-c")
-        .arg(config)
+    let mut child = cmd
         .current_dir(dir)
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(open("opening")?)
         .stderr(open("opening")?)
         .process_group(0)
         .spawn()
-        .map_err(|e| SandboxError::io(format!("starting {} {role}", exe.display()), e))?;
+        .map_err(|e| SandboxError::io(format!("starting {key}"), e))?;
     let pid = child.id() as i32;
     std::thread::sleep(SETTLE);
     if let Ok(Some(status)) = child.try_wait() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         return Err(SandboxError::Service {
-            role: role.to_string(),
+            role: key.to_string(),
             message: format!(
                 "exited at once ({status}); {}:\n{}",
                 log.display(),
@@ -116,7 +155,7 @@ pub fn start(exe: &Path, dir: &Path, role: &str, config: &Path) -> Result<i32, S
             ),
         });
     }
-    let file = pid_file(dir, role);
+    let file = pid_file(dir, key);
     std::fs::write(&file, format!("{pid}\n"))
         .map_err(|e| SandboxError::io(format!("writing {}", file.display()), e))?;
     Ok(pid)
@@ -125,11 +164,16 @@ pub fn start(exe: &Path, dir: &Path, role: &str, config: &Path) -> Result<i32, S
 /// Stops a service that is ours: SIGTERM, then SIGKILL after a grace period. Returns false
 /// (and signals nothing) when `pid` does not run that role with that config.
 pub fn stop(pid: i32, role: &str, config: &Path) -> bool {
-    if !belongs(pid, role, config) {
+    stop_by(pid, |p| belongs(p, role, config))
+}
+
+/// [`stop`] for any process recognised by `ours`.
+pub fn stop_by(pid: i32, ours: impl Fn(i32) -> bool) -> bool {
+    if !ours(pid) {
         return false;
     }
     process::signal(pid, Signal::SIGTERM);
-    if !process::wait_gone(&[pid], STOP_GRACE) && belongs(pid, role, config) {
+    if !process::wait_gone(&[pid], STOP_GRACE) && ours(pid) {
         process::signal(pid, Signal::SIGKILL);
         process::wait_gone(&[pid], Duration::from_secs(5));
     }

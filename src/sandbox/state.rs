@@ -30,6 +30,17 @@ pub struct ServiceRecord {
     pub pid: i32,
 }
 
+/// `up --agents N` (N > 1): a local etcd and N agents coordinated through it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiAgents {
+    /// etcd's client port (loopback).
+    pub etcd_client_port: u16,
+    /// etcd's peer port (loopback).
+    pub etcd_peer_port: u16,
+    /// Each agent's HTTP port, `agent1` first (the same as `ports.agent`).
+    pub agent_ports: Vec<u16>,
+}
+
 /// Everything the sandbox knows about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -49,6 +60,9 @@ pub struct State {
     /// Services started by `up`.
     #[serde(default)]
     pub services: Vec<ServiceRecord>,
+    /// Several agents through a local etcd (`up --agents N`); `None`: one agent, local state.
+    #[serde(default)]
+    pub multi: Option<MultiAgents>,
 }
 
 impl State {

@@ -24,6 +24,9 @@ pub struct UpOptions {
     pub exe: PathBuf,
     /// Use kernel-chosen free ports instead of the defaults (5432-5434, 6432, 9930, 9931).
     pub free_ports: bool,
+    /// How many agents: 1 keeps its state locally; more share a local etcd
+    /// ([`super::multi`]). Applies when the sandbox is built.
+    pub agents: usize,
 }
 
 /// What happened to a node.
@@ -61,8 +64,8 @@ pub struct UpReport {
     pub state: State,
     /// Each node: name, port, what happened.
     pub nodes: Vec<(String, u16, NodeAction)>,
-    /// Each service in the table: role, what happened.
-    pub services: Vec<(&'static str, ServiceOutcome)>,
+    /// Each service: role (or `etcd`, `agentK`), what happened.
+    pub services: Vec<(String, ServiceOutcome)>,
     /// Things worth knowing that did not stop `up`.
     pub warnings: Vec<String>,
 }
@@ -98,6 +101,7 @@ fn create(dir: PathBuf, opts: &UpOptions) -> Result<UpReport, SandboxError> {
     }
     // Picked first: the port registry then keeps the cluster off them.
     let ports = service_ports(opts.free_ports)?;
+    let multi = super::multi::plan(opts.agents, ports.agent, opts.free_ports)?;
     let app_password = password();
     let spec = ClusterSpec {
         dir: Some(base),
@@ -130,6 +134,7 @@ fn create(dir: PathBuf, opts: &UpOptions) -> Result<UpReport, SandboxError> {
         app_password,
         developer_role,
         services: Vec::new(),
+        multi,
     };
     // Saved at once: from here on `down` can stop the servers whatever fails next.
     state.save()?;
@@ -182,19 +187,34 @@ fn service_ports(free: bool) -> Result<ServicePorts, SandboxError> {
 /// Writes `pgsluice.toml` and checks it loads, before anything uses it.
 fn write_config(state: &State) -> Result<(), SandboxError> {
     let path = state.config_path();
+    super::tls::ensure_cert(&state.dir)?;
     std::fs::write(&path, config_file::render(state))
         .map_err(|e| SandboxError::io(format!("writing {}", path.display()), e))?;
     set_mode(&path, 0o600)?;
     crate::config::load(&path)?;
     let agent_dir = state.dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
-        .map_err(|e| SandboxError::io(format!("creating {}", agent_dir.display()), e))
+        .map_err(|e| SandboxError::io(format!("creating {}", agent_dir.display()), e))?;
+    super::multi::write_agent_configs(state)
 }
 
-fn start_services(state: &mut State, exe: &Path) -> Vec<(&'static str, ServiceOutcome)> {
+/// Starts what does not run: etcd first when there are several agents, the pooler, then the
+/// agent (or the agents).
+fn start_services(state: &mut State, exe: &Path) -> Vec<(String, ServiceOutcome)> {
     let config = state.config_path();
     let mut out = Vec::new();
+    let multi = state.multi.clone();
+    if let Some(m) = &multi {
+        out.push((
+            super::multi::ETCD_KEY.to_string(),
+            super::multi::start_etcd(state, m),
+        ));
+    }
     for s in SERVICES {
+        if let Some(m) = multi.as_ref().filter(|_| s.role == "agent") {
+            out.extend(super::multi::start_agents(state, exe, m));
+            continue;
+        }
         let outcome = if !services::supported(exe, s.role) {
             ServiceOutcome::Unavailable
         } else if let Some(pid) =
@@ -211,7 +231,7 @@ fn start_services(state: &mut State, exe: &Path) -> Vec<(&'static str, ServiceOu
                 Err(e) => ServiceOutcome::Failed(e.to_string()),
             }
         };
-        out.push((s.role, outcome));
+        out.push((s.role.to_string(), outcome));
     }
     out
 }
@@ -258,6 +278,20 @@ fn resume(mut state: State, opts: &UpOptions) -> Result<UpReport, SandboxError> 
     }
     if !state.config_path().is_file() {
         write_config(&state)?;
+    }
+    let built_with = state.multi.as_ref().map_or(1, |m| m.agent_ports.len());
+    if opts.agents > 1 && opts.agents != built_with {
+        warnings.push(format!(
+            "this sandbox was built with {built_with} agent(s); --agents only applies when it \
+             is built (`down --purge` first)"
+        ));
+    }
+    if let Some(m) = &state.multi {
+        let missing =
+            (0..m.agent_ports.len()).any(|i| !super::multi::agent_config(&state, i).is_file());
+        if missing {
+            super::multi::write_agent_configs(&state)?;
+        }
     }
     let services = start_services(&mut state, &opts.exe);
     state.save()?;

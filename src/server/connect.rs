@@ -2,10 +2,11 @@
 
 use super::params::{ParamSet, TRACKED_REPORTED};
 use super::{ServerConn, ServerError};
+use crate::auth::ScramClient;
 use crate::net::frame_io::read_frame;
 use crate::proto::{builders, startup, tags::backend, views};
 use bytes::BytesMut;
-use postgres_protocol::authentication::{md5_hash, sasl};
+use postgres_protocol::authentication::md5_hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,10 +25,37 @@ pub struct ConnectSpec {
     pub port: u16,
     pub user: String,
     pub database: String,
-    /// Plain password or `md5...` hash; `None` for trust.
-    pub password: Option<String>,
+    /// What the pooler logs in with.
+    pub credential: Credential,
     pub connect_timeout: Duration,
     pub keepalive: bool,
+}
+
+/// How the pooler proves who it is to a server. `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Credential {
+    /// Nothing: the server must trust the user.
+    #[default]
+    None,
+    /// A plain password or an `md5...` hash (MD5 and cleartext requests; SCRAM with a plain
+    /// password only).
+    Password(String),
+    /// SCRAM pass-through: the ClientKey a client's proof revealed and the ServerKey of the
+    /// same secret (SCRAM requests only).
+    ScramKeys {
+        client_key: [u8; 32],
+        server_key: [u8; 32],
+    },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "Credential::None",
+            Self::Password(_) => "Credential::Password(<redacted>)",
+            Self::ScramKeys { .. } => "Credential::ScramKeys(<redacted>)",
+        })
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -109,7 +137,7 @@ async fn authenticate(
         source: e,
     };
     let mut out = BytesMut::new();
-    let mut scram: Option<sasl::ScramSha256> = None;
+    let mut scram: Option<ScramClient> = None;
     loop {
         let f = read_frame(stream, buf, LOGIN_MAX)
             .await
@@ -123,13 +151,13 @@ async fn authenticate(
                 message: format!("unexpected message {:?} during login", f.tag as char),
             });
         }
-        let need_password = || {
-            spec.password
-                .as_deref()
-                .ok_or_else(|| ServerError::NoPassword {
-                    node: spec.node.to_string(),
-                    user: spec.user.clone(),
-                })
+        let no_password = || ServerError::NoPassword {
+            node: spec.node.to_string(),
+            user: spec.user.clone(),
+        };
+        let need_password = || match &spec.credential {
+            Credential::Password(pw) => Ok(pw.as_str()),
+            _ => Err(no_password()),
         };
         out.clear();
         match views::authentication(&f.body).map_err(|e| ServerError::proto(spec, e))? {
@@ -157,15 +185,17 @@ async fn authenticate(
                         message: "server offers no SASL mechanism we support".into(),
                     });
                 }
-                let pw = need_password()?;
-                if pw.starts_with("md5") && pw.len() == 35 {
-                    return Err(ServerError::NoPassword {
-                        node: spec.node.to_string(),
-                        user: spec.user.clone(),
-                    });
-                }
-                let s = sasl::ScramSha256::new(pw.as_bytes(), sasl::ChannelBinding::unsupported());
-                builders::sasl_initial_response(&mut out, "SCRAM-SHA-256", s.message());
+                let mut s = match &spec.credential {
+                    Credential::ScramKeys {
+                        client_key,
+                        server_key,
+                    } => ScramClient::from_client_key(*client_key, *server_key),
+                    Credential::Password(pw) if !(pw.starts_with("md5") && pw.len() == 35) => {
+                        ScramClient::new(pw)
+                    }
+                    _ => return Err(no_password()),
+                };
+                builders::sasl_initial_response(&mut out, "SCRAM-SHA-256", &s.client_first());
                 scram = Some(s);
             }
             views::Auth::SaslContinue(data) => {
@@ -173,21 +203,24 @@ async fn authenticate(
                     node: spec.node.to_string(),
                     message: "SASL continue before start".into(),
                 })?;
-                s.update(data).map_err(|e| ServerError::Protocol {
-                    node: spec.node.to_string(),
-                    message: format!("SCRAM: {e}"),
-                })?;
-                builders::sasl_response(&mut out, s.message());
+                let fin = s
+                    .handle_server_first(data)
+                    .map_err(|e| ServerError::Protocol {
+                        node: spec.node.to_string(),
+                        message: format!("SCRAM: {e}"),
+                    })?;
+                builders::sasl_response(&mut out, &fin);
             }
             views::Auth::SaslFinal(data) => {
                 let mut s = scram.take().ok_or_else(|| ServerError::Protocol {
                     node: spec.node.to_string(),
                     message: "SASL final before start".into(),
                 })?;
-                s.finish(data).map_err(|e| ServerError::Protocol {
-                    node: spec.node.to_string(),
-                    message: format!("SCRAM server signature: {e}"),
-                })?;
+                s.handle_server_final(data)
+                    .map_err(|e| ServerError::Protocol {
+                        node: spec.node.to_string(),
+                        message: format!("SCRAM server signature: {e}"),
+                    })?;
                 continue;
             }
             views::Auth::Other(code) => {

@@ -2,10 +2,11 @@
 //! (parameter sync, reset, rollback, health check) run between client transactions.
 
 pub mod connect;
+pub mod lookup;
 pub mod params;
 pub mod prepared;
 
-pub use connect::{connect, ConnectSpec};
+pub use connect::{connect, ConnectSpec, Credential};
 pub use params::ParamSet;
 
 use crate::net::frame_io::{read_frame, FrameIoError};

@@ -41,6 +41,9 @@ pub struct ServerStatements {
     pub segment: u64,
     /// A client ran SQL-level `PREPARE` on this connection during its transaction.
     pub sql_prepared: bool,
+    /// The client ran `DISCARD ALL` (or `RESET ALL`): the session's settings are back to the
+    /// server's defaults, whatever the pooler had applied.
+    pub settings_reset: bool,
 }
 
 /// What [`ServerStatements::prepare`] decided.

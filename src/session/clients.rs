@@ -12,7 +12,7 @@ use atomic_waker::AtomicWaker;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,8 +23,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub enum CloseReason {
     /// `KILL_CLIENT` or `KILL db`: close now, even mid-transaction.
     Killed = 1,
-    /// Graceful shutdown: close at the next transaction boundary.
+    /// Graceful shutdown: close at the next transaction boundary (an idle client at once).
     Shutdown = 2,
+    /// Draining after a hand-over: a client that has not run a transaction yet (it may have
+    /// connected just before the new process took over) is left to run one and is closed at
+    /// its first transaction boundary; see [`ClientInfo::has_run`].
+    Drain = 3,
 }
 
 impl CloseReason {
@@ -32,6 +36,7 @@ impl CloseReason {
         match v {
             1 => Some(Self::Killed),
             2 => Some(Self::Shutdown),
+            3 => Some(Self::Drain),
             _ => None,
         }
     }
@@ -43,7 +48,7 @@ impl CloseReason {
                 "57P01",
                 "terminating connection due to administrator command",
             ),
-            Self::Shutdown => ("57P01", "pgsluice is shutting down"),
+            Self::Shutdown | Self::Drain => ("57P01", "pgsluice is shutting down"),
         }
     }
 }
@@ -78,6 +83,8 @@ pub struct ClientInfo {
     wait_since_us: AtomicU64,
     /// Backend pid of the attached server connection (0 = none).
     server_pid: AtomicI32,
+    /// Set when the client asks for its first server.
+    has_run: AtomicBool,
     close: AtomicU8,
     waker: AtomicWaker,
 }
@@ -106,6 +113,7 @@ impl ClientInfo {
             request_time_us: AtomicU64::new(now),
             wait_since_us: AtomicU64::new(0),
             server_pid: AtomicI32::new(0),
+            has_run: AtomicBool::new(false),
             close: AtomicU8::new(0),
             waker: AtomicWaker::new(),
         }
@@ -115,6 +123,7 @@ impl ClientInfo {
     pub fn waiting(&self, now_us: u64) {
         self.request_time_us.store(now_us, Ordering::Relaxed);
         self.wait_since_us.store(now_us, Ordering::Relaxed);
+        self.has_run.store(true, Ordering::Relaxed);
         self.state
             .store(ClientState::Waiting as u8, Ordering::Relaxed);
     }
@@ -131,6 +140,11 @@ impl ClientInfo {
     pub fn idle(&self) {
         self.server_pid.store(0, Ordering::Relaxed);
         self.state.store(ClientState::Idle as u8, Ordering::Relaxed);
+    }
+
+    /// Whether the client has asked for a server at least once since its login.
+    pub fn has_run(&self) -> bool {
+        self.has_run.load(Ordering::Relaxed)
     }
 
     /// State now.
@@ -173,7 +187,8 @@ impl ClientInfo {
         CloseReason::from_u8(self.close.load(Ordering::Acquire))
     }
 
-    /// Completes when the session is asked to close for at least `min` (Killed < Shutdown).
+    /// Completes when the session is asked to close for at least `min` (Killed < Shutdown <
+    /// Drain).
     ///
     /// # Cancellation safety
     /// Safe: it holds no state but the registered waker.
@@ -280,6 +295,27 @@ mod tests {
         assert_eq!(i.closing(CloseReason::Killed).await, CloseReason::Killed);
         i.request_close(CloseReason::Shutdown);
         assert_eq!(i.close_requested(), Some(CloseReason::Killed));
+    }
+
+    #[tokio::test]
+    async fn drain_does_not_close_an_idle_wait_but_shutdown_overrides_it() {
+        let i = info();
+        assert!(!i.has_run());
+        i.request_close(CloseReason::Drain);
+        let idle_wait = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            i.closing(CloseReason::Shutdown),
+        )
+        .await;
+        assert!(idle_wait.is_err());
+        assert_eq!(i.closing(CloseReason::Drain).await, CloseReason::Drain);
+        i.request_close(CloseReason::Shutdown);
+        assert_eq!(
+            i.closing(CloseReason::Shutdown).await,
+            CloseReason::Shutdown
+        );
+        i.waiting(1);
+        assert!(i.has_run());
     }
 
     #[test]

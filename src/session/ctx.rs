@@ -7,7 +7,8 @@ use crate::net::pending::PendingLogins;
 use crate::net::stream::ClientStream;
 use crate::pool::{Pool, PoolSettings, Pools};
 use crate::router::ClusterView;
-use crate::server::ConnectSpec;
+use crate::server::{ConnectSpec, Credential};
+use crate::session::auth_cache::AuthCache;
 use crate::session::cancel::CancelMap;
 use crate::session::clients::{ClientInfo, Clients, CloseReason, Registered};
 use crate::tls::FrontDoor;
@@ -170,11 +171,16 @@ pub struct SessionCtx {
     pub clients: Arc<Clients>,
     /// Set once a graceful shutdown began: new sessions are asked to close at once.
     pub shutting_down: AtomicBool,
+    /// Set once this process handed its sockets to a new one: the shutdown drains, so that
+    /// clients accepted just before the new process took over still run their transaction.
+    pub handing_over: AtomicBool,
     console: OnceLock<Arc<dyn Console>>,
     /// HBA rules (and TLS) in force.
     front: RwLock<Arc<FrontDoor>>,
     /// Logins in progress (`max_pending_logins`).
     pub pending: Arc<PendingLogins>,
+    /// `auth_query` answers and SCRAM pass-through keys.
+    pub auth: AuthCache,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -205,9 +211,11 @@ impl SessionCtx {
             prepared: Arc::default(),
             clients: Arc::default(),
             shutting_down: AtomicBool::new(false),
+            handing_over: AtomicBool::new(false),
             console: OnceLock::new(),
             front: RwLock::default(),
             pending: PendingLogins::new(pending_cap),
+            auth: AuthCache::default(),
         })
     }
 
@@ -221,13 +229,24 @@ impl SessionCtx {
         self.console.get().cloned()
     }
 
-    /// Registers a logged-in client; during a shutdown it is asked to close at once.
+    /// Registers a logged-in client; during a shutdown it is asked to close at once (after
+    /// its first transaction when draining after a hand-over).
     pub fn register_client(&self, info: ClientInfo) -> Registered {
         let r = self.clients.register(info);
         if self.shutting_down.load(Ordering::Acquire) {
-            r.info.request_close(CloseReason::Shutdown);
+            r.info.request_close(self.shutdown_reason(&r.info));
         }
         r
+    }
+
+    /// How a graceful shutdown closes `client`: at its next boundary (idle: at once), or,
+    /// when draining after a hand-over and it has run no transaction yet, after its first.
+    pub fn shutdown_reason(&self, client: &ClientInfo) -> CloseReason {
+        if self.handing_over.load(Ordering::Acquire) && !client.console && !client.has_run() {
+            CloseReason::Drain
+        } else {
+            CloseReason::Shutdown
+        }
     }
 
     /// The configuration in force.
@@ -259,9 +278,18 @@ impl SessionCtx {
         }
     }
 
-    /// The secret a user logs in with, if known.
+    /// The secret a user logs in with, if known: the configuration and `auth_file` first,
+    /// then the last `auth_query` answer.
     pub fn secret(&self, user: &str) -> Option<Secret> {
-        read(&self.credentials).get(user).cloned()
+        read(&self.credentials)
+            .get(user)
+            .cloned()
+            .or_else(|| self.auth.cached(user))
+    }
+
+    /// Whether the configuration or `auth_file` gives `user`'s secret.
+    pub fn listed(&self, user: &str) -> bool {
+        read(&self.credentials).contains_key(user)
     }
 
     /// The topology in force and the node that takes writes.
@@ -343,12 +371,14 @@ impl SessionCtx {
         user: &str,
         n: &NodeConfig,
     ) -> ConnectSpec {
-        let (server_user, password) = match &db.user {
+        let (server_user, credential) = match &db.user {
             Some(forced) => (
                 forced.clone(),
-                db.password.clone().or_else(|| self.password_for(forced)),
+                db.password
+                    .clone()
+                    .map_or_else(|| self.credential_for(forced), Credential::Password),
             ),
-            None => (user.to_string(), self.password_for(user)),
+            None => (user.to_string(), self.credential_for(user)),
         };
         ConnectSpec {
             node: n.name.as_str().into(),
@@ -356,7 +386,7 @@ impl SessionCtx {
             port: n.port,
             user: server_user,
             database: db.dbname.clone(),
-            password,
+            credential,
             connect_timeout: config.pooler.server_connect_timeout,
             keepalive: config.pooler.tcp_keepalive,
         }
@@ -376,12 +406,14 @@ impl SessionCtx {
                 (n.name.clone(), n.host.clone(), n.port)
             }
         };
-        let (server_user, password) = match &db.user {
+        let (server_user, credential) = match &db.user {
             Some(forced) => (
                 forced.clone(),
-                db.password.clone().or_else(|| self.password_for(forced)),
+                db.password
+                    .clone()
+                    .map_or_else(|| self.credential_for(forced), Credential::Password),
             ),
-            None => (user.to_string(), self.password_for(user)),
+            None => (user.to_string(), self.credential_for(user)),
         };
         Some(ConnectSpec {
             node: node.into(),
@@ -389,17 +421,22 @@ impl SessionCtx {
             port,
             user: server_user,
             database: db.dbname.clone(),
-            password,
+            credential,
             connect_timeout: config.pooler.server_connect_timeout,
             keepalive: config.pooler.tcp_keepalive,
         })
     }
 
-    fn password_for(&self, user: &str) -> Option<String> {
-        match self.secret(user)? {
-            Secret::Plain(p) => Some(p),
-            Secret::Md5(h) => Some(h),
-            Secret::Scram(_) => None,
+    /// How the pooler logs in to a server as `user`: the password or MD5 hash it knows, or
+    /// the SCRAM keys a client proved for the secret in force (pass-through).
+    pub fn credential_for(&self, user: &str) -> Credential {
+        match self.secret(user) {
+            Some(Secret::Plain(p) | Secret::Md5(p)) => Credential::Password(p),
+            Some(Secret::Scram(s)) => self
+                .auth
+                .scram_keys(user, &s.server_key)
+                .unwrap_or_default(),
+            None => Credential::None,
         }
     }
 

@@ -152,7 +152,12 @@ pub async fn authenticate(
         wanted.extend(parsed);
     }
     let method = auth_method(ctx, config, client, &database.name, &user)?;
-    check_password(ctx, method, client, &user).await?;
+    if method != HbaMethod::Trust && !ctx.listed(&user) {
+        ctx.auth.lookup(ctx, config, database, &user).await?;
+    }
+    if let Some((client_key, server_key)) = check_password(ctx, method, client, &user).await? {
+        ctx.auth.remember_keys(&user, client_key, server_key);
+    }
     Ok(Login {
         application_name: get("application_name").unwrap_or_default(),
         user,
@@ -289,14 +294,16 @@ fn auth_method(
     }
 }
 
+/// Runs the password exchange `method` asks for. A SCRAM login against a stored SCRAM
+/// secret returns the ClientKey the proof revealed and the secret's ServerKey (pass-through).
 async fn check_password(
     ctx: &SessionCtx,
     method: HbaMethod,
     client: &mut ClientStream,
     user: &str,
-) -> Result<(), LoginError> {
+) -> Result<Option<([u8; 32], [u8; 32])>, LoginError> {
     if method == HbaMethod::Trust {
-        return Ok(());
+        return Ok(None);
     }
     let pending = ctx.pending.enter();
     let secret = ctx.secret(user);
@@ -310,7 +317,7 @@ async fn check_password(
         let ok = secret
             .as_ref()
             .is_some_and(|s| verify_password(s, user, pw));
-        return if ok { Ok(()) } else { Err(auth_failed(user)) };
+        return if ok { Ok(None) } else { Err(auth_failed(user)) };
     }
     let use_md5 = match &secret {
         Some(Secret::Md5(_)) => true,
@@ -325,7 +332,7 @@ async fn check_password(
         let ok = secret
             .as_ref()
             .is_some_and(|s| verify_md5(s, user, salt, views::password(&resp).unwrap_or_default()));
-        return if ok { Ok(()) } else { Err(auth_failed(user)) };
+        return if ok { Ok(None) } else { Err(auth_failed(user)) };
     }
     let mut scram = match &secret {
         Some(s) => ScramServer::for_secret(s).map_err(|_| auth_failed(user))?,
@@ -351,7 +358,11 @@ async fn check_password(
     out.clear();
     builders::auth_sasl_final(&mut out, &server_final);
     client.write_all(&out).await?;
-    Ok(())
+    let stored = matches!(secret, Some(Secret::Scram(_)));
+    Ok(scram
+        .client_key()
+        .filter(|_| stored)
+        .map(|k| (k, scram.secret().server_key)))
 }
 
 async fn read_password(

@@ -4,6 +4,7 @@
 //! Client states follow PgBouncer's: login, idle (no server, no buffer), waiting (for a
 //! server), active (forwarding).
 
+pub mod auth_cache;
 pub mod buffers;
 pub mod cancel;
 pub mod clients;

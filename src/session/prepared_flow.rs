@@ -493,7 +493,9 @@ impl Flow {
             b"DISCARD ALL\0" | b"DEALLOCATE ALL\0" => {
                 self.server.clear();
                 self.statements.clear();
+                self.server.settings_reset |= body == b"DISCARD ALL\0";
             }
+            b"RESET\0" => self.server.settings_reset = true,
             b"PREPARE\0" => self.server.sql_prepared = true,
             _ => {}
         }

@@ -22,6 +22,9 @@ pub struct Routed {
     class: Class,
     /// The node the current transaction runs on, when a standby.
     pub on_replica: Option<Arc<str>>,
+    /// The server died while the client was idle in a transaction: the error its next
+    /// batch gets.
+    pub broken: Option<String>,
 }
 
 /// A read found no usable standby under `replica_fallback = "error"`.
@@ -50,6 +53,7 @@ impl Routed {
             replicas: Vec::new(),
             class: Class::default(),
             on_replica: None,
+            broken: None,
         }))
     }
 
@@ -97,15 +101,19 @@ impl Routed {
         }
     }
 
-    /// A check-out from the standby failed: ban it and fall back to the primary for this
-    /// transaction (the client sees no error).
-    pub fn replica_failed(&mut self, ctx: &SessionCtx, why: String) -> Arc<Pool> {
+    /// A check-out from the standby failed: ban it, so that the transaction is routed again
+    /// (to another standby or the primary) and the client sees no error.
+    pub fn replica_failed(&mut self, ctx: &SessionCtx, why: String) {
         if let Some(name) = self.on_replica.take() {
             let ban = ctx.config().pooler.ban_time.max(Duration::from_millis(100));
             tracing::warn!(node = %name, error = %why, "standby unusable, banned");
             ctx.ban_node(&name, Instant::now() + ban, why);
         }
-        self.primary.clone()
+    }
+
+    /// The transaction ended at a boundary now (read-your-writes fence of a write).
+    pub fn ended(&mut self) {
+        self.state.ended(&self.db.routing, Instant::now());
     }
 
     /// Query and Sync frames of the batch just observed.

@@ -14,7 +14,7 @@ use crate::net::stream::Peer;
 use crate::pool::{Pool, PoolError};
 use crate::proto::{builders, tags::status};
 use crate::server::params::{ParamSet, TRACKED_REPORTED};
-use crate::server::ServerConn;
+use crate::server::{Credential, ServerConn};
 use bytes::BytesMut;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -214,13 +214,19 @@ async fn login_phase(
             .map(|u| u.max_user_connections)
             .filter(|m| *m > 0)
             .unwrap_or(config.pooler.max_user_connections);
-        ctx.pools.get_or_create(
+        let credential = spec.credential.clone();
+        let pool = ctx.pools.get_or_create(
             &db.name,
             &pool_user,
             db.max_db_connections,
             user_max,
-            || (spec, settings),
-        )
+            || (spec.clone(), settings),
+        );
+        // SCRAM pass-through keys appear at a client's login, and change with the password.
+        if pool.spec().credential != credential && credential != Credential::None {
+            pool.retarget(spec);
+        }
+        pool
     };
     // A server session tells us the parameters to show and spells the client's settings.
     let mut server = pool.checkout().await.map_err(pool_login_error)?;
@@ -399,23 +405,7 @@ impl Session {
             .stats
             .record_xact(fwd.queries, fwd.bytes_in, fwd.bytes_out, us);
         match outcome {
-            Ok(Outcome::Boundary) => {
-                // SQL-level PREPARE lasts until the end of its transaction in these modes.
-                if server.prepared.sql_prepared && Box::pin(server.deallocate_all()).await.is_err()
-                {
-                    self.pool.close(server);
-                } else {
-                    self.pool.release(server);
-                }
-                self.c2s.park();
-                self.s2c.park();
-                info.idle();
-                if let Some(why) = info.close_requested() {
-                    let (code, msg) = why.error();
-                    let _ = Box::pin(send_error(&mut self.client, "FATAL", code, msg)).await;
-                    return Some("closed by the console or a shutdown");
-                }
-            }
+            Ok(Outcome::Boundary) => return Box::pin(self.boundary(server, mode)).await,
             Ok(Outcome::OpenTransaction) => {
                 Box::pin(self.end_server(server, status::IN_TRANSACTION, true)).await;
                 let msg = "transaction blocks not allowed in statement pooling mode";
@@ -457,10 +447,57 @@ impl Session {
         None
     }
 
+    /// At a transaction boundary: gives the server back; `Some(why)` when the session must
+    /// end because a close was requested.
+    async fn boundary(&mut self, mut server: ServerConn, mode: PoolMode) -> Option<&'static str> {
+        if let Some(r) = self.route.as_mut() {
+            r.ended();
+        }
+        if mode == PoolMode::Session {
+            // Only after a close request (see `forward`): reset as if the client left.
+            Box::pin(self.end_server(server, status::IDLE, true)).await;
+        } else if server.prepared.sql_prepared && Box::pin(server.deallocate_all()).await.is_err() {
+            // SQL-level PREPARE lasts until the end of its transaction in these modes.
+            self.pool.close(server);
+        } else {
+            self.pool.release(server);
+        }
+        self.c2s.park();
+        self.s2c.park();
+        let info = &self.reg.info;
+        info.idle();
+        let why = info.close_requested()?;
+        let (code, msg) = why.error();
+        let _ = Box::pin(send_error(&mut self.client, "FATAL", code, msg)).await;
+        Some("closed by the console or a shutdown")
+    }
+
+    /// Forwards one transaction (see [`Self::forward_once`]). In session mode the forwarder
+    /// runs until the client leaves; a close request (shutdown, removed database) makes it
+    /// stop at the session's next transaction boundary instead, where it is reset and closed.
+    async fn forward(
+        &mut self,
+        fwd: &mut Forwarder,
+        server: &mut ServerConn,
+        target: &CancelTarget,
+        config: &crate::config::Config,
+    ) -> std::io::Result<Outcome> {
+        if !fwd.release_at_boundary && !fwd.statement_mode {
+            let info = self.reg.info.clone();
+            // `Forwarder::run` is cancellation safe (it is re-entered on every timeout tick).
+            tokio::select! {
+                biased;
+                r = Box::pin(self.forward_once(fwd, server, target, config)) => return r,
+                _ = info.closing(CloseReason::Drain) => fwd.release_at_boundary = true,
+            }
+        }
+        self.forward_once(fwd, server, target, config).await
+    }
+
     /// Forwards one transaction, enforcing `query_timeout` (cancel, then close after twice the
     /// timeout) and `idle_transaction_timeout` (close) when they are set. Both are checked on a
     /// tick of a quarter of the shorter one, so they fire within 25% of their value.
-    async fn forward(
+    async fn forward_once(
         &mut self,
         fwd: &mut Forwarder,
         server: &mut ServerConn,
@@ -532,51 +569,93 @@ impl Session {
     }
 
     /// Checks a server out and brings its settings in line with this client's.
+    ///
+    /// On a cluster database whose primary cannot be reached, the transaction waits (up to
+    /// `query_wait_timeout`) for discovery or the agent to name a reachable primary, so that
+    /// a client idle at a failover sees a delay rather than an error; past that, a routed
+    /// session gets an ERROR for this transaction and keeps its connection.
     async fn attach(&mut self) -> Result<ServerConn, &'static str> {
-        while let Some(r) = self.route.as_mut() {
-            match r.choose(&self.ctx) {
-                Ok(pool) => {
-                    self.pool = pool;
-                    break;
-                }
-                Err(msg) => Box::pin(self.refuse_read(msg)).await?,
-            }
-        }
+        let mut primary_deadline = None;
         loop {
-            let mut server = match self.pool.checkout().await {
-                Ok(s) => s,
-                Err(e) if self.route.as_ref().is_some_and(|r| r.on_replica.is_some()) => {
-                    // A standby that cannot be reached: banned, and this transaction runs on
-                    // the primary instead.
-                    if let Some(r) = self.route.as_mut() {
-                        self.pool = r.replica_failed(&self.ctx, e.to_string());
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    let (code, msg) = match &e {
-                        PoolError::WaitTimeout => ("08P01", "query_wait_timeout".to_string()),
-                        PoolError::Server(s) => (static_code(s.sqlstate()), s.to_string()),
-                        PoolError::Closed => ("08006", "database is being shut down".to_string()),
-                    };
-                    let _ = send_error(&mut self.client, "FATAL", code, &msg).await;
-                    return Err("no server connection");
-                }
-            };
-            match server.sync_params(&self.view).await {
-                Ok(_) => return Ok(server),
-                Err(_) => self.pool.close(server),
+            if let Some(msg) = self.route.as_mut().and_then(|r| r.broken.take()) {
+                Box::pin(self.refuse_batch("08006", &msg)).await?;
             }
+            while let Some(r) = self.route.as_mut() {
+                match r.choose(&self.ctx) {
+                    Ok(pool) => {
+                        self.pool = pool;
+                        break;
+                    }
+                    Err(msg) => Box::pin(self.refuse_batch("57P03", msg)).await?,
+                }
+            }
+            let e = match self.pool.checkout().await {
+                Ok(mut server) => match server.sync_params(&self.view).await {
+                    Ok(_) => return Ok(server),
+                    Err(_) => {
+                        self.pool.close(server);
+                        continue;
+                    }
+                },
+                Err(e) => e,
+            };
+            if let Some(r) = self.route.as_mut().filter(|r| r.on_replica.is_some()) {
+                // A standby that cannot be reached: banned, and the transaction is routed
+                // again (to another standby or the primary).
+                r.replica_failed(&self.ctx, e.to_string());
+                continue;
+            }
+            if self.awaits_primary(&e, &mut primary_deadline) {
+                let probe = self.ctx.config().pooler.probe_interval;
+                let pause =
+                    (probe / 2).clamp(Duration::from_millis(10), Duration::from_millis(250));
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            let (code, msg) = match &e {
+                PoolError::WaitTimeout => ("08P01", "query_wait_timeout".to_string()),
+                PoolError::Server(s) => (static_code(s.sqlstate()), s.to_string()),
+                PoolError::Closed => ("08006", "database is being shut down".to_string()),
+            };
+            if self.route.is_some() && matches!(e, PoolError::Server(_)) {
+                primary_deadline = None;
+                Box::pin(self.refuse_batch(code, &msg)).await?;
+                continue;
+            }
+            let _ = send_error(&mut self.client, "FATAL", code, &msg).await;
+            return Err("no server connection");
         }
     }
 
-    /// Answers a read that no standby can serve (`replica_fallback = "error"`): an ERROR and
-    /// a ReadyForQuery for each Query/Sync of the batch, which is dropped; then waits for the
-    /// client's next transaction.
-    async fn refuse_read(&mut self, msg: &str) -> Result<(), &'static str> {
+    /// Whether a failed check-out from a cluster database's primary should wait for a new
+    /// primary: the node is unreachable (SQLSTATE class 08 or 57P) and the wait that
+    /// `deadline` tracks has not run out.
+    fn awaits_primary(&self, e: &PoolError, deadline: &mut Option<Instant>) -> bool {
+        let PoolError::Server(s) = e else {
+            return false;
+        };
+        let code = s.sqlstate();
+        if !(code.starts_with("08") || code.starts_with("57P")) {
+            return false;
+        }
+        let config = self.ctx.config();
+        let cluster = config
+            .databases
+            .get(&*self.pool.database)
+            .is_some_and(|d| d.backend == crate::config::Backend::Cluster);
+        let until =
+            *deadline.get_or_insert_with(|| Instant::now() + config.pooler.query_wait_timeout);
+        cluster && Instant::now() < until
+    }
+
+    /// Answers a transaction that cannot run (a read no standby can serve under
+    /// `replica_fallback = "error"`, an unreachable primary): an ERROR and a ReadyForQuery for
+    /// each Query/Sync of the batch, which is dropped; then waits for the client's next
+    /// transaction.
+    async fn refuse_batch(&mut self, code: &str, msg: &str) -> Result<(), &'static str> {
         let ends = self.route.as_ref().map_or(1, |r| r.ends().max(1));
         let mut out = BytesMut::new();
-        builders::error_response(&mut out, "ERROR", "57P03", msg);
+        builders::error_response(&mut out, "ERROR", code, msg);
         for _ in 0..ends {
             builders::ready_for_query(&mut out, status::IDLE);
         }
@@ -608,6 +687,15 @@ impl Session {
                     .iter()
                     .any(|t| t.eq_ignore_ascii_case(k))
         };
+        let reset = std::mem::take(&mut server.prepared.settings_reset);
+        if reset {
+            // DISCARD ALL / RESET: the server is at its defaults; the next sync re-applies
+            // this client's settings, as PostgreSQL itself restores startup-packet values.
+            server.params = ParamSet::default().intern();
+        }
+        if fwd.reported.is_empty() {
+            return;
+        }
         let mut view = (*self.view).clone();
         let mut changed = false;
         for (k, v) in &fwd.reported {
@@ -618,7 +706,9 @@ impl Session {
         }
         if changed {
             self.view = view.intern();
-            server.params = self.view.clone();
+            if !reset {
+                server.params = self.view.clone();
+            }
         }
     }
 
@@ -659,6 +749,14 @@ impl Session {
         self.s2c = Pipe::default();
         self.c2s = Pipe::default();
         let node = self.pool.spec().node.clone();
+        if let Some(r) = self.route.as_mut().filter(|_| fwd.outstanding == 0) {
+            if mode != PoolMode::Session && !fatal_sent {
+                // Idle in a transaction on a node that died: the client's next batch gets
+                // the error, and the client goes on (see `attach`).
+                r.broken = Some(format!("server connection to node {node} lost"));
+                return true;
+            }
+        }
         if mode == PoolMode::Session || fwd.outstanding == 0 {
             if !fatal_sent {
                 let _ = send_error(

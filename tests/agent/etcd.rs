@@ -29,14 +29,19 @@ struct Etcd {
 
 impl Etcd {
     fn start(dir: &Path) -> Etcd {
-        let mut e = Etcd {
+        let mut e = Etcd::not_started(dir);
+        e.run();
+        e
+    }
+
+    /// Ports and directory chosen, nothing running yet (see [`Etcd::run`]).
+    fn not_started(dir: &Path) -> Etcd {
+        Etcd {
             dir: dir.join("etcd"),
             client_port: ports::free_port().unwrap(),
             peer_port: ports::free_port().unwrap(),
             child: None,
-        };
-        e.run();
-        e
+        }
     }
 
     fn url(&self) -> String {
@@ -200,10 +205,22 @@ struct AgentProc {
 
 impl AgentProc {
     fn start(c: &LocalCluster, dir: &Path, name: &str, endpoint: &str) -> AgentProc {
+        Self::start_with(c, dir, name, endpoint, &[])
+    }
+
+    /// Started with `extra` lines in its `[agent]` section.
+    fn start_with(
+        c: &LocalCluster,
+        dir: &Path,
+        name: &str,
+        endpoint: &str,
+        extra: &[&str],
+    ) -> AgentProc {
         let port = ports::free_port().unwrap();
         let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut spec = AgentSpec::tuned(c, &[100, 100, 100]);
         spec.agent_lines.extend(etcd_lines(endpoint));
+        spec.agent_lines.extend(extra.iter().map(|l| l.to_string()));
         spec.agent_lines.push(format!("name = \"{name}\""));
         let text = config_text(c, &spec, &dir.join(name), listen);
         let path = dir.join(format!("{name}.toml"));
@@ -222,6 +239,14 @@ impl AgentProc {
             listen,
             child,
         }
+    }
+
+    /// Its `/status`.
+    fn status(&self) -> Option<pgsluice::agent::run::Status> {
+        let addr = self.listen;
+        let timeout = Duration::from_secs(1);
+        rt().block_on(pgsluice::agent::client::status(addr, timeout))
+            .ok()
     }
 
     /// The decision phase its `/status` reports (`follower` when it does not act).
@@ -467,4 +492,88 @@ fn three_agents_through_etcd() {
     assert_eq!(pooler_topology(http).primary, Some(new_primary[0].clone()));
     let _ = pooler_child.kill();
     let _ = pooler_child.wait();
+}
+
+/// Agents started before etcd keep running as followers and take charge once it answers;
+/// only the leader captures and warms, it saves the hot set in etcd, and the next leader
+/// starts from that hot set.
+#[test]
+fn agents_wait_for_etcd_and_only_the_leader_warms() {
+    let _serial = super::SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let spec = ClusterSpec::new(1)
+        .database("app", None)
+        .conf("shared_buffers = 32MB");
+    let c = LocalCluster::start(spec).unwrap_or_else(|e| panic!("cluster: {e}"));
+    let n1 = c.nodes()[0].clone();
+    n1.psql(
+        "app",
+        "create table hot(id int primary key, pad text); \
+         insert into hot select g, repeat('x', 100) from generate_series(1, 20000) g",
+    )
+    .unwrap();
+    for _ in 0..4 {
+        n1.psql("app", "select count(*) from hot").unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut etcd = Etcd::not_started(d);
+    let warm = ["hot_set_interval = \"1s\""];
+    let mut agents = vec![
+        AgentProc::start_with(&c, d, "w1", &etcd.url(), &warm),
+        AgentProc::start_with(&c, d, "w2", &etcd.url(), &warm),
+    ];
+
+    // 1. No etcd: both keep running, following (probing, answering /status), logging.
+    std::thread::sleep(Duration::from_secs(3));
+    for a in &mut agents {
+        assert!(a.child.try_wait().unwrap().is_none(), "{} exited", a.name);
+        let st = a.status().expect("follower answers");
+        assert_eq!(st.decision["phase"], "follower");
+        assert_eq!(st.nodes.len(), 2, "{} probes the nodes", a.name);
+        let log = std::fs::read_to_string(d.join(format!("{}.log", a.name))).unwrap();
+        assert!(log.contains("etcd request failed"), "{log}");
+    }
+
+    // 2. etcd starts: one leads, both record their start; the leader saves the hot set.
+    etcd.run();
+    let took = wait_event(&etcd, "leadership_acquired", 0, Duration::from_secs(10));
+    assert!(took.is_some(), "{:#?}", events(&etcd, 0));
+    poll(Duration::from_secs(5), || {
+        let ev = events(&etcd, 0);
+        let started = |n: &str| {
+            ev.iter()
+                .any(|e| e.kind == "agent_started" && e.agent.as_deref() == Some(n))
+        };
+        (started("w1") && started("w2")).then_some(())
+    })
+    .expect("both agents record agent_started");
+    let store = EtcdStore::read_only(settings(&[etcd.url()]), "/it/");
+    let hot = poll(Duration::from_secs(15), || {
+        let doc = rt().block_on(store.get_doc("hotset")).ok()??;
+        pgsluice::agent::hotset::HotSetDoc::decode(&doc).filter(|h| !h.blocks.is_empty())
+    })
+    .expect("the leader saves the hot set in etcd");
+    assert_eq!(hot.source, "node1");
+    let lead = leader(&etcd).unwrap();
+    let warmth = |a: &AgentProc| a.status().map(|s| s.warmth).unwrap_or_default();
+    let (leading, following): (Vec<_>, Vec<_>) = agents.iter().partition(|a| a.name == lead);
+    poll(Duration::from_secs(15), || {
+        warmth(leading[0]).contains_key("node2").then_some(())
+    })
+    .expect("the leader measures and warms node2");
+    assert!(warmth(following[0]).is_empty(), "a follower warms");
+
+    // 3. The leader killed: the next one starts from the saved hot set.
+    let killed_ms = unix_ms();
+    agents.retain(|a| a.name != lead);
+    let took = wait_event(
+        &etcd,
+        "leadership_acquired",
+        killed_ms,
+        Duration::from_secs(10),
+    )
+    .expect("takeover");
+    println!("takeover: {}", took.details);
+    assert!(took.details.contains("hot set restored"), "{took:?}");
+    assert!(took.details.contains("captured on node1"), "{took:?}");
 }

@@ -5,10 +5,12 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod admin;
+mod auth_query;
 mod basic;
 mod front_door;
 mod ops;
 mod prepared;
+mod routing;
 mod security;
 mod state;
 mod timeouts;
@@ -31,8 +33,10 @@ fn main() {
         timeouts::TESTS,
         prepared::TESTS,
         security::TESTS,
+        auth_query::TESTS,
         admin::TESTS,
         ops::TESTS,
+        routing::TESTS,
     ]
     .concat();
     let trials = tests
@@ -44,5 +48,6 @@ fn main() {
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     drop(shared);
+    routing::teardown();
     conclusion.exit();
 }

@@ -12,6 +12,10 @@ pub const TESTS: &[(&str, crate::Body)] = &[
     ("security::half_open_flood", half_open_flood),
     ("security::oversized_message", oversized_message),
     ("security::tls_psql_require_and_verify_full", tls_psql),
+    (
+        "security::check_config_reads_hba_and_tls_files",
+        check_config_files,
+    ),
 ];
 
 /// A CA and a server certificate for localhost/127.0.0.1 signed by it, written as PEM files
@@ -314,5 +318,49 @@ fn oversized_message(fx: &Fixture) -> Result<(), Failed> {
         .await
         .map_err(|e| format!("{e:?}"))
     })?;
+    Ok(())
+}
+
+/// `check-config` reads the files the configuration names and reports each bad one.
+fn check_config_files(_fx: &Fixture) -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    std::fs::write(
+        d.join("hba.conf"),
+        "host all all all md5\nhost all all samenet md5\n",
+    )?;
+    let config = d.join("c.toml");
+    let write = |cert: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[pooler]\nauth_hba_file = \"{0}/hba.conf\"\nclient_tls_sslmode = \"require\"\n\
+                 client_tls_cert_file = \"{0}/{cert}\"\nclient_tls_key_file = \"{0}/server.key\"\n\
+                 [databases.app]\nhost = \"127.0.0.1\"\nport = 5432\n",
+                d.display()
+            ),
+        )
+    };
+    write("missing.pem")?;
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgsluice"))
+            .args(["check-config", "-c"])
+            .arg(&config)
+            .output()
+    };
+    let out = run()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("hba.conf:2:") && text.contains("samenet"),
+        "{text}"
+    );
+    assert!(text.contains("missing.pem"), "{text}");
+    make_certs(d, "check CA")?;
+    std::fs::write(d.join("hba.conf"), "host all all all md5\n")?;
+    write("server.pem")?;
+    let out = run()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && text.trim() == "ok", "{text}");
     Ok(())
 }

@@ -19,6 +19,10 @@ pub const TESTS: &[(&str, crate::Body)] = &[
         cancel_reaches_the_running_query,
     ),
     (
+        "state::discard_all_restores_startup_settings",
+        discard_all_restores_startup_settings,
+    ),
+    (
         "state::listen_notify_in_session_mode",
         listen_notify_in_session_mode,
     ),
@@ -179,6 +183,26 @@ fn server_terminated_mid_query(fx: &Fixture) -> Result<(), Failed> {
         // The next transaction works on the same client connection.
         let r = crate::util::scalar(&c, "select 11").await?;
         assert_eq!(r, "11");
+        Ok(())
+    })
+}
+
+fn discard_all_restores_startup_settings(fx: &Fixture) -> Result<(), Failed> {
+    rt().block_on(async {
+        let url = format!(
+            "{} options='-c statement_timeout=2345'",
+            fx.url("tiny", "app")
+        );
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        let plain = fx.connect("tiny").await;
+        c.batch_execute("set statement_timeout = 999").await?;
+        c.batch_execute("discard all").await?;
+        // As with PostgreSQL, DISCARD ALL restores the startup-packet value...
+        assert_eq!(show(&c, "statement_timeout").await?, "2345ms");
+        // ...and another client on the same server connection still sees the default.
+        assert_eq!(show(&plain, "statement_timeout").await?, "0");
+        assert_eq!(show(&c, "statement_timeout").await?, "2345ms");
         Ok(())
     })
 }
