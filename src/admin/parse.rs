@@ -18,6 +18,8 @@ pub enum Show {
     Lists,
     Version,
     State,
+    /// The cluster's nodes (role, health, lag, bans).
+    Nodes,
 }
 
 /// How `SHUTDOWN` ends the process.
@@ -79,6 +81,7 @@ const SHOWS: &[(&str, Show)] = &[
     ("lists", Show::Lists),
     ("version", Show::Version),
     ("state", Show::State),
+    ("nodes", Show::Nodes),
 ];
 
 /// Splits into words, keeping `"quoted names"` and `'quoted values'` whole (quotes removed).
@@ -193,6 +196,7 @@ mod tests {
     #[test]
     fn commands_parse() {
         assert_eq!(parse("show pools;"), Ok(Command::Show(Show::Pools)));
+        assert_eq!(parse("SHOW NODES"), Ok(Command::Show(Show::Nodes)));
         assert_eq!(
             parse("SHOW STATS_TOTALS"),
             Ok(Command::Show(Show::StatsTotals))

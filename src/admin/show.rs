@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// One line per command for `SHOW HELP`.
 const HELP: &[&str] = &[
-    "SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE",
+    "SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE|NODES",
     "SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|LISTS",
     "SET key = value",
     "PAUSE [db]",
@@ -59,6 +59,7 @@ impl Admin {
                 t
             }
             Show::State => self.state(),
+            Show::Nodes => self.nodes(),
             Show::Stats | Show::StatsTotals | Show::StatsAverages | Show::Totals => {
                 self.stats_table(what)
             }
@@ -167,7 +168,9 @@ impl Admin {
             "pool_mode",
             "node",
             "paused",
+            "role",
         ]);
+        let view = self.ctx.cluster_view();
         for p in sorted_pools(&self.ctx.pools.all()) {
             let mine = clients.iter().filter(|c| of_pool(c, &p));
             let (mut active, mut waiting, mut oldest) = (0, 0, now);
@@ -203,6 +206,8 @@ impl Admin {
                 s(p.settings().mode.as_str()),
                 s(&p.spec().node),
                 b(self.ctx.gate.is_paused() || self.ctx.gate.db(&p.database).is_paused()),
+                view.index(&p.spec().node)
+                    .map(|i| view.nodes[i].role.as_str().to_string()),
             ]);
         }
         t

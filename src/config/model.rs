@@ -93,6 +93,54 @@ pub struct ClientTls {
     pub ca_file: Option<PathBuf>,
 }
 
+/// `server_tls_sslmode`: how the pooler talks to PostgreSQL (libpq's `sslmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerTlsMode {
+    /// Plain TCP; no SSLRequest.
+    Disable,
+    /// Plain TCP first; TLS only when the server refuses the plain login.
+    Allow,
+    /// TLS when the server offers it, plain TCP otherwise; certificate not checked.
+    Prefer,
+    /// TLS or no connection; certificate not checked.
+    Require,
+    /// TLS with a certificate signed by `server_tls_ca_file` (any host name).
+    VerifyCa,
+    /// `verify-ca`, and the certificate must name the host the pooler connects to.
+    VerifyFull,
+}
+
+impl ServerTlsMode {
+    /// Parses the configuration spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "disable" => Some(Self::Disable),
+            "allow" => Some(Self::Allow),
+            "prefer" => Some(Self::Prefer),
+            "require" => Some(Self::Require),
+            "verify-ca" => Some(Self::VerifyCa),
+            "verify-full" => Some(Self::VerifyFull),
+            _ => None,
+        }
+    }
+
+    /// Whether a plain connection is refused.
+    pub fn tls_required(self) -> bool {
+        matches!(self, Self::Require | Self::VerifyCa | Self::VerifyFull)
+    }
+}
+
+/// The `server_tls_*` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    pub mode: ServerTlsMode,
+    /// Roots for `verify-ca` / `verify-full`.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate shown to PostgreSQL (with `key_file`), if any.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
 /// The `auth_user`, `auth_query`, `auth_dbname` and `auth_cache_ttl` keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthQuery {
@@ -149,6 +197,8 @@ pub struct PoolerConfig {
     pub max_pending_logins: usize,
     /// TLS towards clients.
     pub client_tls: ClientTls,
+    /// TLS towards PostgreSQL.
+    pub server_tls: ServerTls,
     /// Verifiers of users known to neither the file nor `auth_file` (`auth_user` set).
     pub auth_query: Option<AuthQuery>,
     pub admin_users: Vec<String>,

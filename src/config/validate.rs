@@ -246,6 +246,41 @@ fn client_tls(c: &mut Checker, p: &RawPooler) -> ClientTls {
     tls
 }
 
+fn server_tls(c: &mut Checker, p: &RawPooler) -> ServerTls {
+    let path = |s: &Option<String>| s.as_ref().filter(|s| !s.is_empty()).map(PathBuf::from);
+    let spelled = p.server_tls_sslmode.as_deref().unwrap_or("disable");
+    let mode = ServerTlsMode::parse(spelled).unwrap_or_else(|| {
+        c.bad(
+            "pooler.server_tls_sslmode",
+            format!("{spelled:?} is not supported"),
+            "one of disable, allow, prefer, require, verify-ca, verify-full",
+        );
+        ServerTlsMode::Disable
+    });
+    let tls = ServerTls {
+        mode,
+        ca_file: path(&p.server_tls_ca_file),
+        cert_file: path(&p.server_tls_cert_file),
+        key_file: path(&p.server_tls_key_file),
+    };
+    if matches!(mode, ServerTlsMode::VerifyCa | ServerTlsMode::VerifyFull) && tls.ca_file.is_none()
+    {
+        c.bad(
+            "pooler.server_tls_ca_file",
+            "verify-ca and verify-full need the CA that signs the servers' certificates",
+            "",
+        );
+    }
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        c.bad(
+            "pooler.server_tls_cert_file",
+            "a client certificate needs both server_tls_cert_file and server_tls_key_file",
+            "",
+        );
+    }
+    tls
+}
+
 /// PgBouncer's default: `pg_shadow` needs a superuser, or a `SECURITY DEFINER` function.
 pub const DEFAULT_AUTH_QUERY: &str = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1";
 
@@ -401,6 +436,7 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
         client_tls: client_tls(c, p),
+        server_tls: server_tls(c, p),
         auth_query: auth_query(c, p),
         max_pending_logins: c.count(
             "pooler.max_pending_logins",

@@ -54,7 +54,7 @@ impl Out {
     ) {
         self.family(name, kind, help);
         for p in pools {
-            self.sample(name, &pool_labels(p), value(p));
+            self.sample(name, &pool_labels(p).get(), value(p));
         }
     }
 
@@ -75,8 +75,29 @@ impl Out {
     }
 }
 
-fn pool_labels(p: &Pool) -> [(&str, &str); 2] {
-    [("database", &p.database), ("user", &p.user)]
+/// A pool's labels: database, user, the node its connections go to, and whether it follows
+/// the primary or serves reads on a standby (both kinds exist per database and user).
+struct PoolLabels<'a> {
+    p: &'a Pool,
+    node: Arc<str>,
+}
+
+impl PoolLabels<'_> {
+    fn get(&self) -> [(&str, &str); 4] {
+        [
+            ("database", &self.p.database),
+            ("user", &self.p.user),
+            ("node", &self.node),
+            ("role", self.p.role()),
+        ]
+    }
+}
+
+fn pool_labels(p: &Pool) -> PoolLabels<'_> {
+    PoolLabels {
+        p,
+        node: p.spec().node.clone(),
+    }
 }
 
 /// The text exposition of every pooler metric.
@@ -134,7 +155,7 @@ fn clients(o: &mut Out, ctx: &SessionCtx, pools: &[Arc<Pool>]) {
     for p in pools {
         o.sample(
             "pgsluice_pool_waiting_clients",
-            &pool_labels(p),
+            &pool_labels(p).get(),
             p.stats.waiting.load(Ordering::Relaxed),
         );
     }
@@ -152,7 +173,7 @@ fn clients(o: &mut Out, ctx: &SessionCtx, pools: &[Arc<Pool>]) {
             .map_or(0, |w| now.saturating_sub(w));
         o.sample(
             "pgsluice_pool_max_wait_seconds",
-            &pool_labels(p),
+            &pool_labels(p).get(),
             oldest as f64 / 1e6,
         );
     }
@@ -167,13 +188,14 @@ fn servers(o: &mut Out, pools: &[Arc<Pool>]) {
     for p in pools {
         let (idle, total) = p.counts();
         let active = p.active();
-        let [d, u] = pool_labels(p);
-        for (state, n) in [
+        let labels = pool_labels(p);
+        let [d, u, n, r] = labels.get();
+        for (state, count) in [
             ("active", active),
             ("idle", idle),
             ("login", total.saturating_sub(idle + active)),
         ] {
-            o.sample("pgsluice_servers", &[d, u, ("state", state)], n);
+            o.sample("pgsluice_servers", &[d, u, n, r, ("state", state)], count);
         }
     }
     o.per_pool(
@@ -268,7 +290,7 @@ fn traffic(o: &mut Out, ctx: &SessionCtx, pools: &[Arc<Pool>]) {
         "Time from server check-out to release, per transaction.",
     );
     for p in pools {
-        o.histogram(name, &pool_labels(p), &p.stats.xact_time.snapshot());
+        o.histogram(name, &pool_labels(p).get(), &p.stats.xact_time.snapshot());
     }
     let name = "pgsluice_wait_duration_seconds";
     o.family(
@@ -277,7 +299,7 @@ fn traffic(o: &mut Out, ctx: &SessionCtx, pools: &[Arc<Pool>]) {
         "Time clients waited for a server connection (waits only).",
     );
     for p in pools {
-        o.histogram(name, &pool_labels(p), &p.stats.wait_time.snapshot());
+        o.histogram(name, &pool_labels(p).get(), &p.stats.wait_time.snapshot());
     }
     o.family(
         "pgsluice_logins_total",
@@ -374,6 +396,53 @@ fn state(o: &mut Out, ctx: &SessionCtx) {
             let f = topology.is_fenced(&n.name);
             o.sample("pgsluice_node_fenced", &[("node", &n.name)], u8::from(f));
         }
+        nodes(o, &ctx.cluster_view());
+    }
+}
+
+/// What discovery last saw of each node: role, lag, bans.
+fn nodes(o: &mut Out, view: &crate::router::ClusterView) {
+    let now = std::time::Instant::now();
+    o.family(
+        "pgsluice_node_role",
+        "gauge",
+        "1 for the role the node answered its last probe with (primary, standby, down).",
+    );
+    for n in &view.nodes {
+        for role in ["primary", "standby", "down"] {
+            let is = u8::from(n.role.as_str() == role);
+            let l = [("node", &*n.name), ("role", role)];
+            o.sample("pgsluice_node_role", &l, is);
+        }
+    }
+    o.family(
+        "pgsluice_node_lag_bytes",
+        "gauge",
+        "WAL bytes a standby has not replayed yet (standbys with a known primary).",
+    );
+    for n in view.nodes.iter().filter(|n| n.lag_bytes.is_some()) {
+        let lag = n.lag_bytes.unwrap_or(0);
+        o.sample("pgsluice_node_lag_bytes", &[("node", &n.name)], lag);
+    }
+    o.family(
+        "pgsluice_node_lag_seconds",
+        "gauge",
+        "How long ago the primary wrote what a standby has not replayed yet.",
+    );
+    for n in &view.nodes {
+        if let Some(t) = n.lag_time {
+            let v = t.as_secs_f64();
+            o.sample("pgsluice_node_lag_seconds", &[("node", &n.name)], v);
+        }
+    }
+    o.family(
+        "pgsluice_node_banned",
+        "gauge",
+        "1 while the node is left out after a failed probe or connection (ban_time).",
+    );
+    for n in &view.nodes {
+        let banned = u8::from(n.is_banned(now));
+        o.sample("pgsluice_node_banned", &[("node", &n.name)], banned);
     }
 }
 

@@ -229,6 +229,9 @@ pub fn install(ctx: &SessionCtx, c: Config) -> Result<(), DaemonError> {
     let secrets = load_auth_file(&c)?;
     let front = crate::tls::FrontDoor::load(&c.pooler)?;
     let c = Arc::new(c);
+    // In force before the pools are updated: a pool created meanwhile (by a login) reads it.
+    ctx.set_config(c.clone(), secrets);
+    ctx.set_front_door(front);
     for pool in ctx.pools.all() {
         if let Some(db) = c.databases.get(&*pool.database) {
             pool.set_settings(SessionCtx::pool_settings(&c, db, &pool.user));
@@ -249,7 +252,5 @@ pub fn install(ctx: &SessionCtx, c: Config) -> Result<(), DaemonError> {
             client.request_close(CloseReason::Shutdown);
         }
     }
-    ctx.set_config(c, secrets);
-    ctx.set_front_door(front);
     Ok(())
 }

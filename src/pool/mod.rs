@@ -108,6 +108,8 @@ pub struct Pool {
     pub stats: PoolStats,
     /// Origin of the pool's clock for `reconnect_mark_us`.
     born: Instant,
+    /// The standby this pool serves reads on; unset for a pool that follows the primary.
+    reads_on: std::sync::OnceLock<Arc<str>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -144,7 +146,22 @@ impl Pool {
             user_limit,
             stats: PoolStats::default(),
             born: Instant::now(),
+            reads_on: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Marks the pool as the read pool of standby `node` (set once, by the registry).
+    pub fn pin_reads(&self, node: &str) {
+        let _ = self.reads_on.set(node.into());
+    }
+
+    /// `"primary"` for a pool that follows the primary, `"standby"` for a standby's read pool.
+    pub fn role(&self) -> &'static str {
+        if self.reads_on.get().is_some() {
+            "standby"
+        } else {
+            "primary"
+        }
     }
 
     /// Current settings.

@@ -64,7 +64,11 @@ impl Pools {
         let (spec, settings) = make();
         lock(&self.node_pools)
             .entry(key)
-            .or_insert_with(|| Pool::new(database, user, spec, settings, db_limit, user_limit))
+            .or_insert_with(|| {
+                let pool = Pool::new(database, user, spec, settings, db_limit, user_limit);
+                pool.pin_reads(node);
+                pool
+            })
             .clone()
     }
 

@@ -70,6 +70,9 @@ client_tls_key_file = {tls_key}
 
 [databases.app]
 dbname = {app_db}
+policy = "auto"                  # reads spread over the standbys (docs/routing.md)
+read_your_writes = "session"     # a client's reads see its own writes
+max_replica_lag = "16MB"
 
 [users.{app_key}]
 password = {app_pw}
@@ -211,6 +214,9 @@ mod tests {
         assert_eq!(config.pooler.listen.port(), 6432);
         assert_eq!(config.users["postgres"].password.as_deref(), Some("su\"pw"));
         assert!(config.databases.contains_key("app"));
+        let routing = &config.databases["app"].routing;
+        assert_eq!(routing.policy, crate::config::RoutePolicy::Auto);
+        assert!(routing.read_your_writes);
         // The sandbox's user runs the admin console.
         assert!(config.pooler.admin_users.contains(&"app".to_string()));
         assert_eq!(config.agent.listen.port(), 9931);

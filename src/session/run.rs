@@ -202,32 +202,7 @@ async fn login_phase(
             ),
         ));
     }
-    let pool_user = db.user.clone().unwrap_or_else(|| login.user.clone());
-    let pool = {
-        let spec = ctx.connect_spec(&config, &db, &login.user).ok_or_else(|| {
-            LoginError::fatal("08006", "no primary node is known for this database")
-        })?;
-        let settings = SessionCtx::pool_settings(&config, &db, &login.user);
-        let user_max = config
-            .users
-            .get(&login.user)
-            .map(|u| u.max_user_connections)
-            .filter(|m| *m > 0)
-            .unwrap_or(config.pooler.max_user_connections);
-        let credential = spec.credential.clone();
-        let pool = ctx.pools.get_or_create(
-            &db.name,
-            &pool_user,
-            db.max_db_connections,
-            user_max,
-            || (spec.clone(), settings),
-        );
-        // SCRAM pass-through keys appear at a client's login, and change with the password.
-        if pool.spec().credential != credential && credential != Credential::None {
-            pool.retarget(spec);
-        }
-        pool
-    };
+    let pool = pool_for(ctx, &config, &db, &login)?;
     // A server session tells us the parameters to show and spells the client's settings.
     let mut server = pool.checkout().await.map_err(pool_login_error)?;
     let reported = match server.sync_params(&login.wanted.clone().intern()).await {
@@ -262,6 +237,47 @@ fn canonical(wanted: &ParamSet, reported: &[(String, String)]) -> ParamSet {
         }
     }
     set
+}
+
+/// The pool of a logged-in client, created on first use.
+fn pool_for(
+    ctx: &SessionCtx,
+    config: &crate::config::Config,
+    db: &crate::config::DatabaseConfig,
+    login: &Login,
+) -> Result<Arc<Pool>, LoginError> {
+    let pool_user = db.user.clone().unwrap_or_else(|| login.user.clone());
+    let spec = ctx
+        .connect_spec(config, db, &login.user)
+        .ok_or_else(|| LoginError::fatal("08006", "no primary node is known for this database"))?;
+    let user_max = config
+        .users
+        .get(&login.user)
+        .map(|u| u.max_user_connections)
+        .filter(|m| *m > 0)
+        .unwrap_or(config.pooler.max_user_connections);
+    let credential = spec.credential.clone();
+    let pool = ctx.pools.get_or_create(
+        &db.name,
+        &pool_user,
+        db.max_db_connections,
+        user_max,
+        || {
+            // Settings from the configuration in force now, not the one this (slow)
+            // login began with: a reload meanwhile found no pool to update.
+            let now = ctx.config();
+            let settings = match now.databases.get(&db.name) {
+                Some(d) => SessionCtx::pool_settings(&now, d, &login.user),
+                None => SessionCtx::pool_settings(config, db, &login.user),
+            };
+            (spec.clone(), settings)
+        },
+    );
+    // SCRAM pass-through keys appear at a client's login, and change with the password.
+    if pool.spec().credential != credential && credential != Credential::None {
+        pool.retarget(spec);
+    }
+    Ok(pool)
 }
 
 fn static_code(code: &str) -> &'static str {

@@ -471,7 +471,15 @@ fn three_agents_through_etcd() {
         }
         panic!("agents act without etcd: {phases:?}");
     }
-    assert_eq!(primaries(&c), new_primary);
+    // A probe can time out on a loaded machine: a demotion would last, a slow probe does not.
+    let same = poll(Duration::from_secs(10), || {
+        (primaries(&c) == new_primary).then_some(())
+    });
+    assert!(
+        same.is_some(),
+        "primary changed while etcd was down: {:?}",
+        primaries(&c)
+    );
     assert_eq!(pooler_topology(http).epoch, epoch);
     let stats = load.stop();
     println!(
@@ -488,7 +496,14 @@ fn three_agents_through_etcd() {
     etcd.run();
     let took = wait_event(&etcd, "leadership_acquired", back_ms, ttl * 3);
     assert!(took.is_some(), "{:#?}", events(&etcd, back_ms));
-    assert_eq!(primaries(&c), new_primary);
+    let same = poll(Duration::from_secs(10), || {
+        (primaries(&c) == new_primary).then_some(())
+    });
+    assert!(
+        same.is_some(),
+        "primary changed after etcd came back: {:?}",
+        primaries(&c)
+    );
     assert_eq!(pooler_topology(http).primary, Some(new_primary[0].clone()));
     let _ = pooler_child.kill();
     let _ = pooler_child.wait();

@@ -28,6 +28,15 @@ fn signal(pid: u32, s: Signal) {
     kill(Pid::from_raw(pid as i32), s).expect("signal");
 }
 
+/// Waits (up to 15 s) until `counter` reaches `n`; returns its value.
+fn wait_for_count(counter: &AtomicU64, n: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while counter.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    counter.load(Ordering::Relaxed)
+}
+
 fn wait_exit(p: &mut ExtraPooler, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
@@ -126,8 +135,6 @@ fn reload_under_load(fx: &Fixture) -> Result<(), Failed> {
     signal(p.child.id(), Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(1500));
     let (_, pools, _) = psql_at(p.port, "pgsluice", "app", &["-c", "SHOW DATABASES"]);
-    let (_, during, _) = psql_at(p.port, "pgsluice", "app", &["-c", "SHOW POOLS"]);
-    eprintln!("DEBUG during: {during}");
     // An invalid file is refused and the old configuration kept.
     std::fs::write(&p.config_path, "[pooler]\nlisten_port = \"x\"\n")?;
     signal(p.child.id(), Signal::SIGHUP);
@@ -193,10 +200,13 @@ fn handover(fx: &Fixture) -> Result<(), Failed> {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // The loop runs against the old process, then across the hand-over, then against the new
+    // one (each connection logs in with SCRAM: slow in a debug build).
+    let before = wait_for_count(&done, 10);
     signal(old_pid, Signal::SIGUSR2);
     let exited = wait_exit(&mut p, Duration::from_secs(15));
-    std::thread::sleep(Duration::from_millis(700));
+    let at_exit = done.load(Ordering::Relaxed);
+    let after = wait_for_count(&done, at_exit + 10) - at_exit;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().expect("worker");
@@ -215,7 +225,10 @@ fn handover(fx: &Fixture) -> Result<(), Failed> {
         "connection errors during the hand-over: {:?}",
         first_error.lock().expect("lock")
     );
-    assert!(done.load(Ordering::Relaxed) > 20);
+    assert!(
+        before >= 10 && after >= 10,
+        "{before} connections before the hand-over, {after} after the old process exited"
+    );
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! promotion by hand. These tests own their clusters (they pause, kill and promote nodes), run
 //! one at a time, and leave the shared fixture alone.
 
-use crate::util::{rt, scalar, PASSWORD};
+use crate::util::{cell, psql_at, rt, scalar, PASSWORD};
 
 use libtest_mimic::Failed;
 use pgsluice::cluster::{ClusterSpec, LocalCluster, LocalNode};
@@ -131,6 +131,18 @@ impl Routed {
             .expect("connect through the routing pooler");
         tokio::spawn(conn);
         client
+    }
+
+    /// `SHOW NODES` through the console.
+    pub fn nodes(&self) -> String {
+        let (ok, out, err) = psql_at(self.port, "pgsluice", "app", &["-c", "show nodes"]);
+        assert!(ok, "show nodes: {err}");
+        out
+    }
+
+    /// `SHOW NODES`: `column` of node `node`.
+    pub fn node_cell(&self, node: &str, column: &str) -> Option<String> {
+        cell(&self.nodes(), node, column)
     }
 
     /// The pooler's log so far (for failure messages).
@@ -277,6 +289,15 @@ fn reads_land_on_standbys(_: &crate::util::Fixture) -> Result<(), Failed> {
         x(&auto, "set pgsluice.route = 'primary'").await?;
         assert_eq!(q(&auto, "select pg_is_in_recovery()").await?, "f");
         x(&auto, "reset pgsluice.route").await?;
+        // The console shows what discovery saw.
+        let primary = fx.cluster.primary().name();
+        assert_eq!(fx.node_cell(primary, "role").as_deref(), Some("primary"));
+        assert_eq!(fx.node_cell(primary, "writer").as_deref(), Some("1"));
+        for n in fx.cluster.standbys() {
+            assert_eq!(fx.node_cell(n.name(), "role").as_deref(), Some("standby"));
+            assert_eq!(fx.node_cell(n.name(), "health").as_deref(), Some("ok"));
+            assert!(fx.node_cell(n.name(), "lag_bytes").is_some());
+        }
         let ro3 = fx.connect("ro").await;
         x(&ro3, "set pgsluice.route = replica").await?;
         assert_eq!(q(&ro3, "select pg_is_in_recovery()").await?, "t");
@@ -314,14 +335,19 @@ fn paused_standby_is_skipped(_: &crate::util::Fixture) -> Result<(), Failed> {
         )?;
         eventually(
             Duration::from_secs(5),
-            "paused standby left out",
-            || async { Ok(!read_ports(&c, 10).await?.contains(&paused.port())) },
+            "reads only on the standby that keeps up",
+            || async {
+                let ports = read_ports(&c, 10).await?;
+                Ok(ports.iter().all(|p| *p == other.port()))
+            },
         )
         .await?;
         let ports = read_ports(&c, 40).await?;
         assert!(
             ports.iter().all(|p| *p == other.port()),
-            "reads only on the standby that keeps up: {ports:?}"
+            "reads only on the standby that keeps up ({}): {ports:?}\n{}",
+            other.port(),
+            fx.nodes()
         );
         paused.psql("postgres", "select pg_wal_replay_resume()")?;
         eventually(
@@ -462,6 +488,11 @@ fn killed_standby(_: &crate::util::Fixture) -> Result<(), Failed> {
             })?;
             assert!(!ports.contains(&victim.port()));
         }
+        let health = fx.node_cell(victim.name(), "health");
+        assert!(
+            matches!(health.as_deref(), Some("down" | "banned")),
+            "{health:?}"
+        );
         // The survivors serve the reads once the dead node is banned.
         let ports = read_ports(&clients[0], 20).await?;
         assert!(ports.contains(&other.port()), "reads moved to {ports:?}");
