@@ -29,6 +29,9 @@ pub fn run(path: &Path) -> ExitCode {
     if let Err(e) = server_config(&config.pooler.client_tls) {
         problems.push(e.to_string());
     }
+    if let Err(e) = crate::tls::client::client_config(&config.pooler.server_tls) {
+        problems.push(e.to_string());
+    }
     if problems.is_empty() {
         println!("ok");
         return ExitCode::SUCCESS;

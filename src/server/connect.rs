@@ -1,16 +1,20 @@
-//! Opening a server connection: TCP connect with timeout, startup, authentication, initial state.
+//! Opening a server connection: TCP connect with timeout, TLS negotiation (`server_tls_sslmode`),
+//! startup, authentication, initial state.
 
 use super::params::{ParamSet, TRACKED_REPORTED};
-use super::{ServerConn, ServerError};
+use super::{ServerConn, ServerError, ServerStream};
 use crate::auth::ScramClient;
+use crate::config::ServerTlsMode;
 use crate::net::frame_io::read_frame;
 use crate::proto::{builders, startup, tags::backend, views};
+use crate::tls::client::ServerTlsHandle;
 use bytes::BytesMut;
 use postgres_protocol::authentication::md5_hash;
+use rustls::pki_types::ServerName;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest message accepted from a server during login.
@@ -29,6 +33,8 @@ pub struct ConnectSpec {
     pub credential: Credential,
     pub connect_timeout: Duration,
     pub keepalive: bool,
+    /// `server_tls_*` in force, read at each connect (a reload applies to new connections).
+    pub tls: ServerTlsHandle,
 }
 
 /// How the pooler proves who it is to a server. `Debug` never shows the secret.
@@ -72,20 +78,85 @@ pub async fn connect(spec: &ConnectSpec) -> Result<ServerConn, ServerError> {
 }
 
 async fn connect_inner(spec: &ConnectSpec) -> Result<ServerConn, ServerError> {
+    let setup = spec.tls.get();
+    let tls = setup.config.as_ref();
+    match setup.mode {
+        ServerTlsMode::Disable => login(spec, None, false).await,
+        // libpq's `allow`: plain first, TLS when the server refuses the plain login (a
+        // `hostssl`-only pg_hba.conf answers 28000).
+        ServerTlsMode::Allow => match login(spec, None, false).await {
+            Err(ServerError::Postgres { code, .. }) if code == "28000" => {
+                login(spec, tls, true).await
+            }
+            other => other,
+        },
+        mode => login(spec, tls, mode.tls_required()).await,
+    }
+}
+
+/// Connects over TCP; with `tls`, sends an SSLRequest and does the handshake on 'S' (on 'N',
+/// stays plain unless `required`).
+async fn open_stream(
+    spec: &ConnectSpec,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    required: bool,
+) -> Result<ServerStream, ServerError> {
     let io = |e: std::io::Error| ServerError::Io {
         node: spec.node.to_string(),
         source: e,
     };
-    let mut stream = TcpStream::connect((spec.host.as_str(), spec.port))
+    let tls_err = |message: String| ServerError::Tls {
+        node: spec.node.to_string(),
+        message,
+    };
+    let mut tcp = TcpStream::connect((spec.host.as_str(), spec.port))
         .await
         .map_err(io)?;
-    stream.set_nodelay(true).map_err(io)?;
+    tcp.set_nodelay(true).map_err(io)?;
     if spec.keepalive {
-        let sock = socket2::SockRef::from(&stream);
+        let sock = socket2::SockRef::from(&tcp);
         let _ = sock.set_keepalive(true);
     }
+    let Some(config) = tls else {
+        return Ok(ServerStream::Tcp(tcp));
+    };
+    tcp.write_all(&startup::ssl_request()).await.map_err(io)?;
+    // Exactly one byte: anything the server sent after 'S' must be TLS, or the handshake fails.
+    let answer = tcp.read_u8().await.map_err(io)?;
+    match answer {
+        b'S' => {
+            let name = ServerName::try_from(spec.host.clone())
+                .map_err(|e| tls_err(format!("host {:?}: {e}", spec.host)))?;
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| tls_err(e.to_string()))?;
+            Ok(ServerStream::Tls(Box::new(stream)))
+        }
+        b'N' if !required => Ok(ServerStream::Tcp(tcp)),
+        b'N' => Err(tls_err(
+            "the server does not accept TLS connections (server_tls_sslmode requires TLS)".into(),
+        )),
+        other => Err(ServerError::Protocol {
+            node: spec.node.to_string(),
+            message: format!("unexpected answer {other:#04x} to SSLRequest"),
+        }),
+    }
+}
+
+async fn login(
+    spec: &ConnectSpec,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    required: bool,
+) -> Result<ServerConn, ServerError> {
+    let io = |e: std::io::Error| ServerError::Io {
+        node: spec.node.to_string(),
+        source: e,
+    };
+    let mut stream = open_stream(spec, tls, required).await?;
     let hello = startup::startup_message(&[("user", &spec.user), ("database", &spec.database)]);
     stream.write_all(&hello).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
     let mut buf = BytesMut::with_capacity(1024);
     authenticate(spec, &mut stream, &mut buf).await?;
     let mut key = (0, 0);
@@ -129,7 +200,7 @@ async fn connect_inner(spec: &ConnectSpec) -> Result<ServerConn, ServerError> {
 
 async fn authenticate(
     spec: &ConnectSpec,
-    stream: &mut TcpStream,
+    stream: &mut ServerStream,
     buf: &mut BytesMut,
 ) -> Result<(), ServerError> {
     let io = |e: std::io::Error| ServerError::Io {
@@ -231,6 +302,7 @@ async fn authenticate(
             }
         }
         stream.write_all(&out).await.map_err(io)?;
+        stream.flush().await.map_err(io)?;
     }
 }
 

@@ -4,7 +4,6 @@ use super::{from_frame_err, postgres_error, ServerConn, ServerError, CONTROL_MAX
 use crate::net::frame_io::read_frame;
 use crate::proto::{builders, tags::backend, views};
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
 
 impl ServerConn {
     /// Runs `sql` with `$1` bound to `param` (unnamed statement and portal, one Sync) and
@@ -23,13 +22,7 @@ impl ServerConn {
         builders::bind_text(&mut out, "", "", &[Some(param)]);
         builders::execute(&mut out, "", 0);
         builders::sync(&mut out);
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(|source| ServerError::Io {
-                node: self.node.to_string(),
-                source,
-            })?;
+        self.send(&out).await?;
         let mut row = None;
         let mut error = None;
         loop {

@@ -5,9 +5,11 @@ pub mod connect;
 pub mod lookup;
 pub mod params;
 pub mod prepared;
+pub mod stream;
 
 pub use connect::{connect, ConnectSpec, Credential};
 pub use params::ParamSet;
+pub use stream::ServerStream;
 
 use crate::net::frame_io::{read_frame, FrameIoError};
 use crate::proto::{builders, tags::backend, views, ProtoError};
@@ -15,7 +17,6 @@ use bytes::BytesMut;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// Largest message accepted while the pooler itself talks to a server (not forwarding).
 const CONTROL_MAX: usize = 1 << 24;
@@ -43,6 +44,9 @@ pub enum ServerError {
         code: String,
         message: String,
     },
+    /// TLS towards the server failed or was refused (`server_tls_sslmode`).
+    #[error("TLS to server {node}: {message}")]
+    Tls { node: String, message: String },
     #[error("no password to log in to server {node} as user {user:?}")]
     NoPassword { node: String, user: String },
 }
@@ -111,7 +115,7 @@ fn postgres_error(node: &str, body: &[u8]) -> ServerError {
 
 /// An authenticated server session that is idle between client transactions.
 pub struct ServerConn {
-    pub stream: TcpStream,
+    pub stream: ServerStream,
     /// Bytes read but not yet forwarded; empty whenever the connection is idle.
     pub buf: BytesMut,
     pub node: Arc<str>,
@@ -150,17 +154,21 @@ pub struct ControlResult {
 }
 
 impl ServerConn {
+    /// Writes `bytes` and flushes them (over TLS, out of rustls' buffer too).
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ServerError> {
+        let io = |source| ServerError::Io {
+            node: self.node.to_string(),
+            source,
+        };
+        self.stream.write_all(bytes).await.map_err(io)?;
+        self.stream.flush().await.map_err(io)
+    }
+
     /// Runs `sql` with the simple protocol and reads until ReadyForQuery, swallowing results.
     pub async fn control(&mut self, sql: &str) -> Result<ControlResult, ServerError> {
         let mut out = BytesMut::with_capacity(sql.len() + 8);
         builders::query(&mut out, sql);
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(|source| ServerError::Io {
-                node: self.node.to_string(),
-                source,
-            })?;
+        self.send(&out).await?;
         let mut result = ControlResult::default();
         loop {
             let f = read_frame(&mut self.stream, &mut self.buf, CONTROL_MAX)
@@ -182,13 +190,7 @@ impl ServerConn {
                 backend::COPY_IN_RESPONSE => {
                     let mut fail = BytesMut::new();
                     fail_copy(&mut fail);
-                    self.stream
-                        .write_all(&fail)
-                        .await
-                        .map_err(|source| ServerError::Io {
-                            node: self.node.to_string(),
-                            source,
-                        })?;
+                    self.send(&fail).await?;
                 }
                 _ => {}
             }
@@ -232,11 +234,7 @@ impl ServerConn {
     ///
     /// Costs no system call when the reactor has seen no event for the socket.
     pub fn is_quiet(&mut self) -> bool {
-        if !self.buf.is_empty() {
-            return false;
-        }
-        let mut probe = [0u8; 64];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        self.buf.is_empty() && self.stream.is_quiet()
     }
 }
 

@@ -11,6 +11,7 @@ use crate::server::{ConnectSpec, Credential};
 use crate::session::auth_cache::AuthCache;
 use crate::session::cancel::CancelMap;
 use crate::session::clients::{ClientInfo, Clients, CloseReason, Registered};
+use crate::tls::client::ServerTlsHandle;
 use crate::tls::FrontDoor;
 use crate::topology::Topology;
 use std::collections::HashMap;
@@ -177,6 +178,8 @@ pub struct SessionCtx {
     console: OnceLock<Arc<dyn Console>>,
     /// HBA rules (and TLS) in force.
     front: RwLock<Arc<FrontDoor>>,
+    /// `server_tls_*` in force (from the front door), shared with every connect spec.
+    server_tls: ServerTlsHandle,
     /// Logins in progress (`max_pending_logins`).
     pub pending: Arc<PendingLogins>,
     /// `auth_query` answers and SCRAM pass-through keys.
@@ -214,6 +217,7 @@ impl SessionCtx {
             handing_over: AtomicBool::new(false),
             console: OnceLock::new(),
             front: RwLock::default(),
+            server_tls: ServerTlsHandle::default(),
             pending: PendingLogins::new(pending_cap),
             auth: AuthCache::default(),
         })
@@ -273,6 +277,7 @@ impl SessionCtx {
 
     /// Installs new HBA rules (and TLS) (start, reload).
     pub fn set_front_door(&self, front: FrontDoor) {
+        self.server_tls.set(front.server_tls.clone());
         if let Ok(mut f) = self.front.write() {
             *f = Arc::new(front);
         }
@@ -389,6 +394,7 @@ impl SessionCtx {
             credential,
             connect_timeout: config.pooler.server_connect_timeout,
             keepalive: config.pooler.tcp_keepalive,
+            tls: self.server_tls.clone(),
         }
     }
 
@@ -424,6 +430,7 @@ impl SessionCtx {
             credential,
             connect_timeout: config.pooler.server_connect_timeout,
             keepalive: config.pooler.tcp_keepalive,
+            tls: self.server_tls.clone(),
         })
     }
 

@@ -21,7 +21,6 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 /// How a forwarding run ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -139,21 +138,21 @@ impl Forwarder {
     }
 
     /// Forwards until an [`Outcome`].
-    pub async fn run<C: AsyncRead + AsyncWrite + Unpin>(
+    pub async fn run<C: AsyncRead + AsyncWrite + Unpin, S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         client: &mut C,
-        server: &mut TcpStream,
+        server: &mut S,
         c2s: &mut Pipe,
         s2c: &mut Pipe,
     ) -> io::Result<Outcome> {
         poll_fn(|cx| self.poll(cx, client, server, c2s, s2c)).await
     }
 
-    fn poll<C: AsyncRead + AsyncWrite + Unpin>(
+    fn poll<C: AsyncRead + AsyncWrite + Unpin, S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         client: &mut C,
-        server: &mut TcpStream,
+        server: &mut S,
         c2s: &mut Pipe,
         s2c: &mut Pipe,
     ) -> Poll<io::Result<Outcome>> {
@@ -209,9 +208,18 @@ impl Forwarder {
                 }
             }
             if let Some(outcome) = self.outcome(c2s, s2c) {
+                // What a TLS layer still holds must leave before the run ends (not to a
+                // client that is gone: it may never read again).
+                let gone = matches!(outcome, Outcome::ClientGone { .. });
+                if !gone && flush_both(cx, client, server).is_pending() {
+                    return Poll::Pending;
+                }
                 return Poll::Ready(Ok(outcome));
             }
             if !progress {
+                // A TLS write may have left bytes in rustls when the socket was full; the
+                // flush registers for writability so they leave without another write.
+                let _ = flush_both(cx, client, server);
                 return Poll::Pending;
             }
         }
@@ -467,7 +475,7 @@ impl Forwarder {
         while s2c.ready > 0 {
             poll_fn(|cx| write_out(cx, client, s2c)).await?;
         }
-        Ok(())
+        poll_fn(|cx| Pin::new(&mut *client).poll_flush(cx)).await
     }
 }
 
@@ -487,6 +495,22 @@ fn downgrade_fatal(buf: &mut BytesMut, start: usize, total: usize) -> usize {
     buf.extend_from_slice(&rebuilt);
     buf.extend_from_slice(&tail);
     rebuilt.len()
+}
+
+/// Flushes both sides (a no-op on plain sockets; over TLS, pushes out rustls' buffer).
+/// Errors are left for the next read or write to find.
+fn flush_both<C: AsyncWrite + Unpin, S: AsyncWrite + Unpin>(
+    cx: &mut Context<'_>,
+    client: &mut C,
+    server: &mut S,
+) -> Poll<()> {
+    let c = Pin::new(client).poll_flush(cx).is_pending();
+    let s = Pin::new(server).poll_flush(cx).is_pending();
+    if c || s {
+        Poll::Pending
+    } else {
+        Poll::Ready(())
+    }
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {

@@ -12,6 +12,7 @@ mod ops;
 mod prepared;
 mod routing;
 mod security;
+mod server_tls;
 mod state;
 mod timeouts;
 mod util;
@@ -33,6 +34,7 @@ fn main() {
         timeouts::TESTS,
         prepared::TESTS,
         security::TESTS,
+        server_tls::TESTS,
         auth_query::TESTS,
         admin::TESTS,
         ops::TESTS,
