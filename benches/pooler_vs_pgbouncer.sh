@@ -4,7 +4,7 @@
 # process's own CPU microseconds per transaction (utime+stime from /proc over the run).
 #
 # Usage: benches/pooler_vs_pgbouncer.sh [seconds-per-run] [repetitions] [client counts...]
-# Environment: IDLE="1000 10000" idle-client counts (or "none"), SKIP_BUILD=1 to use the
+# Environment: CASES="name:pgbench-args:mode,..." (default: all), WORKERS=N pgsluice runtime threads (default 0 = one per core), IDLE="1000 10000" idle-client counts (or "none"), SKIP_BUILD=1 to use the
 # existing release binary.
 # Example: benches/pooler_vs_pgbouncer.sh 5 3 1 16 64 256
 set -euo pipefail
@@ -62,6 +62,7 @@ auth_type = "trust"
 pool_mode = "transaction"
 default_pool_size = 20
 max_client_conn = 12000
+workers = ${WORKERS:-0}
 log_connections = false
 log_disconnections = false
 stats_period = 0
@@ -100,7 +101,8 @@ median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"} else if (NR%2) 
 printf "| case | clients | target | tps (median) | avg latency ms | pooler CPU us/tx | tps vs PgBouncer | CPU vs PgBouncer |\n|---|---|---|---|---|---|---|---|\n"
 # "prepared": pgsluice and direct run -M prepared; PgBouncer 1.18 cannot (it aborts with
 # 'prepared statement "P_0" already exists' in transaction mode), so it runs -M extended.
-for spec in ${CASES:-"select-only simple:-S:simple" "select-only extended:-S:extended" "select-only prepared:-S:prepared" "tpcb-like:--:simple"}; do
+IFS=, read -r -a SPECS <<<"${CASES:-select-only simple:-S:simple,select-only extended:-S:extended,select-only prepared:-S:prepared,tpcb-like:--:simple}"
+for spec in "${SPECS[@]}"; do
   IFS=: read -r name extra mode <<<"$spec"; [ "$extra" = "--" ] && extra=""
   for c in "${CLIENTS[@]}"; do
     [ "$name" = "tpcb-like" ] && [ "$c" != 64 ] && continue

@@ -84,6 +84,8 @@ pub async fn run<S: StateStore>(
         stop.clone(),
     );
     let warmer = tokio::spawn(warmer);
+    // Under systemd (Type=notify): ready once the HTTP endpoint listens and the loop starts.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     // With etcd, the store may not answer yet: the agent then follows (probes, no action)
     // and records its start once it does; its lease ticker retries and logs meanwhile.
     let mut started = false;

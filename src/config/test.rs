@@ -320,5 +320,35 @@ fn auth_query_keys() {
     let p = problems(&format!(
         "[pooler]\nauth_user = \"u\"\nauth_query = \"select 1\"\nauth_dbname = \"nope\"\n{MINIMAL}"
     ));
-    assert!(has(&p, "pooler.auth_query") && has(&p, "pooler.auth_dbname"), "{p:?}");
+    assert!(
+        has(&p, "pooler.auth_query") && has(&p, "pooler.auth_dbname"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn server_tls_keys() {
+    let c = from_str(MINIMAL, "t").unwrap();
+    assert_eq!(c.pooler.server_tls.mode, ServerTlsMode::Disable);
+    let text = format!(
+        "[pooler]\nserver_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = \"/ca.pem\"\n{MINIMAL}"
+    );
+    let c = from_str(&text, "t").unwrap();
+    assert_eq!(c.pooler.server_tls.mode, ServerTlsMode::VerifyFull);
+    assert_eq!(
+        c.pooler.server_tls.ca_file.as_deref(),
+        Some(std::path::Path::new("/ca.pem"))
+    );
+    let p = problems(&format!(
+        "[pooler]\nserver_tls_sslmode = \"verify-ca\"\n{MINIMAL}"
+    ));
+    assert!(has(&p, "pooler.server_tls_ca_file"), "{p:?}");
+    let p = problems(&format!(
+        "[pooler]\nserver_tls_sslmode = \"always\"\n{MINIMAL}"
+    ));
+    assert!(has(&p, "pooler.server_tls_sslmode"), "{p:?}");
+    let p = problems(&format!(
+        "[pooler]\nserver_tls_cert_file = \"/c.pem\"\n{MINIMAL}"
+    ));
+    assert!(has(&p, "pooler.server_tls_cert_file"), "{p:?}");
 }

@@ -178,7 +178,11 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let agent = agent(&mut c, &raw.agent, cluster.as_ref());
     if let Some(db) = pooler.auth_query.as_ref().and_then(|a| a.dbname.as_ref()) {
         if !databases.contains_key(db) {
-            c.bad("pooler.auth_dbname", format!("no database {db:?}"), "name a [databases] entry");
+            c.bad(
+                "pooler.auth_dbname",
+                format!("no database {db:?}"),
+                "name a [databases] entry",
+            );
         }
     }
     let metrics = MetricsConfig {
@@ -293,12 +297,19 @@ fn auth_query(c: &mut Checker, p: &RawPooler) -> Option<AuthQuery> {
             ("pooler.auth_cache_ttl", p.auth_cache_ttl.is_some()),
         ] {
             if set {
-                c.bad(key, "has no effect without auth_user", "set pooler.auth_user");
+                c.bad(
+                    key,
+                    "has no effect without auth_user",
+                    "set pooler.auth_user",
+                );
             }
         }
         return None;
     };
-    let query = p.auth_query.clone().unwrap_or_else(|| DEFAULT_AUTH_QUERY.into());
+    let query = p
+        .auth_query
+        .clone()
+        .unwrap_or_else(|| DEFAULT_AUTH_QUERY.into());
     if !query.contains("$1") {
         c.bad(
             "pooler.auth_query",

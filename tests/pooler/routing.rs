@@ -361,7 +361,7 @@ fn paused_standby_is_skipped(_: &crate::util::Fixture) -> Result<(), Failed> {
 
 /// Clients, iterations per client, of the read-your-writes test.
 const RYW_CLIENTS: usize = 4;
-const RYW_ITERATIONS: usize = 500;
+const RYW_ITERATIONS: usize = 2_500;
 
 fn read_your_writes(_: &crate::util::Fixture) -> Result<(), Failed> {
     let guard = shared();

@@ -151,9 +151,15 @@ fn checks(fx: &Fixture, good: &std::path::Path, other: &std::path::Path) -> Resu
         seen = ask(&vca.url(), SSL);
     }
     assert_eq!(seen.as_deref(), Ok("t"), "verify-ca after reload");
-    // require: encrypted, certificate not checked; disable (the shared pooler): plain.
+    // require: encrypted, certificate not checked.
     let req = ExtraPooler::start(fx, "server_tls_sslmode = \"require\"", "");
     assert_eq!(ask(&req.url(), SSL).as_deref(), Ok("t"));
+    // prefer takes the TLS the server offers; allow logs in plain when plain is accepted.
+    let prefer = ExtraPooler::start(fx, "server_tls_sslmode = \"prefer\"", "");
+    assert_eq!(ask(&prefer.url(), SSL).as_deref(), Ok("t"));
+    let allow = ExtraPooler::start(fx, "server_tls_sslmode = \"allow\"", "");
+    assert_eq!(ask(&allow.url(), SSL).as_deref(), Ok("f"));
+    // disable (the shared pooler): plain.
     let plain = format!(
         "host=127.0.0.1 port={} user=app password={PASSWORD} dbname=app",
         fx.port
