@@ -20,6 +20,7 @@ PGSLUICE=$PWD/target/release/pgsluice
 WORK=$(mktemp -d /tmp/pgsluice-bench.XXXXXX); chmod 755 "$WORK"
 AS=(); [ "$(id -u)" = 0 ] && { chown postgres "$WORK"; AS=(runuser -u postgres --); }
 PGPORT=$((20000 + RANDOM % 10000)); BPORT=$((PGPORT + 1)); SPORT=$((PGPORT + 2)); MPORT=$((PGPORT + 3))
+ulimit -n 20000 2>/dev/null || true   # before the daemons start: 10k clients need the fds
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -101,7 +102,7 @@ median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"} else if (NR%2) 
 printf "| case | clients | target | tps (median) | avg latency ms | pooler CPU us/tx | tps vs PgBouncer | CPU vs PgBouncer |\n|---|---|---|---|---|---|---|---|\n"
 # "prepared": pgsluice and direct run -M prepared; PgBouncer 1.18 cannot (it aborts with
 # 'prepared statement "P_0" already exists' in transaction mode), so it runs -M extended.
-IFS=, read -r -a SPECS <<<"${CASES:-select-only simple:-S:simple,select-only extended:-S:extended,select-only prepared:-S:prepared,tpcb-like:--:simple}"
+[ "${CASES:-}" = none ] && SPECS=() || IFS=, read -r -a SPECS <<<"${CASES:-select-only simple:-S:simple,select-only extended:-S:extended,select-only prepared:-S:prepared,tpcb-like:--:simple}"
 for spec in "${SPECS[@]}"; do
   IFS=: read -r name extra mode <<<"$spec"; [ "$extra" = "--" ] && extra=""
   for c in "${CLIENTS[@]}"; do

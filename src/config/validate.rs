@@ -452,7 +452,7 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
         max_pending_logins: c.count(
             "pooler.max_pending_logins",
             p.max_pending_logins,
-            100,
+            1_000,
             1,
             1_000_000,
         ),
