@@ -85,21 +85,26 @@ TCK=$(getconf CLK_TCK)
 
 # run TARGET PORT PID CLIENTS MODE SCRIPT -> "tps lat_ms cpu_us_per_tx"
 run() {
-  local port=$1 pid=$2 c=$3 mode=$4 extra=$5 before after out tps lat tx
+  local port=$1 pid=$2 c=$3 mode=$4 extra=$5 before after out tps lat tx p99
+  local logs="$WORK/pgblog.$port"
+  rm -f "$logs".*
   before=0; [ "$pid" != 0 ] && before=$(cpu_ticks "$pid")
-  out=$("$BIN/pgbench" -n $extra -M "$mode" -c "$c" -j $(( c < 4 ? c : 4 )) -T "$SECS" -h 127.0.0.1 -p "$port" -U postgres postgres 2>&1 || true)
+  out=$("$BIN/pgbench" -n $extra -M "$mode" -c "$c" -j $(( c < 4 ? c : 4 )) -T "$SECS" --log --log-prefix="$logs" -h 127.0.0.1 -p "$port" -U postgres postgres 2>&1 || true)
   after=0; [ "$pid" != 0 ] && after=$(cpu_ticks "$pid")
+  # Per-transaction log: the third field is the latency in microseconds.
+  p99=$(cat "$logs".* 2>/dev/null | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END{ if (NR==0) print 0; else printf "%.3f", a[int(NR*0.99)+(NR*0.99>int(NR*0.99))]/1000 }')
+  rm -f "$logs".*
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
   lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
   tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
   local cpu="-"
   [ "$pid" != 0 ] && [ "${tx:-0}" -gt 0 ] && cpu=$(awk -v a="$after" -v b="$before" -v t="$TCK" -v n="$tx" 'BEGIN{printf "%.1f", (a-b)/t*1e6/n}')
-  echo "${tps:-0} ${lat:-0} $cpu"
+  echo "${tps:-0} ${lat:-0} $cpu ${p99:-0}"
 }
 vals() { tr ' ' '\n' <<<"$1" | grep -v -- '^-$' | grep . || true; }
 median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {printf "%.2f", (a[NR/2]+a[NR/2+1])/2} }'; }
 
-printf "| case | clients | target | tps (median) | avg latency ms | pooler CPU us/tx | tps vs PgBouncer | CPU vs PgBouncer |\n|---|---|---|---|---|---|---|---|\n"
+printf "| case | clients | target | tps (median) | avg latency ms | p99 latency ms | pooler CPU us/tx | tps vs PgBouncer | CPU vs PgBouncer |\n|---|---|---|---|---|---|---|---|---|\n"
 # "prepared": pgsluice and direct run -M prepared; PgBouncer 1.18 cannot (it aborts with
 # 'prepared statement "P_0" already exists' in transaction mode), so it runs -M extended.
 [ "${CASES:-}" = none ] && SPECS=() || IFS=, read -r -a SPECS <<<"${CASES:-select-only simple:-S:simple,select-only extended:-S:extended,select-only prepared:-S:prepared,tpcb-like:--:simple}"
@@ -107,13 +112,13 @@ for spec in "${SPECS[@]}"; do
   IFS=: read -r name extra mode <<<"$spec"; [ "$extra" = "--" ] && extra=""
   for c in "${CLIENTS[@]}"; do
     [ "$name" = "tpcb-like" ] && [ "$c" != 64 ] && continue
-    declare -A T=() L=() U=()
+    declare -A T=() L=() U=() Q=()
     for r in $(seq "$REPS"); do
       for t in pgbouncer pgsluice direct; do
         case $t in pgbouncer) p=$BPORT; pid=$BOUNCER;; pgsluice) p=$SPORT; pid=$SLUICE;; direct) p=$PGPORT; pid=0;; esac
         m=$mode; [ "$t" = pgbouncer ] && [ "$mode" = prepared ] && m=extended
-        read -r tps lat cpu < <(run "$p" "$pid" "$c" "$m" "$extra")
-        T[$t]+="$tps "; L[$t]+="$lat "; U[$t]+="$cpu "
+        read -r tps lat cpu p99 < <(run "$p" "$pid" "$c" "$m" "$extra")
+        T[$t]+="$tps "; L[$t]+="$lat "; U[$t]+="$cpu "; Q[$t]+="$p99 "
       done
     done
     bt=$(vals "${T[pgbouncer]}" | median); bu=$(vals "${U[pgbouncer]}" | median)
@@ -122,9 +127,10 @@ for spec in "${SPECS[@]}"; do
       mu=$(vals "${U[$t]}" | median)
       rt=$(awk -v a="$mt" -v b="$bt" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-"}')
       ru="-"; [ "$mu" != "-" ] && ru=$(awk -v a="$mu" -v b="$bu" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-"}')
-      echo "| $name | $c | $t | $mt | $ml | $mu | $rt | $ru |"
+      mq=$(vals "${Q[$t]}" | median)
+      echo "| $name | $c | $t | $mt | $ml | $mq | $mu | $rt | $ru |"
     done
-    unset T L U
+    unset T L U Q
   done
 done
 
