@@ -289,8 +289,8 @@ impl ExtraPooler {
 
 /// First column of the first row of a simple-protocol query, as text.
 ///
-/// Transaction-mode tests use the simple protocol: named prepared statements across
-/// transactions need the prepared-statement support of a later issue.
+/// Simple protocol, so that these checks do not depend on the prepared-statement machinery
+/// (which `tests/pooler/prepared.rs` covers on its own).
 pub async fn scalar(
     c: &tokio_postgres::Client,
     sql: &str,
