@@ -7,6 +7,6 @@ use std::process::ExitCode;
 /// Runs until a shutdown signal.
 pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    daemon::run_pooler(config)?;
+    daemon::run_pooler(config, crate::session::starter)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -7,10 +7,10 @@
 //! most [`SESSION`] (so a silently dead connection is replaced), and a failed one is retried
 //! after [`RETRY`]. An etcd outage changes nothing: the pooler keeps the topology it holds.
 
+use crate::backend::{ApplyError, Backend};
 use crate::config::EtcdConfig;
 use crate::etcd::watch::watch_for;
 use crate::etcd::{EtcdClient, EtcdError};
-use crate::session::SessionCtx;
 use crate::topology::Topology;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,26 +21,20 @@ pub const SESSION: Duration = Duration::from_secs(30);
 /// Pause after a failed session.
 pub const RETRY: Duration = Duration::from_secs(1);
 
-/// Installs `t` if its epoch is above the one held; returns whether it did.
-pub fn install(ctx: &SessionCtx, t: Topology) -> bool {
-    let (current, _) = ctx.topology();
-    if current.epoch > 0 && !current.superseded_by(&t) {
-        return false;
+/// Applies `t` (epoch-ordered, see [`Backend::apply`]); returns whether it was installed.
+pub fn install(ctx: &Backend, t: Topology) -> bool {
+    let (epoch, primary, fenced) = (t.epoch, t.primary.clone(), t.fenced.clone());
+    match ctx.apply(t) {
+        Ok(()) => {
+            tracing::info!(epoch, ?primary, ?fenced, "topology from etcd");
+            true
+        }
+        Err(ApplyError::Stale { .. }) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "topology in etcd not applied");
+            false
+        }
     }
-    let config = ctx.config();
-    let primary = match (&config.cluster, &t.primary) {
-        (Some(c), Some(p)) if !t.is_fenced(p) => match c.node(p) {
-            Some(n) => Some(n.clone()),
-            None => {
-                tracing::warn!(node = %p, "topology in etcd names an unknown node; ignored");
-                return false;
-            }
-        },
-        _ => None,
-    };
-    tracing::info!(epoch = t.epoch, primary = ?t.primary, fenced = ?t.fenced, "topology from etcd");
-    ctx.set_topology(t, primary);
-    true
 }
 
 /// The part of the stored state a pooler needs (the agent also keeps its action in flight).
@@ -60,7 +54,7 @@ fn topology_of(value: &[u8]) -> Option<Topology> {
     }
 }
 
-async fn session(ctx: &SessionCtx, client: &EtcdClient, key: &str) -> Result<(), EtcdError> {
+async fn session(ctx: &Backend, client: &EtcdClient, key: &str) -> Result<(), EtcdError> {
     let (kv, revision) = client.get(key).await?;
     if let Some(t) = kv.and_then(|kv| topology_of(&kv.value)) {
         install(ctx, t);
@@ -75,7 +69,7 @@ async fn session(ctx: &SessionCtx, client: &EtcdClient, key: &str) -> Result<(),
 }
 
 /// Follows the topology key until `stop`.
-pub async fn run(ctx: Arc<SessionCtx>, etcd: EtcdConfig, stop: CancellationToken) {
+pub async fn run(ctx: Arc<Backend>, etcd: EtcdConfig, stop: CancellationToken) {
     let client = EtcdClient::new(etcd.settings());
     let key = etcd.topology_key();
     let mut failing = false;

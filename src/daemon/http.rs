@@ -2,7 +2,7 @@
 //! (`/control/topology`, `/control/pause`, `/control/resume`).
 
 use super::metrics::render;
-use crate::session::SessionCtx;
+use crate::backend::{ApplyError, Backend};
 use crate::topology::Topology;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,7 +24,7 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Reply {
 }
 
 /// Serves HTTP on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, ctx: Arc<SessionCtx>, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, ctx: Arc<Backend>, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -48,7 +48,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-async fn handle(ctx: Arc<SessionCtx>, req: Request<Incoming>) -> Reply {
+async fn handle(ctx: Arc<Backend>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/health") => reply(StatusCode::OK, "ok\n"),
@@ -109,30 +109,21 @@ async fn body_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
     serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON: {e}"))
 }
 
-/// Installs a pushed topology if its epoch is higher than the one held.
-fn push_topology(ctx: &SessionCtx, t: Topology) -> Reply {
-    let (current, _) = ctx.topology();
-    if !current.superseded_by(&t) && current.epoch > 0 {
-        return reply(
-            StatusCode::CONFLICT,
-            format!("epoch {} is not above {}\n", t.epoch, current.epoch),
-        );
+/// Applies a pushed topology (epoch-ordered, see [`Backend::apply`]).
+fn push_topology(ctx: &Backend, t: Topology) -> Reply {
+    let (epoch, primary, fenced) = (t.epoch, t.primary.clone(), t.fenced.clone());
+    match ctx.apply(t) {
+        Ok(()) => {
+            tracing::info!(epoch, ?primary, ?fenced, "topology pushed");
+            reply(StatusCode::OK, "accepted\n")
+        }
+        Err(e @ ApplyError::Stale { .. }) => reply(StatusCode::CONFLICT, format!("{e}\n")),
+        Err(e) => reply(StatusCode::BAD_REQUEST, format!("{e}\n")),
     }
-    let config = ctx.config();
-    let primary = match (&config.cluster, &t.primary) {
-        (Some(c), Some(p)) if !t.is_fenced(p) => match c.node(p) {
-            Some(n) => Some(n.clone()),
-            None => return reply(StatusCode::BAD_REQUEST, format!("unknown node {p:?}\n")),
-        },
-        _ => None,
-    };
-    tracing::info!(epoch = t.epoch, primary = ?t.primary, fenced = ?t.fenced, "topology pushed");
-    ctx.set_topology(t, primary);
-    reply(StatusCode::OK, "accepted\n")
 }
 
 /// Holds new transactions and waits until no server connection is checked out.
-async fn pause(ctx: &SessionCtx, timeout: Duration) -> Reply {
+async fn pause(ctx: &Backend, timeout: Duration) -> Reply {
     ctx.gate.pause();
     let deadline = Instant::now() + timeout;
     loop {

@@ -14,8 +14,9 @@ pub use registry::Pools;
 
 use crate::config::PoolMode;
 use crate::server::{connect, ConnectSpec, ServerConn, ServerError};
+use arc_swap::ArcSwap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -30,6 +31,10 @@ pub enum PoolError {
     Server(#[from] ServerError),
     #[error("pool is closed")]
     Closed,
+    /// The pool has no node to connect to: its node is fenced or the topology names no
+    /// primary (a failover is in progress). Transient: the session waits for a new target.
+    #[error("no primary node is available (fenced or failing over)")]
+    NoTarget,
 }
 
 /// Tunables of one pool (reloadable).
@@ -100,8 +105,12 @@ struct Inner {
 pub struct Pool {
     pub database: Arc<str>,
     pub user: Arc<str>,
-    spec: Mutex<Arc<ConnectSpec>>,
-    settings: Mutex<Arc<PoolSettings>>,
+    spec: ArcSwap<ConnectSpec>,
+    settings: ArcSwap<PoolSettings>,
+    /// Set while the pool's node must not be used (fenced, or no primary): check-outs fail
+    /// with [`PoolError::NoTarget`] and connections coming back are closed. Changed only with
+    /// `inner` locked, so that no connection slips between the flag and the idle list.
+    suspended: AtomicBool,
     inner: Mutex<Inner>,
     db_limit: Arc<Limit>,
     user_limit: Arc<Limit>,
@@ -132,8 +141,9 @@ impl Pool {
         Arc::new(Self {
             database: database.into(),
             user: user.into(),
-            spec: Mutex::new(Arc::new(spec)),
-            settings: Mutex::new(Arc::new(settings)),
+            spec: ArcSwap::from_pointee(spec),
+            settings: ArcSwap::from_pointee(settings),
+            suspended: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 idle: Vec::new(),
                 total: 0,
@@ -166,35 +176,87 @@ impl Pool {
 
     /// Current settings.
     pub fn settings(&self) -> Arc<PoolSettings> {
-        lock(&self.settings).clone()
+        self.settings.load_full()
+    }
+
+    /// The pool mode, read without taking a reference count (hot path).
+    pub fn mode(&self) -> PoolMode {
+        self.settings.load().mode
     }
 
     /// Replaces the settings (reload); applies to the next check-outs.
     pub fn set_settings(&self, s: PoolSettings) {
-        *lock(&self.settings) = Arc::new(s);
+        self.settings.store(Arc::new(s));
     }
 
     /// Where new connections go.
     pub fn spec(&self) -> Arc<ConnectSpec> {
-        lock(&self.spec).clone()
+        self.spec.load_full()
     }
 
-    /// Points new connections at another node; idle connections elsewhere are closed and
-    /// checked-out ones are closed when they come back.
+    /// Whether `node` is where this pool connects now (no reference count taken).
+    fn targets(&self, node: &str) -> bool {
+        *self.spec.load().node == *node
+    }
+
+    /// Points new connections at another node and lifts a suspension; idle connections
+    /// elsewhere are closed and checked-out ones are closed when they come back.
     pub fn retarget(self: &Arc<Self>, spec: ConnectSpec) {
         let node = spec.node.clone();
-        *lock(&self.spec) = Arc::new(spec);
-        let stale: Vec<ServerConn> = {
+        let (stale, waiting): (Vec<ServerConn>, usize) = {
             let mut inner = lock(&self.inner);
+            self.spec.store(Arc::new(spec));
+            self.suspended.store(false, Ordering::Release);
             let (keep, stale) = std::mem::take(&mut inner.idle)
                 .into_iter()
                 .partition(|c| c.node == node);
             inner.idle = keep;
-            stale
+            (stale, inner.waiters.len())
         };
         for c in stale {
             self.discard(c);
         }
+        if waiting > 0 {
+            self.spawn_refill(waiting);
+        }
+    }
+
+    /// Stops handing out connections to the pool's node (fenced, or no primary): idle
+    /// connections are closed before this returns, checked-out ones when they come back, and
+    /// check-outs fail with [`PoolError::NoTarget`] until [`Pool::retarget`] or
+    /// [`Pool::resume`].
+    pub fn suspend(self: &Arc<Self>) {
+        let idle = {
+            let mut inner = lock(&self.inner);
+            self.suspended.store(true, Ordering::SeqCst);
+            std::mem::take(&mut inner.idle)
+        };
+        for c in idle {
+            self.discard(c);
+        }
+    }
+
+    /// Lifts a suspension without changing the node (a standby no longer fenced).
+    pub fn resume(self: &Arc<Self>) {
+        let _inner = lock(&self.inner);
+        self.suspended.store(false, Ordering::Release);
+    }
+
+    /// Whether a connection to `node` may still serve a transaction of this pool: the pool is
+    /// not suspended and still points there (checked after a check-out, see
+    /// `ClientInfo::active`).
+    pub fn serves(&self, node: &str) -> bool {
+        !self.suspended.load(Ordering::SeqCst) && self.targets(node)
+    }
+
+    /// A stable identity of this pool while it exists (for the client registry).
+    pub fn id(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+
+    /// Whether check-outs are refused because the pool's node must not be used.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::Acquire)
     }
 
     /// Checks a connection out, waiting in FIFO order up to `query_wait_timeout`.
@@ -210,6 +272,9 @@ impl Pool {
                 let mut inner = lock(&self.inner);
                 if inner.closed {
                     return Err(PoolError::Closed);
+                }
+                if self.is_suspended() {
+                    return Err(PoolError::NoTarget);
                 }
                 match inner.idle.pop() {
                     Some(conn) => Decision::Reuse(conn),
@@ -326,6 +391,12 @@ impl Pool {
         let spec = self.spec();
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         match connect(&spec).await {
+            // Fenced or re-pointed while connecting: the connection goes to a node that
+            // must no longer serve this pool.
+            Ok(c) if self.is_suspended() || !self.targets(&c.node) => {
+                self.discard(c);
+                Err(PoolError::NoTarget)
+            }
             Ok(c) => Ok(c),
             Err(e) => {
                 self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
@@ -345,7 +416,7 @@ impl Pool {
         let expired = (!settings.lifetime.is_zero()
             && now.duration_since(conn.created) >= settings.lifetime)
             || self.is_stale(&conn);
-        if expired || !conn.is_quiet() || *conn.node != *self.spec().node {
+        if expired || !conn.is_quiet() || self.is_suspended() || !self.targets(&conn.node) {
             self.discard(conn);
             return None;
         }
@@ -399,7 +470,7 @@ impl Pool {
     pub fn release(self: &Arc<Self>, mut conn: ServerConn) {
         self.stats.active.fetch_sub(1, Ordering::Relaxed);
         conn.last_used = Instant::now();
-        if self.settle_stale(&conn) || *conn.node != *self.spec().node {
+        if self.settle_stale(&conn) || !self.targets(&conn.node) {
             self.discard(conn);
             return;
         }
@@ -408,7 +479,7 @@ impl Pool {
 
     fn give_back(self: &Arc<Self>, mut conn: ServerConn) {
         let mut inner = lock(&self.inner);
-        if inner.closed {
+        if inner.closed || self.is_suspended() {
             drop(inner);
             self.discard(conn);
             return;
@@ -440,7 +511,7 @@ impl Pool {
         let has_waiters = {
             let mut inner = lock(&self.inner);
             inner.total = inner.total.saturating_sub(1);
-            if inner.reserve_in_use > 0 && inner.total < self.settings().size {
+            if inner.reserve_in_use > 0 && inner.total < self.settings.load().size {
                 inner.reserve_in_use -= 1;
             }
             !inner.waiters.is_empty() && !inner.closed
@@ -458,8 +529,8 @@ impl Pool {
             let me = self.clone();
             let reserved = {
                 let mut inner = lock(&me.inner);
-                let size = me.settings().size;
-                if inner.total < size && me.take_limits() {
+                let size = me.settings.load().size;
+                if !me.is_suspended() && !inner.closed && inner.total < size && me.take_limits() {
                     inner.total += 1;
                     true
                 } else {

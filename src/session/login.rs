@@ -153,7 +153,10 @@ pub async fn authenticate(
     }
     let method = auth_method(ctx, config, client, &database.name, &user)?;
     if method != HbaMethod::Trust && !ctx.listed(&user) {
-        ctx.auth.lookup(ctx, config, database, &user).await?;
+        ctx.auth
+            .lookup(ctx, config, database, &user)
+            .await
+            .map_err(|e| LoginError::fatal("08006", e.to_string()))?;
     }
     if let Some((client_key, server_key)) = check_password(ctx, method, client, &user).await? {
         ctx.auth.remember_keys(&user, client_key, server_key);

@@ -4,10 +4,8 @@
 //! Client states follow PgBouncer's: login, idle (no server, no buffer), waiting (for a
 //! server), active (forwarding).
 
-pub mod auth_cache;
 pub mod buffers;
 pub mod cancel;
-pub mod clients;
 pub mod ctx;
 pub mod forward;
 pub mod login;
@@ -16,8 +14,19 @@ pub mod prepared_flow;
 mod route;
 mod run;
 
+pub use crate::backend::clients::ClientState;
+pub use crate::backend::{auth_cache, clients};
 pub use ctx::SessionCtx;
 pub use run::serve;
+
+use crate::backend::{Backend, SessionStarter};
+use std::sync::Arc;
+
+/// The session layer's entry point for the daemon: one task per accepted client.
+pub fn starter(backend: Arc<Backend>) -> SessionStarter {
+    let ctx = SessionCtx::new(backend);
+    Arc::new(move |client, peer| Box::pin(serve(ctx.clone(), client, peer)))
+}
 
 use crate::proto::ProtoError;
 
@@ -45,14 +54,4 @@ impl LoginError {
             message: message.into(),
         }
     }
-}
-
-/// Client state, as the console shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ClientState {
-    Login,
-    Idle,
-    Waiting,
-    Active,
 }

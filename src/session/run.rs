@@ -8,13 +8,14 @@ use super::login::{self, Login};
 use super::prepared_flow::{self, Flow};
 use super::route::Routed;
 use super::{buffers, LoginError};
+use crate::backend::Target;
 use crate::config::PoolMode;
 use crate::net::stream::ClientStream;
 use crate::net::stream::Peer;
 use crate::pool::{Pool, PoolError};
 use crate::proto::{builders, tags::status};
 use crate::server::params::{ParamSet, TRACKED_REPORTED};
-use crate::server::{Credential, ServerConn};
+use crate::server::ServerConn;
 use bytes::BytesMut;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -202,7 +203,7 @@ async fn login_phase(
             ),
         ));
     }
-    let pool = pool_for(ctx, &config, &db, &login)?;
+    let pool = pool_for(ctx, &db, &login)?;
     // A server session tells us the parameters to show and spells the client's settings.
     let mut server = pool.checkout().await.map_err(pool_login_error)?;
     let reported = match server.sync_params(&login.wanted.clone().intern()).await {
@@ -242,42 +243,11 @@ fn canonical(wanted: &ParamSet, reported: &[(String, String)]) -> ParamSet {
 /// The pool of a logged-in client, created on first use.
 fn pool_for(
     ctx: &SessionCtx,
-    config: &crate::config::Config,
     db: &crate::config::DatabaseConfig,
     login: &Login,
 ) -> Result<Arc<Pool>, LoginError> {
-    let pool_user = db.user.clone().unwrap_or_else(|| login.user.clone());
-    let spec = ctx
-        .connect_spec(config, db, &login.user)
-        .ok_or_else(|| LoginError::fatal("08006", "no primary node is known for this database"))?;
-    let user_max = config
-        .users
-        .get(&login.user)
-        .map(|u| u.max_user_connections)
-        .filter(|m| *m > 0)
-        .unwrap_or(config.pooler.max_user_connections);
-    let credential = spec.credential.clone();
-    let pool = ctx.pools.get_or_create(
-        &db.name,
-        &pool_user,
-        db.max_db_connections,
-        user_max,
-        || {
-            // Settings from the configuration in force now, not the one this (slow)
-            // login began with: a reload meanwhile found no pool to update.
-            let now = ctx.config();
-            let settings = match now.databases.get(&db.name) {
-                Some(d) => SessionCtx::pool_settings(&now, d, &login.user),
-                None => SessionCtx::pool_settings(config, db, &login.user),
-            };
-            (spec.clone(), settings)
-        },
-    );
-    // SCRAM pass-through keys appear at a client's login, and change with the password.
-    if pool.spec().credential != credential && credential != Credential::None {
-        pool.retarget(spec);
-    }
-    Ok(pool)
+    ctx.pool(db, &login.user, Target::Primary)
+        .ok_or_else(|| LoginError::fatal("08006", "no primary node is known for this database"))
 }
 
 fn static_code(code: &str) -> &'static str {
@@ -298,6 +268,7 @@ fn pool_login_error(e: PoolError) -> LoginError {
         PoolError::Server(s) => LoginError::fatal(static_code(s.sqlstate()), s.to_string()),
         PoolError::WaitTimeout => LoginError::fatal("08006", "query_wait_timeout"),
         PoolError::Closed => LoginError::fatal("08006", "database is being shut down"),
+        PoolError::NoTarget => LoginError::fatal("08006", PoolError::NoTarget.to_string()),
     }
 }
 
@@ -390,7 +361,11 @@ impl Session {
         };
         self.key.slot.set(Some(target.clone()));
         let info = self.reg.info.clone();
-        info.active(server.key.0);
+        info.active(server.key.0, self.pool.id());
+        if !self.pool.serves(&server.node) {
+            // Fenced or re-pointed since the check-out: nothing may reach that node now.
+            info.request_close(CloseReason::Fenced);
+        }
         let started = Instant::now();
         let release = mode != PoolMode::Session;
         let mut fwd = Forwarder::new(
@@ -411,8 +386,14 @@ impl Session {
         self.key.slot.set(None);
         prepared_flow::give_back(fwd.flow.take(), &mut self.flow, &mut server.prepared);
         let Some(outcome) = outcome else {
-            // Killed from the console: the server's state is unknown, so it is closed.
+            // Killed from the console, or the node was fenced: the server's state is unknown,
+            // so it is closed.
             self.pool.close(server);
+            if let Some(why @ CloseReason::Fenced) = info.close_requested() {
+                let (code, msg) = why.error();
+                let _ = Box::pin(send_error(&mut self.client, "FATAL", code, msg)).await;
+                return Some("server node fenced");
+            }
             return Some("killed by the console");
         };
         self.account(&fwd, &mut server);
@@ -632,6 +613,7 @@ impl Session {
                 PoolError::WaitTimeout => ("08P01", "query_wait_timeout".to_string()),
                 PoolError::Server(s) => (static_code(s.sqlstate()), s.to_string()),
                 PoolError::Closed => ("08006", "database is being shut down".to_string()),
+                PoolError::NoTarget => ("08006", e.to_string()),
             };
             if self.route.is_some() && matches!(e, PoolError::Server(_)) {
                 primary_deadline = None;
@@ -644,15 +626,14 @@ impl Session {
     }
 
     /// Whether a failed check-out from a cluster database's primary should wait for a new
-    /// primary: the node is unreachable (SQLSTATE class 08 or 57P) and the wait that
-    /// `deadline` tracks has not run out.
+    /// primary: the node is unreachable (SQLSTATE class 08 or 57P) or fenced with no primary
+    /// named yet, and the wait that `deadline` tracks has not run out.
     fn awaits_primary(&self, e: &PoolError, deadline: &mut Option<Instant>) -> bool {
-        let PoolError::Server(s) = e else {
-            return false;
-        };
-        let code = s.sqlstate();
-        if !(code.starts_with("08") || code.starts_with("57P")) {
-            return false;
+        match e {
+            PoolError::NoTarget => {}
+            PoolError::Server(s)
+                if s.sqlstate().starts_with("08") || s.sqlstate().starts_with("57P") => {}
+            _ => return false,
         }
         let config = self.ctx.config();
         let cluster = config

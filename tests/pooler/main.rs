@@ -7,9 +7,11 @@
 mod admin;
 mod auth_query;
 mod basic;
+mod fencing;
 mod front_door;
 mod ops;
 mod prepared;
+mod reload;
 mod routing;
 mod security;
 mod server_tls;
@@ -39,6 +41,8 @@ fn main() {
         admin::TESTS,
         ops::TESTS,
         routing::TESTS,
+        fencing::TESTS,
+        reload::TESTS,
     ]
     .concat();
     let trials = tests
