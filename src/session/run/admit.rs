@@ -222,7 +222,11 @@ async fn login_phase(
     server.params = canonical.clone();
     let startup_params = server.startup_params.clone();
     let key = ctx.cancels.register();
-    login::greet(client, &startup_params, &canonical, (key.pid, key.secret)).await?;
+    if let Err(e) = login::greet(client, &startup_params, &canonical, (key.pid, key.secret)).await {
+        // The client is gone; the server, just brought in line, is clean.
+        pool.release(server);
+        return Err(e.into());
+    }
     ctx.totals.logins.fetch_add(1, Ordering::Relaxed);
     let keep = pool.settings().mode == PoolMode::Session;
     let server = if keep {
