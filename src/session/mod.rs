@@ -13,11 +13,13 @@ pub mod prepared;
 pub mod prepared_flow;
 mod route;
 mod run;
+pub mod sqlstate;
 
 pub use crate::backend::clients::ClientState;
 pub use crate::backend::{auth_cache, clients};
 pub use ctx::SessionCtx;
-pub use run::serve;
+pub use run::{serve, EndReason};
+pub use sqlstate::SqlState;
 
 use crate::backend::{Backend, SessionStarter};
 use std::sync::Arc;
@@ -35,7 +37,7 @@ use crate::proto::ProtoError;
 pub enum LoginError {
     /// Something to tell the client before closing: SQLSTATE and message.
     #[error("{message}")]
-    Fatal { code: &'static str, message: String },
+    Fatal { code: SqlState, message: String },
     #[error("invalid startup packet: {0}")]
     Startup(ProtoError),
     #[error("protocol violation: {0}")]
@@ -48,7 +50,7 @@ pub enum LoginError {
 
 impl LoginError {
     /// A FATAL error for the client.
-    pub fn fatal(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn fatal(code: SqlState, message: impl Into<String>) -> Self {
         Self::Fatal {
             code,
             message: message.into(),

@@ -9,6 +9,7 @@ mod auth_query;
 mod basic;
 mod fencing;
 mod front_door;
+mod hostile;
 mod ops;
 mod prepared;
 mod reload;
@@ -43,6 +44,7 @@ fn main() {
         routing::TESTS,
         fencing::TESTS,
         reload::TESTS,
+        hostile::TESTS,
     ]
     .concat();
     let trials = tests
