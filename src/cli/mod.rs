@@ -7,6 +7,7 @@ mod check_config;
 mod clone;
 mod events;
 mod failover;
+mod logging;
 mod pooler;
 mod rejoin;
 mod sandbox;
@@ -75,14 +76,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Rejoin(a) => rejoin::run(a),
         Command::Clone(a) => clone::run(a),
     }
-}
-
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -8,6 +8,7 @@ mod admin;
 mod auth_query;
 mod basic;
 mod front_door;
+mod logs;
 mod ops;
 mod prepared;
 mod routing;
@@ -39,6 +40,7 @@ fn main() {
         admin::TESTS,
         ops::TESTS,
         routing::TESTS,
+        logs::TESTS,
     ]
     .concat();
     let trials = tests
