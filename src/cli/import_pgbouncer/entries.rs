@@ -162,6 +162,8 @@ fn wildcard(doc: &mut Doc, report: &mut Report, e: &Entry, pairs: &[(String, Str
     for (k, v) in pairs {
         let shown = if super::report::is_secret(k) {
             "\"(hidden)\"".to_string()
+        } else if let Ok(n) = v.parse::<i64>() {
+            n.to_string()
         } else {
             Value::String(v.clone()).to_string()
         };

@@ -28,7 +28,9 @@ pub fn import(ini: &Path, entries: &[Entry], userlist: Option<&Path>) -> Importe
     im.doc.table("pooler");
     let last = last_of_each(entries);
     let mut auth_file = None;
-    let mut log_stats = true;
+    let log_stats = !entries.iter().any(|e| {
+        e.section == "pgbouncer" && e.key == "log_stats" && parse_bool(&e.value) == Some(false)
+    });
     for (i, e) in entries.iter().enumerate() {
         if let Some(&later) = last.get(&(e.section.as_str(), e.key.as_str())) {
             if later != i {
@@ -49,14 +51,14 @@ pub fn import(ini: &Path, entries: &[Entry], userlist: Option<&Path>) -> Importe
                     auth_file = Some((e.clone(), absolute(ini, &e.value)));
                     continue;
                 }
-                "log_stats" => {
-                    log_stats = parse_bool(&e.value).unwrap_or(true);
-                    Outcome::mapped(if log_stats {
-                        "nothing to write: a stats line every pooler.stats_period".to_string()
-                    } else {
-                        "pooler.stats_period = 0".to_string()
-                    })
+                "log_stats" if log_stats => {
+                    Outcome::mapped("nothing to write: a stats line every pooler.stats_period")
                 }
+                "log_stats" => Outcome::mapped("pooler.stats_period = 0"),
+                "stats_period" if !log_stats => Outcome::mapped_note(
+                    "pooler.stats_period = 0",
+                    "log_stats = 0 turns the periodic stats line off",
+                ),
                 _ => setting(&mut im.doc, &e.key, &e.value),
             },
             "databases" => {
@@ -77,6 +79,7 @@ pub fn import(ini: &Path, entries: &[Entry], userlist: Option<&Path>) -> Importe
             .set("stats_period", Value::Integer(0));
     }
     defaults(&mut im, entries);
+    auth_query_default(&mut im, entries);
     entries::auth_file(&mut im, auth_file, userlist);
     im
 }
@@ -239,6 +242,29 @@ fn defaults(im: &mut Imported, entries: &[Entry]) {
         im.report
             .add("(not set)".into(), "pgbouncer", key, theirs, outcome);
     }
+}
+
+/// With `auth_user` set and `auth_query` not: the default queries differ.
+fn auth_query_default(im: &mut Imported, entries: &[Entry]) {
+    let set = |k: &str| {
+        entries
+            .iter()
+            .any(|e| e.section == "pgbouncer" && e.key == k)
+    };
+    if !set("auth_user") || set("auth_query") {
+        return;
+    }
+    let outcome = Outcome::Default {
+        to: "pgsluice's default kept".into(),
+        note: "PgBouncer 1.21+ reads pg_authid (rolname, rolpassword, rolvaliduntil); pgsluice's default reads pg_shadow (usename, passwd) like PgBouncer 1.20 and older; both need a superuser or a SECURITY DEFINER function".into(),
+    };
+    im.report.add(
+        "(not set)".into(),
+        "pgbouncer",
+        "auth_query",
+        "(PgBouncer's default)",
+        outcome,
+    );
 }
 
 /// Converts a PgBouncer value to the TOML value pgsluice reads.
