@@ -8,6 +8,7 @@ mod admin;
 mod auth_query;
 mod basic;
 mod front_door;
+mod import;
 mod logs;
 mod ops;
 mod prepared;
@@ -41,6 +42,7 @@ fn main() {
         ops::TESTS,
         routing::TESTS,
         logs::TESTS,
+        import::TESTS,
     ]
     .concat();
     let trials = tests
