@@ -230,6 +230,8 @@ pub struct PoolerConfig {
     pub max_startup_packet_size: usize,
     pub log_connections: bool,
     pub log_disconnections: bool,
+    /// How log lines are written (read at start; a reload does not change it).
+    pub log_format: LogFormat,
     /// Zero = no periodic stats line.
     pub stats_period: Duration,
     pub tcp_keepalive: bool,
@@ -375,6 +377,29 @@ pub struct AgentConfig {
     pub name: String,
     /// Where the state lives.
     pub state_store: StateStoreConfig,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+}
+
+/// How a daemon writes its log lines on stderr (`[pooler] log_format`, `[agent] log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses the configuration spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(Self::Text),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
 }
 
 /// `[agent] state_store`.

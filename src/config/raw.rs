@@ -101,6 +101,8 @@ pub struct RawPooler {
     pub max_startup_packet_size: Option<RawBytes>,
     pub log_connections: Option<bool>,
     pub log_disconnections: Option<bool>,
+    /// `text` or `json` log lines on stderr.
+    pub log_format: Option<String>,
     pub stats_period: Option<RawDuration>,
     pub tcp_keepalive: Option<bool>,
     pub shutdown_timeout: Option<RawDuration>,
@@ -232,6 +234,8 @@ pub struct RawAgent {
     pub etcd_password: Option<String>,
     /// The leader lease's time to live (whole seconds, at least 2).
     pub lease_ttl: Option<RawDuration>,
+    /// `text` or `json` log lines on stderr.
+    pub log_format: Option<String>,
 }
 
 /// `[metrics]`: the pooler's HTTP endpoint (`/metrics`, `/health`, control).

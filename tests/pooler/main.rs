@@ -10,6 +10,8 @@ mod basic;
 mod fencing;
 mod front_door;
 mod hostile;
+mod import;
+mod logs;
 mod ops;
 mod prepared;
 mod reload;
@@ -45,6 +47,8 @@ fn main() {
         fencing::TESTS,
         reload::TESTS,
         hostile::TESTS,
+        logs::TESTS,
+        import::TESTS,
     ]
     .concat();
     let trials = tests

@@ -80,7 +80,13 @@ async fn admit(
             return None;
         }
     };
-    let span = tracing::info_span!("client", id = key.pid, %peer, db = %login.database.name, user = %login.user);
+    let span = tracing::info_span!(
+        "client",
+        client_id = key.pid,
+        %peer,
+        database = %login.database.name,
+        user = %login.user
+    );
     if config.pooler.log_connections {
         span.in_scope(|| info!(application_name = %login.application_name, "login"));
     }
