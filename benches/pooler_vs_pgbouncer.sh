@@ -5,7 +5,8 @@
 #
 # Usage: benches/pooler_vs_pgbouncer.sh [seconds-per-run] [repetitions] [client counts...]
 # Environment: CASES="name:pgbench-args:mode,..." (default: all), WORKERS=N pgsluice runtime threads (default 0 = one per core), IDLE="1000 10000" idle-client counts (or "none"), SKIP_BUILD=1 to use the
-# existing release binary.
+# existing release binary, BASELINE=/path/to/another/pgsluice to run that binary too, interleaved as
+# target "baseline" with the same configuration (regression checks of one change).
 # Example: benches/pooler_vs_pgbouncer.sh 5 3 1 16 64 256
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ PGSLUICE=$PWD/target/release/pgsluice
 WORK=$(mktemp -d /tmp/pgsluice-bench.XXXXXX); chmod 755 "$WORK"
 AS=(); [ "$(id -u)" = 0 ] && { chown postgres "$WORK"; AS=(runuser -u postgres --); }
 PGPORT=$((20000 + RANDOM % 10000)); BPORT=$((PGPORT + 1)); SPORT=$((PGPORT + 2)); MPORT=$((PGPORT + 3))
+XPORT=$((PGPORT + 4)); XMPORT=$((PGPORT + 5))
 ulimit -n 20000 2>/dev/null || true   # before the daemons start: 10k clients need the fds
 PIDS=()
 cleanup() {
@@ -76,6 +78,13 @@ TOML
 chown -R postgres "$WORK" 2>/dev/null || true
 "${AS[@]}" pgbouncer -q "$WORK/pgbouncer.ini" & PIDS+=($!)
 RUST_LOG=warn "$PGSLUICE" pooler -c "$WORK/pgsluice.toml" 2>"$WORK/pgsluice.log" & PIDS+=($!); SLUICE=$!
+TARGETS="pgbouncer pgsluice direct"
+if [ -n "${BASELINE:-}" ]; then
+  sed -e "s/^listen_port = $SPORT/listen_port = $XPORT/" -e "s/:$MPORT/:$XMPORT/" \
+    "$WORK/pgsluice.toml" >"$WORK/baseline.toml"
+  RUST_LOG=warn "$BASELINE" pooler -c "$WORK/baseline.toml" 2>"$WORK/baseline.log" & PIDS+=($!); BASE=$!
+  TARGETS="pgbouncer pgsluice baseline direct"
+fi
 sleep 1
 # The pgbouncer process itself (runuser is its parent when run as root).
 BOUNCER=$(pgrep -n -x pgbouncer -P "${PIDS[0]}" 2>/dev/null || echo "${PIDS[0]}")
@@ -114,15 +123,15 @@ for spec in "${SPECS[@]}"; do
     [ "$name" = "tpcb-like" ] && [ "$c" != 64 ] && continue
     declare -A T=() L=() U=() Q=()
     for r in $(seq "$REPS"); do
-      for t in pgbouncer pgsluice direct; do
-        case $t in pgbouncer) p=$BPORT; pid=$BOUNCER;; pgsluice) p=$SPORT; pid=$SLUICE;; direct) p=$PGPORT; pid=0;; esac
+      for t in $TARGETS; do
+        case $t in pgbouncer) p=$BPORT; pid=$BOUNCER;; pgsluice) p=$SPORT; pid=$SLUICE;; baseline) p=$XPORT; pid=$BASE;; direct) p=$PGPORT; pid=0;; esac
         m=$mode; [ "$t" = pgbouncer ] && [ "$mode" = prepared ] && m=extended
         read -r tps lat cpu p99 < <(run "$p" "$pid" "$c" "$m" "$extra")
         T[$t]+="$tps "; L[$t]+="$lat "; U[$t]+="$cpu "; Q[$t]+="$p99 "
       done
     done
     bt=$(vals "${T[pgbouncer]}" | median); bu=$(vals "${U[pgbouncer]}" | median)
-    for t in pgbouncer pgsluice direct; do
+    for t in $TARGETS; do
       mt=$(vals "${T[$t]}" | median); ml=$(vals "${L[$t]}" | median)
       mu=$(vals "${U[$t]}" | median)
       rt=$(awk -v a="$mt" -v b="$bt" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "-"}')

@@ -121,6 +121,11 @@ impl Backend {
         self.config.load()
     }
 
+    /// Whether `config` is the configuration in force (a pointer compare, no reference count).
+    pub fn config_is(&self, config: &Arc<Config>) -> bool {
+        Arc::ptr_eq(&self.config.load(), config)
+    }
+
     /// Replaces configuration and credentials (reload); pools pick up settings at next use.
     pub fn set_config(&self, config: Arc<Config>, file_secrets: HashMap<String, Secret>) {
         let creds = Arc::new(merge_credentials(&config, file_secrets));

@@ -198,6 +198,11 @@ impl Pool {
         self.spec.load_full()
     }
 
+    /// Whether `spec` is this pool's connect spec now (pointer identity, no reference count).
+    pub fn spec_is(&self, spec: &ConnectSpec) -> bool {
+        std::ptr::eq(&**self.spec.load(), spec)
+    }
+
     /// Whether `node` is where this pool connects now (no reference count taken).
     fn targets(&self, node: &str) -> bool {
         *self.spec.load().node == *node
@@ -271,7 +276,7 @@ impl Pool {
     /// Dropping the future leaves the queue, returns any connection already handed over and
     /// frees a slot taken for a connection being opened.
     pub async fn checkout(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
-        let settings = self.settings();
+        let settings = self.settings.load();
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
         let waiter = loop {
             let now = Instant::now();

@@ -1,9 +1,11 @@
 //! Cancel keys: each client gets a pooler-issued BackendKeyData; a CancelRequest carrying it is
 //! forwarded to the server session running that client's query, and to nothing else.
 
+use crate::pool::Pool;
+use arc_swap::ArcSwapOption;
 use rand::Rng;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 
@@ -30,24 +32,44 @@ impl CancelTarget {
     }
 }
 
-/// One client's slot: set while a server is attached.
+/// One client's slot: set while a server is attached. Lock-free: a transaction stores the
+/// server's key in one atomic and the server's place only when it differs from the last one
+/// (normally never), so attaching costs no lock and no reference count.
 #[derive(Debug, Default)]
-pub struct CancelSlot(Mutex<Option<CancelTarget>>);
+pub struct CancelSlot {
+    /// Backend pid (high half) and secret (low half) of the attached server; 0 when none.
+    key: AtomicU64,
+    /// Where the attached server lives (the pool's connect spec).
+    spec: ArcSwapOption<crate::server::ConnectSpec>,
+}
 
 impl CancelSlot {
-    /// Records the attached server (or `None` when released).
-    pub fn set(&self, t: Option<CancelTarget>) {
-        match self.0.lock() {
-            Ok(mut g) => *g = t,
-            Err(p) => *p.into_inner() = t,
+    /// Records the server `(pid, secret)` of pool `pool` as attached.
+    pub fn attach(&self, pool: &Pool, pid: i32, secret: i32) {
+        let same = self.spec.load().as_deref().is_some_and(|s| pool.spec_is(s));
+        if !same {
+            self.spec.store(Some(pool.spec()));
         }
+        let key = ((pid as u32 as u64) << 32) | secret as u32 as u64;
+        self.key.store(key, Ordering::Release);
     }
 
-    fn get(&self) -> Option<CancelTarget> {
-        match self.0.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
+    /// The server was released.
+    pub fn detach(&self) {
+        self.key.store(0, Ordering::Release);
+    }
+
+    /// The attached server, if any.
+    pub fn target(&self) -> Option<CancelTarget> {
+        let key = self.key.load(Ordering::Acquire);
+        if key == 0 {
+            return None;
         }
+        Some(CancelTarget {
+            spec: self.spec.load_full()?,
+            pid: (key >> 32) as u32 as i32,
+            secret: key as u32 as i32,
+        })
     }
 }
 
@@ -110,7 +132,7 @@ impl CancelMap {
             Ok(m) => m
                 .get(&pid)
                 .filter(|(s, _)| *s == secret)
-                .and_then(|(_, slot)| slot.get()),
+                .and_then(|(_, slot)| slot.target()),
             Err(_) => None,
         };
         let Some(t) = target else {

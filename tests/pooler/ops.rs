@@ -126,7 +126,11 @@ fn reload_under_load(fx: &Fixture) -> Result<(), Failed> {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // Logins first (slow on a loaded machine): the reload must land under load.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done.load(Ordering::Relaxed) < 30 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let text = std::fs::read_to_string(&p.config_path)?;
     std::fs::write(
         &p.config_path,

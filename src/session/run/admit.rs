@@ -121,6 +121,7 @@ async fn admit(
         c2s: Pipe::default(),
         s2c: Pipe::default(),
         flow: None,
+        config: None,
     };
     Some((session, server.map(Box::new), span))
 }

@@ -17,14 +17,14 @@ pub use admit::serve;
 pub use end::EndReason;
 
 use super::buffers;
-use super::cancel::{CancelKey, CancelTarget};
+use super::cancel::CancelKey;
 use super::clients::{now_us, ClientInfo, CloseReason, Registered};
 use super::ctx::{DbGate, SessionCtx};
 use super::forward::{Forwarder, Outcome, Pipe};
 use super::prepared_flow::{self, Flow};
 use super::route::Routed;
 use super::sqlstate::SqlState;
-use crate::config::PoolMode;
+use crate::config::{Config, PoolMode};
 use crate::net::stream::ClientStream;
 use crate::pool::Pool;
 use crate::proto::{builders, tags::status};
@@ -75,6 +75,8 @@ struct Session {
     flow: Option<Box<Flow>>,
     /// Read routing to standbys (databases with a policy other than `primary`).
     route: Option<Box<Routed>>,
+    /// The configuration snapshot the last transaction ran under.
+    config: Option<Arc<Config>>,
 }
 
 impl Session {
@@ -109,22 +111,27 @@ impl Session {
                     }
                 }
             };
-            if let Some(why) = Box::pin(self.transaction(server)).await {
+            // One configuration snapshot per transaction: the session's own, replaced only
+            // when a reload put another in force (a pointer compare, no reference count).
+            let config = match self.config.take() {
+                Some(c) if self.ctx.config_is(&c) => c,
+                _ => self.ctx.config(),
+            };
+            let ended = Box::pin(self.transaction(server, &config)).await;
+            self.config = Some(config);
+            if let Some(why) = ended {
                 return why;
             }
         }
     }
 
-    /// One transaction on `server`; `Some(why)` when the session must end.
-    async fn transaction(&mut self, mut server: ServerConn) -> Option<EndReason> {
-        let config = self.ctx.config();
-        let mode = self.pool.settings().mode;
-        let target = CancelTarget {
-            spec: self.pool.spec(),
-            pid: server.key.0,
-            secret: server.key.1,
-        };
-        self.key.slot.set(Some(target.clone()));
+    /// One transaction on `server` under the configuration snapshot `config`; `Some(why)` when
+    /// the session must end. Per transaction this takes no lock and no reference count on
+    /// shared state: the pool mode and connect spec are read through `ArcSwap` guards and the
+    /// cancel slot is two atomic stores.
+    async fn transaction(&mut self, mut server: ServerConn, config: &Config) -> Option<EndReason> {
+        let mode = self.pool.mode();
+        self.key.slot.attach(&self.pool, server.key.0, server.key.1);
         let info = self.reg.info.clone();
         info.active(server.key.0, self.pool.id());
         if !self.pool.serves(&server.node) {
@@ -145,10 +152,10 @@ impl Session {
         }
         let outcome = tokio::select! {
             biased;
-            o = self.forward(&mut fwd, &mut server, &target, &config) => Some(o),
+            o = self.forward(&mut fwd, &mut server, config) => Some(o),
             _ = info.closing(CloseReason::Killed) => None,
         };
-        self.key.slot.set(None);
+        self.key.slot.detach();
         prepared_flow::give_back(fwd.flow.take(), &mut self.flow, &mut server.prepared);
         let Some(outcome) = outcome else {
             // Killed from the console, or the node was fenced: the server's state is unknown,

@@ -5,7 +5,7 @@ use super::Session;
 use crate::net::stream::ClientStream;
 use crate::proto::tags::status;
 use crate::server::ServerConn;
-use crate::session::cancel::CancelTarget;
+use crate::session::cancel::CancelSlot;
 use crate::session::clients::CloseReason;
 use crate::session::forward::{Forwarder, Outcome, Pipe};
 use std::time::{Duration, Instant};
@@ -18,7 +18,6 @@ impl Session {
         &mut self,
         fwd: &mut Forwarder,
         server: &mut ServerConn,
-        target: &CancelTarget,
         config: &crate::config::Config,
     ) -> std::io::Result<Outcome> {
         if !fwd.release_at_boundary && !fwd.statement_mode {
@@ -26,11 +25,11 @@ impl Session {
             // `Forwarder::run` is cancellation safe (it is re-entered on every timeout tick).
             tokio::select! {
                 biased;
-                r = Box::pin(self.forward_once(fwd, server, target, config)) => return r,
+                r = Box::pin(self.forward_once(fwd, server, config)) => return r,
                 _ = info.closing(CloseReason::Drain) => fwd.release_at_boundary = true,
             }
         }
-        self.forward_once(fwd, server, target, config).await
+        self.forward_once(fwd, server, config).await
     }
 
     /// Forwards one transaction, enforcing `query_timeout` (cancel, then close after twice the
@@ -40,7 +39,6 @@ impl Session {
         &mut self,
         fwd: &mut Forwarder,
         server: &mut ServerConn,
-        target: &CancelTarget,
         config: &crate::config::Config,
     ) -> std::io::Result<Outcome> {
         let (qt, itt) = (
@@ -48,13 +46,11 @@ impl Session {
             config.pooler.idle_transaction_timeout,
         );
         let (client, c2s, s2c) = (&mut self.client, &mut self.c2s, &mut self.s2c);
+        let slot = &self.key.slot;
         if qt.is_zero() && itt.is_zero() {
             return fwd.run(client, &mut server.stream, c2s, s2c).await;
         }
-        Box::pin(forward_timed(
-            fwd, client, server, c2s, s2c, target, qt, itt,
-        ))
-        .await
+        Box::pin(forward_timed(fwd, client, server, c2s, s2c, slot, qt, itt)).await
     }
 }
 
@@ -66,7 +62,7 @@ async fn forward_timed(
     server: &mut ServerConn,
     c2s: &mut Pipe,
     s2c: &mut Pipe,
-    target: &CancelTarget,
+    slot: &CancelSlot,
     qt: Duration,
     itt: Duration,
 ) -> std::io::Result<Outcome> {
@@ -104,7 +100,9 @@ async fn forward_timed(
             }
             if running >= qt && !cancelled {
                 cancelled = true;
-                target.send().await;
+                if let Some(target) = slot.target() {
+                    target.send().await;
+                }
             }
         }
         if !itt.is_zero()
