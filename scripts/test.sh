@@ -21,6 +21,9 @@ command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
+# The console contract test runs Munin's PgBouncer plugins and reads types through DBD::Pg.
+[ -e /usr/share/munin/plugins/pgbouncer_connections ] || need_apt+=(munin-plugins-core)
+perl -MDBD::Pg -e1 >/dev/null 2>&1 || need_apt+=(libdbd-pg-perl)
 # The prepared-statement driver test (tests/drivers/prepared_drivers.py) runs python3.
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)

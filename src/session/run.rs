@@ -149,7 +149,7 @@ async fn serve_console(
     let reg = ctx.register_client(ClientInfo::new(
         key.pid,
         (&login.user, &login.user),
-        "pgsluice",
+        "pgbouncer",
         "",
         peer,
         true,

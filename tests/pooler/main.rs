@@ -7,6 +7,7 @@
 mod admin;
 mod auth_query;
 mod basic;
+mod console;
 mod front_door;
 mod import;
 mod logs;
@@ -43,6 +44,7 @@ fn main() {
         routing::TESTS,
         logs::TESTS,
         import::TESTS,
+        console::TESTS,
     ]
     .concat();
     let trials = tests
