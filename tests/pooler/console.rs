@@ -124,63 +124,69 @@ fn columns_match(fx: &Fixture) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Runs Munin's `plugin` (with `config` or not) against the console on `port` as `app`;
+/// returns its output.
+pub fn munin(port: u16, plugin: &str, config: bool) -> Result<String, Failed> {
+    let path = format!("/usr/share/munin/plugins/{plugin}");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} is missing: install Debian's munin-plugins-core and libdbd-pg-perl"
+    );
+    let out = Command::new("perl")
+        .arg(&path)
+        .args(config.then_some("config"))
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", port.to_string())
+        .env("PGUSER", "app")
+        .env("PGPASSWORD", PASSWORD)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "{plugin}: {stderr}"
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// The `(field, value)` pairs of a plugin's values output; every value must be a
+/// non-negative number and every field must have a label in `config`.
+pub fn munin_values(plugin: &str, values: &str, config: &str) -> Result<Vec<String>, Failed> {
+    let mut seen = Vec::new();
+    for line in values.lines() {
+        let (key, value) = line.split_once(' ').ok_or(format!("{plugin}: {line:?}"))?;
+        let field = key
+            .strip_suffix(".value")
+            .ok_or(format!("{plugin}: {line:?}"))?;
+        let v: f64 = value.parse().map_err(|_| format!("{plugin}: {line:?}"))?;
+        assert!(v >= 0.0, "{plugin}: negative value in {line:?}\n{values}");
+        assert!(
+            config.contains(&format!("{field}.label")),
+            "{field} not in config:\n{config}"
+        );
+        seen.push(field.to_string());
+    }
+    Ok(seen)
+}
+
 /// Munin's `pgbouncer_connections` and `pgbouncer_requests` against the console.
 fn munin_plugins(fx: &Fixture) -> Result<(), Failed> {
-    let dir = "/usr/share/munin/plugins";
-    for (plugin, fields) in [
-        (
-            "pgbouncer_connections",
-            Some(["cl_active", "cl_waiting", "sv_active", "sv_idle"]),
-        ),
-        ("pgbouncer_requests", None),
-    ] {
-        let path = format!("{dir}/{plugin}");
-        assert!(
-            std::path::Path::new(&path).exists(),
-            "{path} is missing: install Debian's munin-plugins-core and libdbd-pg-perl"
-        );
-        let run = |arg: Option<&str>| -> Result<String, Failed> {
-            let out = Command::new("perl")
-                .arg(&path)
-                .args(arg)
-                .env("PGHOST", "127.0.0.1")
-                .env("PGPORT", fx.port.to_string())
-                .env("PGUSER", "app")
-                .env("PGPASSWORD", PASSWORD)
-                .output()?;
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success() && stderr.is_empty(),
-                "{plugin}: {stderr}"
+    for plugin in ["pgbouncer_connections", "pgbouncer_requests"] {
+        let values = munin(fx.port, plugin, false)?;
+        let config = munin(fx.port, plugin, true)?;
+        let seen = munin_values(plugin, &values, &config)?;
+        if plugin == "pgbouncer_connections" {
+            assert_eq!(
+                seen,
+                ["cl_active", "cl_waiting", "sv_active", "sv_idle"],
+                "{values}"
             );
-            Ok(String::from_utf8_lossy(&out.stdout).to_string())
-        };
-        let values = run(None)?;
-        let config = run(Some("config"))?;
-        let mut seen = Vec::new();
-        for line in values.lines() {
-            let (key, value) = line.split_once(' ').ok_or(format!("{plugin}: {line:?}"))?;
-            let field = key
-                .strip_suffix(".value")
-                .ok_or(format!("{plugin}: {line:?}"))?;
-            let v: f64 = value.parse().map_err(|_| format!("{plugin}: {line:?}"))?;
-            assert!(v >= 0.0, "{plugin}: negative value in {line:?}\n{values}");
+        } else {
+            // One field per database, the console excluded (as with PgBouncer).
+            assert!(seen.iter().any(|f| f == "app"), "{plugin}:\n{values}");
             assert!(
-                config.contains(&format!("{field}.label")),
-                "{field} not in config:\n{config}"
+                !seen.iter().any(|f| f == "pgbouncer"),
+                "{plugin}:\n{values}"
             );
-            seen.push(field.to_string());
-        }
-        match fields {
-            Some(f) => assert_eq!(seen, f, "{plugin}:\n{values}"),
-            // One field per database clients use, the console excluded (as with PgBouncer).
-            None => {
-                assert!(seen.iter().any(|f| f == "app"), "{plugin}:\n{values}");
-                assert!(
-                    !seen.iter().any(|f| f == "pgbouncer"),
-                    "{plugin}:\n{values}"
-                );
-            }
         }
     }
     Ok(())
