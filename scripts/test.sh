@@ -21,6 +21,12 @@ command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
+# The console contract test runs Munin's PgBouncer plugins and reads types through DBD::Pg.
+[ -e /usr/share/munin/plugins/pgbouncer_connections ] || need_apt+=(munin-plugins-core)
+perl -MDBD::Pg -e1 >/dev/null 2>&1 || need_apt+=(libdbd-pg-perl)
+# The import round trip serves the same pgbouncer.ini with PgBouncer itself.
+new_pgbouncer=no
+command -v pgbouncer >/dev/null 2>&1 || { need_apt+=(pgbouncer); new_pgbouncer=yes; }
 # The prepared-statement driver test (tests/drivers/prepared_drivers.py) runs python3.
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
@@ -32,7 +38,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need_apt[@]}"
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+# The tests start their own PgBouncer; the service Debian's package starts (localhost:6432,
+# pgsluice's default port too) is not wanted.
+if [ "$new_pgbouncer" = yes ] && [ -d /run/systemd/system ]; then
+  systemctl disable --now pgbouncer.service >/dev/null 2>&1 || true
 fi
 
 # Python drivers for tests/drivers/prepared_drivers.py.

@@ -337,3 +337,41 @@ fn make_certs(dir: &Path) {
     std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
     std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
 }
+
+#[test]
+fn overridden_and_unknown_entries_hide_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("p.ini");
+    std::fs::write(
+        &ini,
+        "[databases]\napp = host=h1 password=first-secret\napp = host=h2 password=second-secret\n\
+         [peers]\n1 = host=p password=peer-secret\n\
+         [pgbouncer]\nlog_stats = 0\nlog_stats = 1\n",
+    )
+    .unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_pgsluice"))
+        .arg("import-pgbouncer")
+        .arg(&ini)
+        .output()
+        .unwrap();
+    let toml_text = String::from_utf8_lossy(&run.stdout);
+    let report = String::from_utf8_lossy(&run.stderr);
+    for secret in ["first-secret", "second-secret", "peer-secret"] {
+        assert!(
+            !report.contains(secret),
+            "{secret} in the report:\n{report}"
+        );
+    }
+    assert!(
+        report.contains("p.ini:2 [databases] app = host=h1 password=(hidden)\n    overridden"),
+        "{report}"
+    );
+    let t: toml::Table = toml::from_str(&toml_text).unwrap();
+    assert_eq!(t["databases"]["app"]["host"].as_str(), Some("h2"));
+    assert_eq!(
+        t["databases"]["app"]["password"].as_str(),
+        Some("second-secret")
+    );
+    // The last log_stats wins: stats lines stay on.
+    assert!(t["pooler"].get("stats_period").is_none(), "{toml_text}");
+}

@@ -90,25 +90,28 @@ impl Admin {
     fn databases(&self) -> Table {
         let config = self.ctx.config();
         let (topology, primary) = self.ctx.topology();
-        let mut t = Table::new(&[
-            "name",
-            "host",
-            "port",
-            "database",
-            "force_user",
-            "pool_size",
-            "min_pool_size",
-            "reserve_pool",
-            "server_lifetime",
-            "pool_mode",
-            "max_connections",
-            "current_connections",
-            "paused",
-            "disabled",
-            "node",
-            "role",
-            "epoch",
-        ]);
+        let mut t = Table::typed(
+            &[
+                "name",
+                "host",
+                "port",
+                "database",
+                "force_user",
+                "pool_size",
+                "min_pool_size",
+                "reserve_pool",
+                "server_lifetime",
+                "pool_mode",
+                "max_connections",
+                "current_connections",
+                "paused",
+                "disabled",
+                "node",
+                "role",
+                "epoch",
+            ],
+            "ssissiiiisiiiissq",
+        );
         for (name, db) in &config.databases {
             let (host, port, node) = match (&db.backend, &primary) {
                 (Backend::Host { host, port }, _) => {
@@ -142,33 +145,56 @@ impl Admin {
                 s(topology.epoch),
             ]);
         }
+        // The admin console's pseudo-database, as PgBouncer lists its own.
+        t.row(vec![
+            s(CONSOLE_DB),
+            None,
+            s(config.pooler.listen.port()),
+            s(CONSOLE_DB),
+            s(CONSOLE_DB),
+            s(0),
+            s(0),
+            s(0),
+            s(config.pooler.server_lifetime.as_secs()),
+            s("statement"),
+            s(0),
+            s(0),
+            b(false),
+            b(false),
+            None,
+            s("console"),
+            s(topology.epoch),
+        ]);
         t
     }
 
     fn pools(&self) -> Table {
         let clients = self.ctx.clients.all();
         let now = now_us();
-        let mut t = Table::new(&[
-            "database",
-            "user",
-            "cl_active",
-            "cl_waiting",
-            "cl_active_cancel_req",
-            "cl_waiting_cancel_req",
-            "sv_active",
-            "sv_active_cancel",
-            "sv_being_canceled",
-            "sv_idle",
-            "sv_used",
-            "sv_tested",
-            "sv_login",
-            "maxwait",
-            "maxwait_us",
-            "pool_mode",
-            "node",
-            "paused",
-            "role",
-        ]);
+        let mut t = Table::typed(
+            &[
+                "database",
+                "user",
+                "cl_active",
+                "cl_waiting",
+                "cl_active_cancel_req",
+                "cl_waiting_cancel_req",
+                "sv_active",
+                "sv_active_cancel",
+                "sv_being_canceled",
+                "sv_idle",
+                "sv_used",
+                "sv_tested",
+                "sv_login",
+                "maxwait",
+                "maxwait_us",
+                "pool_mode",
+                "node",
+                "paused",
+                "role",
+            ],
+            "ssiiiiiiiiiiiiissis",
+        );
         let view = self.ctx.cluster_view();
         for p in sorted_pools(&self.ctx.pools.all()) {
             let mine = clients.iter().filter(|c| of_pool(c, &p));
@@ -209,13 +235,19 @@ impl Admin {
                     .map(|i| view.nodes[i].role.as_str().to_string()),
             ]);
         }
+        // The console's pseudo-pool: its clients (this session included) are active.
+        let console = clients.iter().filter(|c| c.console).count();
+        let mut row = vec![s(CONSOLE_DB), s(CONSOLE_DB), s(console)];
+        row.extend((0..12).map(|_| s(0)));
+        row.extend([s("statement"), None, b(false), s("console")]);
+        t.row(row);
         t
     }
 
     fn clients(&self) -> Table {
         let now = now_us();
         let listen = self.ctx.config().pooler.listen;
-        let mut t = Table::new(CONNECTION_COLUMNS);
+        let mut t = Table::typed(CONNECTION_COLUMNS, CONNECTION_TYPES);
         for c in self.ctx.clients.all() {
             let state = match c.state() {
                 ClientState::Waiting => "waiting",
@@ -228,6 +260,7 @@ impl Admin {
                 s("C"),
                 s(&c.user),
                 s(&c.database),
+                s("none"),
                 s(state),
                 addr,
                 s(port),
@@ -253,7 +286,8 @@ impl Admin {
     fn servers(&self) -> Table {
         let clients = self.ctx.clients.all();
         let now = now_us();
-        let mut t = Table::new(&[CONNECTION_COLUMNS, &["node"]].concat());
+        let types = format!("{CONNECTION_TYPES}s");
+        let mut t = Table::typed(&[CONNECTION_COLUMNS, &["node"]].concat(), &types);
         for p in sorted_pools(&self.ctx.pools.all()) {
             let spec = p.spec();
             let row =
@@ -262,6 +296,7 @@ impl Admin {
                         s("S"),
                         s(&p.user),
                         s(&p.database),
+                        s("none"),
                         s(state),
                         s(&spec.host),
                         s(spec.port),
@@ -297,13 +332,16 @@ impl Admin {
 
     fn users(&self) -> Table {
         let config = self.ctx.config();
-        let mut t = Table::new(&[
-            "name",
-            "pool_size",
-            "pool_mode",
-            "max_user_connections",
-            "current_connections",
-        ]);
+        let mut t = Table::typed(
+            &[
+                "name",
+                "pool_size",
+                "pool_mode",
+                "max_user_connections",
+                "current_connections",
+            ],
+            "sssii",
+        );
         for (name, u) in &config.users {
             t.row(vec![
                 s(name),
@@ -326,16 +364,24 @@ impl Admin {
         let clients = self.ctx.clients.all();
         let logins = self.ctx.totals.clients.load(Ordering::Relaxed);
         let servers: usize = pools.iter().map(|p| p.counts().1).sum();
-        let mut t = Table::new(&["list", "items"]);
+        let mut t = Table::typed(&["list", "items"], "si");
+        // The console's pseudo-database and pool count, as in SHOW DATABASES and POOLS; no
+        // peers and no asynchronous DNS resolver, so those lists are empty.
         for (k, v) in [
-            ("databases", config.databases.len()),
+            ("databases", config.databases.len() + 1),
             ("users", config.users.len()),
-            ("pools", pools.len()),
+            ("peers", 0),
+            ("pools", pools.len() + 1),
+            ("peer_pools", 0),
             ("free_clients", 0),
             ("used_clients", clients.len()),
             ("login_clients", logins.saturating_sub(clients.len())),
             ("free_servers", 0),
             ("used_servers", servers),
+            ("dns_names", 0),
+            ("dns_zones", 0),
+            ("dns_queries", 0),
+            ("dns_pending", 0),
         ] {
             t.text_row(&[k.to_string(), v.to_string()]);
         }
@@ -358,11 +404,20 @@ impl Admin {
     }
 }
 
-/// Columns shared by `SHOW CLIENTS` and `SHOW SERVERS`, PgBouncer's names and order.
+/// The name of the console's pseudo-database in `SHOW POOLS`, `DATABASES`, `CLIENTS` and
+/// `STATS`, as PgBouncer shows its own (monitoring tools skip or subtract it by that name).
+pub(super) const CONSOLE_DB: &str = "pgbouncer";
+
+/// Types of [`CONNECTION_COLUMNS`] (PgBouncer 1.23's, then `id`), see [`Table::typed`].
+const CONNECTION_TYPES: &str = "ssssssisiTTiiississii";
+
+/// Columns shared by `SHOW CLIENTS` and `SHOW SERVERS`: PgBouncer 1.23's names and order,
+/// then pgsluice's `id` (the client's or server's id, as `KILL_CLIENT` takes it).
 const CONNECTION_COLUMNS: &[&str] = &[
     "type",
     "user",
     "database",
+    "replication",
     "state",
     "addr",
     "port",

@@ -6,6 +6,7 @@
 //! transaction: `query_time` is the time server connections spent forwarding, which equals
 //! `xact_time` apart from the settings sync before each transaction.
 
+use super::show::CONSOLE_DB;
 use super::table::{s, Table};
 use super::{Admin, Show};
 use crate::backend::Backend;
@@ -121,21 +122,35 @@ fn new_zeros(m: Option<&BTreeMap<String, DbCounters>>) -> BTreeMap<String, [u64;
         .unwrap_or_default()
 }
 
-const TOTAL_NAMES: [&str; 7] = [
+/// PgBouncer's order of the eight values: server assignments, transactions, queries,
+/// bytes received, bytes sent, transaction time, query time, wait time.
+const TOTAL_NAMES: [&str; 8] = [
+    "server_assignment_count",
     "xact_count",
     "query_count",
-    "server_assignment_count",
     "received",
     "sent",
     "xact_time",
     "query_time",
+    "wait_time",
 ];
 const AVG_NAMES: [&str; 8] = [
+    "server_assignment_count",
     "xact_count",
     "query_count",
-    "server_assignment_count",
     "recv",
     "sent",
+    "xact_time",
+    "query_time",
+    "wait_time",
+];
+/// Column names of `STATS_TOTALS` and `STATS_AVERAGES` after `database`.
+const PERIOD_NAMES: [&str; 8] = [
+    "server_assignment_count",
+    "xact_count",
+    "query_count",
+    "bytes_received",
+    "bytes_sent",
     "xact_time",
     "query_time",
     "wait_time",
@@ -143,9 +158,9 @@ const AVG_NAMES: [&str; 8] = [
 
 fn total_values(c: &DbCounters) -> [u64; 8] {
     [
+        c.assignments,
         c.xacts,
         c.queries,
-        c.assignments,
         c.received,
         c.sent,
         c.xact_us,
@@ -154,11 +169,19 @@ fn total_values(c: &DbCounters) -> [u64; 8] {
     ]
 }
 
+/// [`DbCounters::averages`] in PgBouncer's order (see [`TOTAL_NAMES`]).
+fn in_order(a: [u64; 8]) -> [u64; 8] {
+    [a[2], a[0], a[1], a[3], a[4], a[5], a[6], a[7]]
+}
+
 impl Admin {
     pub(super) fn stats_table(&self, what: Show) -> Table {
         let totals = totals(&self.ctx);
         let avgs = self.averages.current();
-        let avg_of = |db: &str| avgs.get(db).copied().unwrap_or([0; 8]);
+        let avg_of = |db: &str| in_order(avgs.get(db).copied().unwrap_or([0; 8]));
+        // The console's pseudo-database, as PgBouncer lists its own: no server traffic.
+        let mut totals: Vec<(String, DbCounters)> = totals.into_iter().collect();
+        totals.push((CONSOLE_DB.to_string(), DbCounters::default()));
         match what {
             Show::Totals => {
                 let mut sum = [0u64; 8];
@@ -171,9 +194,8 @@ impl Admin {
                         *a += v;
                     }
                 }
-                let mut t = Table::new(&["name", "value"]);
-                let names = TOTAL_NAMES.iter().chain(["wait_time"].iter());
-                for (n, v) in names.zip(sum) {
+                let mut t = Table::typed(&["name", "value"], "sN");
+                for (n, v) in TOTAL_NAMES.iter().zip(sum) {
                     t.text_row(&[format!("total_{n}"), v.to_string()]);
                 }
                 for (n, v) in AVG_NAMES.iter().zip(avg) {
@@ -182,17 +204,9 @@ impl Admin {
                 t
             }
             Show::StatsTotals | Show::StatsAverages => {
-                let mut t = Table::new(&[
-                    "database",
-                    "xact_count",
-                    "query_count",
-                    "server_assignment_count",
-                    "bytes_received",
-                    "bytes_sent",
-                    "xact_time",
-                    "query_time",
-                    "wait_time",
-                ]);
+                let columns: Vec<&'static str> =
+                    std::iter::once("database").chain(PERIOD_NAMES).collect();
+                let mut t = Table::typed(&columns, "sNNNNNNNN");
                 for (db, c) in &totals {
                     let v = if what == Show::StatsTotals {
                         total_values(c)
@@ -206,25 +220,28 @@ impl Admin {
                 t
             }
             _ => {
-                let mut t = Table::new(&[
-                    "database",
-                    "total_xact_count",
-                    "total_query_count",
-                    "total_server_assignment_count",
-                    "total_received",
-                    "total_sent",
-                    "total_xact_time",
-                    "total_query_time",
-                    "total_wait_time",
-                    "avg_xact_count",
-                    "avg_query_count",
-                    "avg_server_assignment_count",
-                    "avg_recv",
-                    "avg_sent",
-                    "avg_xact_time",
-                    "avg_query_time",
-                    "avg_wait_time",
-                ]);
+                let mut t = Table::typed(
+                    &[
+                        "database",
+                        "total_server_assignment_count",
+                        "total_xact_count",
+                        "total_query_count",
+                        "total_received",
+                        "total_sent",
+                        "total_xact_time",
+                        "total_query_time",
+                        "total_wait_time",
+                        "avg_server_assignment_count",
+                        "avg_xact_count",
+                        "avg_query_count",
+                        "avg_recv",
+                        "avg_sent",
+                        "avg_xact_time",
+                        "avg_query_time",
+                        "avg_wait_time",
+                    ],
+                    "sNNNNNNNNNNNNNNNN",
+                );
                 for (db, c) in &totals {
                     let mut row = vec![s(db)];
                     row.extend(total_values(c).iter().map(s));

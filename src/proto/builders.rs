@@ -12,6 +12,12 @@ use super::tags::{auth, backend, frontend};
 
 /// Type oid of `text`, used by [`row_description`].
 pub const TEXT_OID: u32 = 25;
+/// OID of `int4`.
+pub const INT4_OID: u32 = 23;
+/// OID of `int8`.
+pub const INT8_OID: u32 = 20;
+/// OID of `numeric`.
+pub const NUMERIC_OID: u32 = 1700;
 
 /// Writes `s` up to its first NUL, then a NUL.
 pub(crate) fn put_cstr(buf: &mut BytesMut, s: &[u8]) {
@@ -163,15 +169,26 @@ pub fn command_complete(buf: &mut BytesMut, tag: &str) {
 
 /// RowDescription of text columns (type oid 25, text format), as the admin console returns.
 pub fn row_description(buf: &mut BytesMut, columns: &[&str]) {
+    let typed: Vec<(&str, u32)> = columns.iter().map(|c| (*c, TEXT_OID)).collect();
+    row_description_typed(buf, &typed);
+}
+
+/// RowDescription of text-format columns with their type OIDs (`TEXT_OID`, `INT4_OID`,
+/// `INT8_OID`, `NUMERIC_OID`); values are still sent as text.
+pub fn row_description_typed(buf: &mut BytesMut, columns: &[(&str, u32)]) {
     message(buf, backend::ROW_DESCRIPTION, |b| {
         let (count, n) = capped_i16(columns.len());
         b.put_i16(count);
-        for column in columns.iter().take(n) {
+        for (column, oid) in columns.iter().take(n) {
             put_cstr(b, column.as_bytes());
             b.put_u32(0); // table oid
             b.put_i16(0); // attribute number
-            b.put_u32(TEXT_OID);
-            b.put_i16(-1); // type size: variable
+            b.put_u32(*oid);
+            b.put_i16(match *oid {
+                INT4_OID => 4,
+                INT8_OID => 8,
+                _ => -1, // variable
+            });
             b.put_i32(-1); // type modifier
             b.put_i16(0); // text format
         }

@@ -64,7 +64,7 @@ fn every_show_command(fx: &Fixture) -> Result<(), Failed> {
     }
     // This console session is listed by SHOW CLIENTS with an id KILL_CLIENT accepts.
     let (_, out, _) = fx.console("app", "SHOW CLIENTS");
-    assert!(out.lines().any(|l| l.contains("|pgsluice|")), "{out}");
+    assert!(out.lines().any(|l| l.contains("|pgbouncer|")), "{out}");
     let (ok, out, _) = fx.console("app", "SHOW CONFIG");
     assert!(ok && cell(&out, "shutdown_timeout", "changeable") == Some("yes".into()));
     Ok(())

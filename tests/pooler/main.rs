@@ -8,6 +8,7 @@ mod admin;
 mod auth_query;
 mod basic;
 mod fencing;
+mod console;
 mod front_door;
 mod hostile;
 mod import;
@@ -49,6 +50,7 @@ fn main() {
         hostile::TESTS,
         logs::TESTS,
         import::TESTS,
+        console::TESTS,
     ]
     .concat();
     let trials = tests

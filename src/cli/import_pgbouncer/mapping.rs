@@ -28,20 +28,19 @@ pub fn import(ini: &Path, entries: &[Entry], userlist: Option<&Path>) -> Importe
     im.doc.table("pooler");
     let last = last_of_each(entries);
     let mut auth_file = None;
-    let log_stats = !entries.iter().any(|e| {
-        e.section == "pgbouncer" && e.key == "log_stats" && parse_bool(&e.value) == Some(false)
-    });
+    // The last log_stats line counts, as everywhere.
+    let log_stats = entries
+        .iter()
+        .rev()
+        .find(|e| e.section == "pgbouncer" && e.key == "log_stats")
+        .is_none_or(|e| parse_bool(&e.value) != Some(false));
     for (i, e) in entries.iter().enumerate() {
         if let Some(&later) = last.get(&(e.section.as_str(), e.key.as_str())) {
             if later != i {
                 let by = entries[later].at();
-                im.report.add(
-                    e.at(),
-                    &e.section,
-                    &e.key,
-                    &e.value,
-                    Outcome::Overridden { by },
-                );
+                let outcome = Outcome::Overridden { by };
+                im.report
+                    .add(e.at(), &e.section, &e.key, &shown(e), outcome);
                 continue;
             }
         }
@@ -71,7 +70,8 @@ pub fn import(ini: &Path, entries: &[Entry], userlist: Option<&Path>) -> Importe
             }
             other => Outcome::unsupported(format!("pgsluice has no [{other}] section"), "drop it"),
         };
-        im.report.add(e.at(), &e.section, &e.key, &e.value, outcome);
+        im.report
+            .add(e.at(), &e.section, &e.key, &shown(e), outcome);
     }
     if !log_stats {
         im.doc
@@ -82,6 +82,18 @@ pub fn import(ini: &Path, entries: &[Entry], userlist: Option<&Path>) -> Importe
     auth_query_default(&mut im, entries);
     entries::auth_file(&mut im, auth_file, userlist);
     im
+}
+
+/// The entry's value as the report shows it: connection strings (every section but
+/// `[pgbouncer]`) with their passwords hidden.
+fn shown(e: &Entry) -> String {
+    if e.section == "pgbouncer" {
+        return e.value.clone();
+    }
+    match super::parser::conn_string(&e.value) {
+        Ok(pairs) => super::report::hide_secrets(&pairs),
+        Err(_) => "(unreadable)".into(),
+    }
 }
 
 /// For each (section, key), the index of its last entry.

@@ -154,7 +154,7 @@ async fn serve_console(
     let reg = ctx.register_client(ClientInfo::new(
         key.pid,
         (&login.user, &login.user),
-        "pgsluice",
+        "pgbouncer",
         "",
         peer,
         true,
