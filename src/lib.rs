@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`] |
 //! | [`topology`] | the epoch-versioned cluster topology shared by agent and pooler |
+//! | [`quote`] | quoting for SQL (through `postgres_protocol::escape`), conninfo strings and postgresql.conf |
 //! | [`proto`] | sans-IO wire codec: frame headers, startup packets, builders, lazy views |
 //! | [`auth`] | sans-IO MD5 and SCRAM-SHA-256 (both sides), secrets, `auth_file` parsing |
 //! | [`net`] | accept loop, socket options, whole-frame reads for slow paths |
@@ -37,6 +38,7 @@ pub mod etcd;
 pub mod net;
 pub mod pool;
 pub mod proto;
+pub mod quote;
 pub mod router;
 pub mod sandbox;
 pub mod server;

@@ -329,3 +329,43 @@ fn sandbox_with_three_agents_through_etcd() {
     assert!(dir_path.join("etcd").is_dir());
     drop(guard);
 }
+
+/// Every quoting function of `pgsluice::quote` against PostgreSQL itself: a value quoted for
+/// postgresql.conf, for a conninfo string and as a SQL literal reads back unchanged.
+#[test]
+fn quoted_values_read_back_unchanged() {
+    use pgsluice::quote::{conf_value, conninfo_value, sql_literal};
+    let cluster = LocalCluster::start(ClusterSpec::new(0)).unwrap_or_else(|e| panic!("{e}"));
+    let node = cluster.primary();
+    let values = [
+        "plain",
+        "it's",
+        r"a\b",
+        r"password='a\'b' host=x",
+        "",
+        r"\\'\'",
+    ];
+    let conf = node.data_dir().join("postgresql.conf");
+    for (i, v) in values.iter().enumerate() {
+        pgsluice::cluster::conf::set_in_file(&conf, &format!("pgsluice.q{i}"), &conf_value(v))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    node.stop().unwrap_or_else(|e| panic!("{e}"));
+    node.start()
+        .unwrap_or_else(|e| panic!("{e}\n{}", node.log_tail(20)));
+    for (i, v) in values.iter().enumerate() {
+        let sql = format!(
+            "select current_setting('pgsluice.q{i}') = {}",
+            sql_literal(v)
+        );
+        assert_eq!(count(node, "postgres", &sql), "t", "conf value {v:?}");
+        let sql = format!("select {}", sql_literal(v));
+        assert_eq!(count(node, "postgres", &sql), *v, "SQL literal {v:?}");
+        let db = format!("dbname=postgres application_name={}", conninfo_value(v));
+        let sql = format!(
+            "select current_setting('application_name') = {}",
+            sql_literal(v)
+        );
+        assert_eq!(count(node, &db, &sql), "t", "conninfo value {v:?}");
+    }
+}

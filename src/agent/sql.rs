@@ -233,23 +233,5 @@ pub async fn run_query(
     Ok(out)
 }
 
-/// Quotes `value` as a SQL string literal.
-pub fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
-/// Quotes `value` for a libpq conninfo string.
-pub fn conninfo_value(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(literal("it's"), "'it''s'");
-        assert_eq!(conninfo_value("a'b\\c"), "'a\\'b\\\\c'");
-    }
-}
+// The agent's actions quote through the crate's one quoting module; these names keep them short.
+pub use crate::quote::{conninfo_value, sql_literal as literal};
