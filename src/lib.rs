@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`] |
 //! | [`topology`] | the epoch-versioned cluster topology shared by agent and pooler |
+//! | [`lsn`] | `Lsn`, a WAL position: parsed from and printed as PostgreSQL's `X/Y` |
 //! | [`quote`] | quoting for SQL (through `postgres_protocol::escape`), conninfo strings and postgresql.conf |
 //! | [`proto`] | sans-IO wire codec: frame headers, startup packets, builders, lazy views |
 //! | [`auth`] | sans-IO MD5 and SCRAM-SHA-256 (both sides), secrets, `auth_file` parsing |
@@ -35,6 +36,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod etcd;
+pub mod lsn;
 pub mod net;
 pub mod pool;
 pub mod proto;

@@ -7,7 +7,8 @@
 
 use crate::backend::Backend;
 use crate::config::{ClusterConfig, NodeConfig};
-use crate::router::{lag_time, parse_lsn, ClusterView, NodeRole, NodeState};
+use crate::lsn::Lsn;
+use crate::router::{lag_time, ClusterView, NodeRole, NodeState};
 use crate::topology::Topology;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,7 +27,7 @@ pub enum Role {
 #[derive(Debug, Clone)]
 pub struct Probe {
     pub role: Role,
-    pub lsn: u64,
+    pub lsn: Lsn,
     pub error: Option<String>,
 }
 
@@ -61,7 +62,7 @@ impl Prober {
                 .map_err(|e| e.to_string())?;
             let recovery: bool = row.try_get(0).map_err(|e| e.to_string())?;
             let lsn: String = row.try_get(1).map_err(|e| e.to_string())?;
-            Ok::<_, String>((recovery, parse_lsn(&lsn).unwrap_or(0)))
+            Ok::<_, String>((recovery, Lsn::parse(&lsn).unwrap_or(Lsn::ZERO)))
         };
         let result = match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
@@ -81,7 +82,7 @@ impl Prober {
                 self.client = None;
                 Probe {
                     role: Role::Down,
-                    lsn: 0,
+                    lsn: Lsn::ZERO,
                     error: Some(e),
                 }
             }
@@ -141,7 +142,7 @@ pub fn build_view(
     writer: Option<&str>,
     topology: &Topology,
     (started, now, ban_time): (Instant, Instant, Duration),
-    history: &mut VecDeque<(u64, Instant)>,
+    history: &mut VecDeque<(Lsn, Instant)>,
 ) -> ClusterView {
     let primary_lsn = probes
         .iter()
@@ -156,7 +157,7 @@ pub fn build_view(
             }
         }
     }
-    let samples: Vec<(u64, Instant)> = history.iter().copied().collect();
+    let samples: Vec<(Lsn, Instant)> = history.iter().copied().collect();
     let nodes = probes
         .iter()
         .map(|(n, p)| {
@@ -171,7 +172,7 @@ pub fn build_view(
                 Role::Standby => NodeRole::Standby,
                 Role::Down => NodeRole::Down,
             };
-            let standby_lag = |lsn: u64| primary_lsn.map(|pl| pl.saturating_sub(lsn));
+            let standby_lag = |lsn: Lsn| primary_lsn.map(|pl| pl.bytes_after(lsn));
             NodeState {
                 name: n.name.as_str().into(),
                 role,
