@@ -11,7 +11,7 @@
 //! | [`quote`] | quoting for SQL (through `postgres_protocol::escape`), conninfo strings and postgresql.conf |
 //! | [`proto`] | sans-IO wire codec: frame headers, startup packets, builders, lazy views |
 //! | [`auth`] | sans-IO MD5 and SCRAM-SHA-256 (both sides), secrets, `auth_file` parsing |
-//! | [`net`] | accept loop, socket options, whole-frame reads for slow paths |
+//! | [`net`] | accept loop, socket options, whole-frame reads for slow paths, the I/O the client and server stream enums share (`net::transport`) |
 //! | [`tls`] | the front door's HBA rules and TLS configurations, reloadable |
 //! | [`etcd`] | a small etcd v3 client over its JSON gateway: kv, transactions, leases, watch |
 //! | [`server`] | a server connection: connect, authenticate, parameter sync, control queries |
