@@ -202,18 +202,24 @@ mod tests {
             s("t"),
             None,
             None,
-            s("0/3000148"),
-            s("0/3000100"),
-            s("1"),
-            s("0.5"),
-            s("off"),
+            s("1/20"),
+            s("1/10"),
+            s("7"),
+            None,
+            s("on"),
+            s("*"),
+            None,
         ]];
         let b = NodeStatus::parse(&standby).unwrap_or_default();
         assert_eq!(b.in_recovery, Some(true));
-        assert_eq!(b.receive_lsn, Lsn::parse("0/3000148"));
-        assert_eq!(b.replay_delay_s, Some(0.5));
+        assert_eq!(b.receive_lsn, Lsn::parse("1/20"));
+        assert_eq!((b.timeline, b.replay_delay_s), (Some(7), None));
+        assert_eq!(
+            (b.read_only, b.sync_names.as_deref()),
+            (Some(true), Some("*"))
+        );
         assert_eq!(b.insert_lsn, None);
-        assert_eq!(b.readable_position(), Lsn(0x300_0100));
+        assert_eq!(b.readable_position(), Lsn((1 << 32) | 0x10));
     }
 
     #[test]
