@@ -253,6 +253,7 @@ fn warmth(c: &LocalCluster, primary: &LocalNode, standby: &LocalNode) -> f64 {
         user: l.superuser.clone(),
         password: Some(l.superuser_password.clone()),
         dbname: "postgres".into(),
+        application_name: pgsluice::agent::sql::APPLICATION_NAME,
     };
     let (p, s) = (t(primary), t(standby));
     rt().block_on(async {

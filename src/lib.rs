@@ -6,12 +6,16 @@
 //! |---|---|
 //! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`] |
 //! | [`topology`] | the epoch-versioned cluster topology shared by agent and pooler |
+//! | [`error_text`] | an error and its causes on one line, for logs and status fields |
+//! | [`lsn`] | `Lsn`, a WAL position: parsed from and printed as PostgreSQL's `X/Y` |
+//! | [`quote`] | quoting for SQL (through `postgres_protocol::escape`), conninfo strings and postgresql.conf |
 //! | [`proto`] | sans-IO wire codec: frame headers, startup packets, builders, lazy views |
 //! | [`auth`] | sans-IO MD5 and SCRAM-SHA-256 (both sides), secrets, `auth_file` parsing |
-//! | [`net`] | accept loop, socket options, whole-frame reads for slow paths |
+//! | [`net`] | accept loop, socket options, whole-frame reads for slow paths, the I/O the client and server stream enums share (`net::transport`) |
 //! | [`tls`] | the front door's HBA rules and TLS configurations, reloadable |
 //! | [`etcd`] | a small etcd v3 client over its JSON gateway: kv, transactions, leases, watch |
 //! | [`server`] | a server connection: connect, authenticate, parameter sync, control queries |
+//! | [`probe`] | probing nodes for the agent and discovery: role and WAL positions, kept connections, concurrent rounds |
 //! | [`pool`] | pools per (database, user): FIFO check-out, reserve, caps, janitor |
 //! | [`router`] | sans-IO routing: classify a transaction's first frames, choose primary or standby |
 //! | [`backend`] | what all sessions share: config snapshot, cluster truth and its one `apply`, pools by (database, user, target), clients, gate |
@@ -33,10 +37,14 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod error_text;
 pub mod etcd;
+pub mod lsn;
 pub mod net;
 pub mod pool;
+pub mod probe;
 pub mod proto;
+pub mod quote;
 pub mod router;
 pub mod sandbox;
 pub mod server;

@@ -329,3 +329,115 @@ fn sandbox_with_three_agents_through_etcd() {
     assert!(dir_path.join("etcd").is_dir());
     drop(guard);
 }
+
+/// Every quoting function of `pgsluice::quote` against PostgreSQL itself: a value quoted for
+/// postgresql.conf, for a conninfo string and as a SQL literal reads back unchanged.
+#[test]
+fn quoted_values_read_back_unchanged() {
+    use pgsluice::quote::{conf_value, conninfo_value, sql_literal};
+    let cluster = LocalCluster::start(ClusterSpec::new(0)).unwrap_or_else(|e| panic!("{e}"));
+    let node = cluster.primary();
+    let values = [
+        "plain",
+        "it's",
+        r"a\b",
+        r"password='a\'b' host=x",
+        "",
+        r"\\'\'",
+    ];
+    let conf = node.data_dir().join("postgresql.conf");
+    for (i, v) in values.iter().enumerate() {
+        pgsluice::cluster::conf::set_in_file(&conf, &format!("pgsluice.q{i}"), &conf_value(v))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    node.stop().unwrap_or_else(|e| panic!("{e}"));
+    node.start()
+        .unwrap_or_else(|e| panic!("{e}\n{}", node.log_tail(20)));
+    for (i, v) in values.iter().enumerate() {
+        let sql = format!(
+            "select current_setting('pgsluice.q{i}') = {}",
+            sql_literal(v)
+        );
+        assert_eq!(count(node, "postgres", &sql), "t", "conf value {v:?}");
+        let sql = format!("select {}", sql_literal(v));
+        assert_eq!(count(node, "postgres", &sql), *v, "SQL literal {v:?}");
+        let db = format!("dbname=postgres application_name={}", conninfo_value(v));
+        let sql = format!(
+            "select current_setting('application_name') = {}",
+            sql_literal(v)
+        );
+        assert_eq!(count(node, &db, &sql), "t", "conninfo value {v:?}");
+    }
+}
+
+/// The prober the agent and discovery share, against a primary and a standby: the status
+/// statement reads each role and position; a kept connection is reused and replaced when the
+/// node's target changes; an unreachable node is an error.
+#[test]
+fn shared_prober_reads_roles_and_keeps_connections() {
+    use pgsluice::probe::{self, Conns, NodeStatus, Target, STATUS_SQL};
+    use std::sync::Arc;
+    let cluster = LocalCluster::start(ClusterSpec::new(1)).unwrap_or_else(|e| panic!("{e}"));
+    let layout = cluster.layout();
+    let target = |n: &LocalNode, app: &'static str| Target {
+        name: n.name().to_string(),
+        host: "127.0.0.1".into(),
+        port: n.port(),
+        user: layout.superuser.clone(),
+        password: Some(layout.superuser_password.clone()),
+        dbname: "postgres".into(),
+        application_name: app,
+    };
+    let (primary, standby) = (cluster.primary(), &cluster.standbys()[0]);
+    assert!(standby.wait_streaming(WAIT).is_ok());
+    let dead_port = ports::free_port().unwrap_or_else(|e| panic!("{e}"));
+    let mut dead = target(primary, "probe-test");
+    dead.name = "dead".into();
+    dead.port = dead_port;
+    let targets = [
+        target(primary, "probe-test"),
+        target(standby, "probe-test"),
+        dead,
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let conns = Arc::new(Conns::default());
+        let answers = probe::round(&targets, &conns, STATUS_SQL, WAIT).await;
+        let status = |i: usize| {
+            let a = answers[i].as_ref().unwrap_or_else(|e| panic!("{e}"));
+            NodeStatus::parse(&a.rows[0]).unwrap_or_else(|| panic!("no row"))
+        };
+        let (p, s) = (status(0), status(1));
+        assert_eq!((p.in_recovery, s.in_recovery), (Some(false), Some(true)));
+        assert!(p.insert_lsn.is_some() && p.current_lsn.is_some() && s.insert_lsn.is_none());
+        assert!(p.readable_position() >= s.readable_position());
+        assert!(
+            s.replay_lsn.is_some() && s.readable_position() == s.replay_lsn.unwrap_or_default()
+        );
+        assert!(answers[2].is_err(), "a node nobody listens for is an error");
+
+        let first = conns
+            .get(&targets[0], WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let again = conns
+            .get(&targets[0], WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(Arc::ptr_eq(&first, &again), "a kept connection is reused");
+        let renamed = target(primary, "probe-test-2");
+        let other = conns
+            .get(&renamed, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !Arc::ptr_eq(&first, &other),
+            "a changed target gets a new connection"
+        );
+        let app = conns
+            .scalar(&renamed, "select current_setting('application_name')", WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(app.as_deref(), Some("probe-test-2"));
+    });
+}

@@ -38,11 +38,6 @@ pub fn health(n: &NodeState, now: Instant) -> &'static str {
     }
 }
 
-/// A WAL position as PostgreSQL prints it (`16/B374D848`).
-pub fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
-
 impl Admin {
     pub(super) fn nodes(&self) -> Table {
         let mut t = Table::new(COLUMNS);
@@ -69,7 +64,7 @@ impl Admin {
                 s(seen.map_or("unknown", |n| n.role.as_str())),
                 s(seen.map_or("unknown", |n| health(n, now))),
                 seen.filter(|n| n.role != NodeRole::Down)
-                    .map(|n| format_lsn(n.lsn)),
+                    .map(|n| n.lsn.to_string()),
                 seen.and_then(|n| n.lag_bytes).and_then(s),
                 seen.and_then(|n| n.lag_time)
                     .map(|d| format!("{:.3}", d.as_secs_f64())),
@@ -94,14 +89,12 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn lsn_and_health() {
-        assert_eq!(format_lsn(0x16_B374_D848), "16/B374D848");
-        assert_eq!(format_lsn(0), "0/0");
+    fn health_of_a_node() {
         let now = Instant::now();
         let mut n = NodeState {
             name: "a".into(),
             role: NodeRole::Standby,
-            lsn: 1,
+            lsn: crate::lsn::Lsn(1),
             lag_bytes: None,
             lag_time: None,
             banned_until: None,

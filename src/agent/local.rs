@@ -231,8 +231,12 @@ impl LocalPg {
             .map(|l| format!("{l}\n"))
             .collect();
         text = conf::set_in_text(&text, "port", &port.to_string());
-        text = conf::set_in_text(&text, "primary_conninfo", &conf::conf_quote(conninfo));
-        text = conf::set_in_text(&text, "primary_slot_name", &conf::conf_quote(slot));
+        text = conf::set_in_text(
+            &text,
+            "primary_conninfo",
+            &crate::quote::conf_value(conninfo),
+        );
+        text = conf::set_in_text(&text, "primary_slot_name", &crate::quote::conf_value(slot));
         self.write("postgresql.auto.conf", &text)?;
         self.write("standby.signal", "")
     }

@@ -1,28 +1,25 @@
-//! Probing nodes: one round trip per node per round (four statements in one simple query) over a
-//! kept-open connection, bounded by `probe_timeout`; a broken connection is reopened next time.
+//! The agent's probe: the shared node status (`crate::probe`) plus what only the agent reads:
+//! the WAL receiver, replication slots and downstreams. One round trip per node per round over
+//! a kept-open connection shared with the actions, bounded by `probe_timeout`.
 
-use super::sql::{run_query, Conns, Rows, Target};
-use super::state::{Downstream, Lsn, NodeProbe, Slot, WalReceiver};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::task::JoinSet;
+use super::sql::{Conns, Rows, Target};
+use super::state::{Downstream, NodeProbe, Slot, WalReceiver};
+use crate::probe::{col, lsn, num, NodeStatus, STATUS_SQL};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
-/// The probe: role, LSNs, timeline, soft-fence setting; WAL receiver; slots; downstreams.
-pub const PROBE_SQL: &str = "\
-SELECT pg_is_in_recovery(), \
- CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END, \
- CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn() END, \
- pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), \
- CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint()) \
-  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, \
- extract(epoch FROM now() - pg_last_xact_replay_timestamp()), \
- current_setting('default_transaction_read_only'), \
- current_setting('synchronous_standby_names'); \
+pub use crate::probe::error_text;
+
+/// What the agent reads beyond the shared status: WAL receiver; slots; downstreams.
+const AGENT_SQL: &str = "\
 SELECT status, sender_host, sender_port, received_tli, \
  extract(epoch FROM now() - last_msg_receipt_time) FROM pg_stat_wal_receiver; \
 SELECT slot_name, slot_type, active, restart_lsn FROM pg_replication_slots ORDER BY 1; \
 SELECT application_name, state, sent_lsn, replay_lsn, extract(epoch FROM replay_lag) \
  FROM pg_stat_replication ORDER BY 1";
+
+/// The probe: the shared status statement, then the agent's three.
+pub static PROBE_SQL: LazyLock<String> = LazyLock::new(|| format!("{STATUS_SQL}; {AGENT_SQL}"));
 
 /// Probes every node, keeping one connection per node between rounds.
 #[derive(Debug)]
@@ -49,91 +46,41 @@ impl Prober {
 
     /// Probes every node concurrently; one [`NodeProbe`] per target, in target order.
     pub async fn round(&mut self) -> Vec<NodeProbe> {
-        let mut set = JoinSet::new();
-        for (i, t) in self.targets.iter().enumerate() {
-            let (t, timeout, conns) = (t.clone(), self.timeout, self.conns.clone());
-            set.spawn(async move { (i, probe_node(&t, &conns, timeout).await) });
-        }
-        let mut out: Vec<Option<NodeProbe>> = vec![None; self.targets.len()];
-        while let Some(done) = set.join_next().await {
-            if let Ok((i, probe)) = done {
-                out[i] = Some(probe);
-            }
-        }
-        out.into_iter()
+        let sql: &'static str = PROBE_SQL.as_str();
+        let answers = crate::probe::round(&self.targets, &self.conns, sql, self.timeout).await;
+        answers
+            .into_iter()
             .zip(&self.targets)
-            .map(|(p, t)| p.unwrap_or_else(|| NodeProbe::unreachable(&t.name, "probe task failed")))
+            .map(|(answer, t)| match answer {
+                Ok(a) => {
+                    let mut p = parse(&t.name, &a.rows);
+                    p.rtt_ms = Some(a.rtt.as_secs_f64() * 1000.0);
+                    p
+                }
+                Err(e) => NodeProbe::unreachable(&t.name, error_text(&e)),
+            })
             .collect()
     }
-}
-
-/// Probes one node over its kept connection (a new one if it has none or it closed); the
-/// whole probe, connecting included, is bounded by `timeout`. A failed probe drops the
-/// connection, so that the next one reconnects: reachability means accepting connections.
-pub async fn probe_node(t: &Target, conns: &Conns, timeout: Duration) -> NodeProbe {
-    let started = Instant::now();
-    let attempt = async {
-        let client = conns.get(t, timeout).await?;
-        let left = timeout
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(1));
-        run_query(&client, t, PROBE_SQL, left).await
-    };
-    match attempt.await {
-        Ok(rows) => {
-            let mut p = parse(&t.name, &rows);
-            p.rtt_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-            p
-        }
-        Err(e) => {
-            conns.evict(&t.name);
-            NodeProbe::unreachable(&t.name, error_text(&e))
-        }
-    }
-}
-
-/// The error with its causes, on one line.
-pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text = format!("{text}: {s}");
-        }
-        cause = c.source();
-    }
-    text
-}
-
-fn col(rows: &Rows, row: usize, col: usize) -> Option<&str> {
-    rows.get(row)?.get(col)?.as_deref()
-}
-
-fn lsn(v: Option<&str>) -> Option<Lsn> {
-    v.and_then(Lsn::parse)
-}
-
-fn num<T: std::str::FromStr>(v: Option<&str>) -> Option<T> {
-    v.and_then(|s| s.parse().ok())
 }
 
 /// Builds a probe from the four statements' rows.
 pub fn parse(name: &str, rows: &[Rows]) -> NodeProbe {
     let empty = Rows::new();
     let [main, recv, slots, downs] = [0, 1, 2, 3].map(|i| rows.get(i).unwrap_or(&empty));
+    let status = NodeStatus::parse(main);
+    let st = status.clone().unwrap_or_default();
     let mut p = NodeProbe {
         name: name.to_string(),
-        reachable: !main.is_empty(),
-        in_recovery: col(main, 0, 0).map(|v| v == "t"),
-        current_lsn: lsn(col(main, 0, 1)),
-        flush_lsn: lsn(col(main, 0, 2)),
-        receive_lsn: lsn(col(main, 0, 3)),
-        replay_lsn: lsn(col(main, 0, 4)),
-        timeline: num(col(main, 0, 5)),
-        replay_delay_s: num(col(main, 0, 6)),
-        read_only: col(main, 0, 7).map(|v| v == "on"),
-        sync_names: col(main, 0, 8).map(str::to_string),
+        reachable: status.is_some(),
+        in_recovery: st.in_recovery,
+        current_lsn: st.current_lsn,
+        flush_lsn: st.flush_lsn,
+        receive_lsn: st.receive_lsn,
+        replay_lsn: st.replay_lsn,
+        timeline: st.timeline,
+        replay_delay_s: st.replay_delay_s,
+        read_only: st.read_only,
+        sync_names: st.sync_names,
         ..NodeProbe::default()
     };
     if !p.reachable {
@@ -197,6 +144,7 @@ pub fn lag(primary: &NodeProbe, standby: &NodeProbe) -> (Option<u64>, Option<f64
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::lsn::Lsn;
 
     fn s(v: &str) -> Option<String> {
         Some(v.to_string())

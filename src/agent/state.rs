@@ -1,38 +1,8 @@
 //! What the agent believes about each node: one probe's observations, LSN helpers and roles.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// A WAL position (PostgreSQL `pg_lsn`) as a byte offset.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct Lsn(pub u64);
-
-impl Lsn {
-    /// Parses PostgreSQL's `X/Y` hexadecimal spelling.
-    pub fn parse(text: &str) -> Option<Lsn> {
-        let (hi, lo) = text.trim().split_once('/')?;
-        let hi = u64::from_str_radix(hi, 16).ok()?;
-        let lo = u64::from_str_radix(lo, 16).ok()?;
-        if hi > u64::from(u32::MAX) || lo > u64::from(u32::MAX) {
-            return None;
-        }
-        Some(Lsn((hi << 32) | lo))
-    }
-
-    /// Bytes from `other` up to `self` (0 when `other` is ahead).
-    pub fn bytes_after(self, other: Lsn) -> u64 {
-        self.0.saturating_sub(other.0)
-    }
-}
-
-impl fmt::Display for Lsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
-    }
-}
+pub use crate::lsn::Lsn;
 
 /// A node's role as observed (not as the topology says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,36 +1,7 @@
-//! Editing PostgreSQL configuration files and quoting values for them, for conninfo strings
-//! and for SQL.
+//! Editing PostgreSQL configuration files (values are quoted with `crate::quote::conf_value`).
 
 use super::error::{HarnessError, Result};
 use std::path::Path;
-
-/// A value as written in postgresql.conf: single-quoted, quotes doubled.
-pub fn conf_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
-/// A conninfo value: bare when plain, else single-quoted with `\` and `'` escaped.
-pub fn conninfo_quote(value: &str) -> String {
-    let plain = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
-    if plain {
-        value.to_string()
-    } else {
-        format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-    }
-}
-
-/// An SQL string literal.
-pub fn sql_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
-/// An SQL identifier, always quoted.
-pub fn sql_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// Sets `key = value` (value already quoted as needed) in a configuration file: every active
 /// line for `key` is removed and one line appended, so the setting is unambiguous.
@@ -74,14 +45,5 @@ mod tests {
         let text = "#port = 5432\nport = 5432\nport=5433\nportal = 1\n";
         let out = set_in_text(text, "port", "6000");
         assert_eq!(out, "#port = 5432\nportal = 1\nport = 6000\n");
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(conf_quote("it's"), "'it''s'");
-        assert_eq!(conninfo_quote("127.0.0.1"), "127.0.0.1");
-        assert_eq!(conninfo_quote("a b'c"), "'a b\\'c'");
-        assert_eq!(sql_ident("we\"ird"), "\"we\"\"ird\"");
-        assert_eq!(sql_literal("o'k"), "'o''k'");
     }
 }

@@ -2,13 +2,14 @@
 //! stops every server it started when dropped (also when a test panics).
 
 use super::bins::PgBin;
-use super::conf::{conf_quote, conninfo_quote, set_in_file, sql_ident, sql_literal};
+use super::conf::set_in_file;
 use super::error::{HarnessError, Result};
 use super::node::{LocalNode, StopMode};
 use super::ports;
 use super::process;
 use super::runas::RunAs;
 use super::spec::{ClusterLayout, ClusterSpec, NodeLayout};
+use crate::quote::{conf_value, conninfo_value, sql_ident, sql_literal};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -210,7 +211,7 @@ impl LocalCluster {
                     "replication"
                 )
                 .replace(" dbname=replication", ""),
-            conninfo_quote(application_name)
+            conninfo_value(application_name)
         )
     }
 
@@ -334,7 +335,7 @@ impl LocalCluster {
         set_in_file(
             &node.data_dir.join("postgresql.auto.conf"),
             "primary_conninfo",
-            &conf_quote(&conninfo),
+            &conf_value(&conninfo),
         )?;
         self.nodes.push(node);
         let node = self.nodes.len() - 1;
@@ -393,7 +394,7 @@ fn write_conf(node: &LocalNode, spec: &ClusterSpec) -> Result<()> {
         format!("port = {}", node.port),
         format!(
             "unix_socket_directories = {}",
-            conf_quote(&node.socket_dir.to_string_lossy())
+            conf_value(&node.socket_dir.to_string_lossy())
         ),
         "password_encryption = 'scram-sha-256'".to_string(),
         "wal_level = replica".to_string(),
@@ -405,7 +406,7 @@ fn write_conf(node: &LocalNode, spec: &ClusterSpec) -> Result<()> {
         "wal_receiver_status_interval = '1s'".to_string(),
         "shared_preload_libraries = 'pg_prewarm'".to_string(),
         "pg_prewarm.autoprewarm = off".to_string(),
-        format!("shared_buffers = {}", conf_quote(&spec.shared_buffers)),
+        format!("shared_buffers = {}", conf_value(&spec.shared_buffers)),
         format!("fsync = {}", if spec.fsync { "on" } else { "off" }),
         "log_line_prefix = '%m [%p] %q%a '".to_string(),
     ];

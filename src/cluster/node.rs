@@ -4,10 +4,10 @@
 //! [`super::LocalCluster`] that created the node stops it on drop.
 
 use super::bins::PgBin;
-use super::conf::conninfo_quote;
 use super::error::{HarnessError, Result};
 use super::process;
 use super::runas::RunAs;
+use crate::quote::conninfo_value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -102,11 +102,11 @@ impl LocalNode {
         let mut s = format!(
             "host=127.0.0.1 port={} user={} dbname={}",
             self.port,
-            conninfo_quote(user),
-            conninfo_quote(db)
+            conninfo_value(user),
+            conninfo_value(db)
         );
         if let Some(p) = password {
-            s.push_str(&format!(" password={}", conninfo_quote(p)));
+            s.push_str(&format!(" password={}", conninfo_value(p)));
         }
         s
     }
@@ -240,7 +240,7 @@ impl LocalNode {
     pub fn wait_replayed(&self, lsn: &str, timeout: Duration) -> Result<()> {
         let sql = format!(
             "select coalesce(pg_last_wal_replay_lsn() >= {}::pg_lsn, false)",
-            super::conf::sql_literal(lsn)
+            crate::quote::sql_literal(lsn)
         );
         self.wait_for(timeout, &format!("to replay up to {lsn}"), || {
             self.psql("postgres", &sql).is_ok_and(|o| o == "t")

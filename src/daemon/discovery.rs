@@ -1,5 +1,6 @@
 //! The pooler's own view of the cluster: probes every node for its role, WAL position and
-//! health over a kept connection, so that it works without an agent, follows a promotion done
+//! health over a kept connection (the status statement and rounds of `crate::probe`, shared
+//! with the agent), so that it works without an agent, follows a promotion done
 //! by hand (DESIGN.md, decision 2), and feeds the router lag, bans and the primary's LSN.
 //!
 //! A topology pushed by an agent (epoch > 0) wins over discovery while its primary answers as
@@ -7,9 +8,11 @@
 
 use crate::backend::Backend;
 use crate::config::{ClusterConfig, NodeConfig};
-use crate::router::{lag_time, parse_lsn, ClusterView, NodeRole, NodeState};
+use crate::lsn::Lsn;
+use crate::probe::{error_text, Answer, Conns, NodeStatus, SqlError, Target, STATUS_SQL};
+use crate::router::{lag_time, ClusterView, NodeRole, NodeState};
 use crate::topology::Topology;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -22,94 +25,49 @@ pub enum Role {
     Down,
 }
 
-/// One probe's answer: role and WAL position (current on a primary, replayed on a standby).
+/// One probe's answer: role and WAL position (insert position on a primary, replayed on a
+/// standby).
 #[derive(Debug, Clone)]
 pub struct Probe {
     pub role: Role,
-    pub lsn: u64,
+    pub lsn: Lsn,
     pub error: Option<String>,
 }
 
-/// The primary's insert position, not its write position: with `synchronous_commit = off` a
-/// commit record may still sit in WAL buffers, and a read-your-writes fence must not stop short
-/// of it.
-const PROBE_SQL: &str = "select pg_is_in_recovery(), \
-     (case when pg_is_in_recovery() then coalesce(pg_last_wal_replay_lsn(), '0/0') \
-      else pg_current_wal_insert_lsn() end)::text";
+/// The pooler's probe sessions, told apart from the agent's on the node.
+const APPLICATION_NAME: &str = "pgsluice-pooler-probe";
 
-/// A node's probe connection, kept open between rounds.
-#[derive(Default)]
-struct Prober {
-    client: Option<tokio_postgres::Client>,
-}
-
-impl Prober {
-    async fn probe(
-        &mut self,
-        cluster: &ClusterConfig,
-        node: &NodeConfig,
-        timeout: Duration,
-    ) -> Probe {
-        let work = async {
-            if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-                self.client = Some(connect(cluster, node, timeout).await?);
-            }
-            let client = self.client.as_ref().ok_or("no connection")?;
-            let row = client
-                .query_one(PROBE_SQL, &[])
-                .await
-                .map_err(|e| e.to_string())?;
-            let recovery: bool = row.try_get(0).map_err(|e| e.to_string())?;
-            let lsn: String = row.try_get(1).map_err(|e| e.to_string())?;
-            Ok::<_, String>((recovery, parse_lsn(&lsn).unwrap_or(0)))
+impl Probe {
+    /// A node's answer to the shared status statement ([`STATUS_SQL`]).
+    fn of(answer: Result<Answer, SqlError>) -> Probe {
+        let status = match answer {
+            Ok(a) => a.rows.first().and_then(NodeStatus::parse),
+            Err(e) => return Probe::down(error_text(&e)),
         };
-        let result = match tokio::time::timeout(timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err("probe timed out".to_string()),
+        let Some((in_recovery, lsn)) =
+            status.and_then(|st| Some((st.in_recovery?, st.readable_position())))
+        else {
+            return Probe::down("probe returned no row".to_string());
         };
-        match result {
-            Ok((recovery, lsn)) => Probe {
-                role: if recovery {
-                    Role::Standby
-                } else {
-                    Role::Primary
-                },
-                lsn,
-                error: None,
-            },
-            Err(e) => {
-                self.client = None;
-                Probe {
-                    role: Role::Down,
-                    lsn: 0,
-                    error: Some(e),
-                }
-            }
+        let role = if in_recovery {
+            Role::Standby
+        } else {
+            Role::Primary
+        };
+        Probe {
+            role,
+            lsn,
+            error: None,
         }
     }
-}
 
-async fn connect(
-    cluster: &ClusterConfig,
-    node: &NodeConfig,
-    timeout: Duration,
-) -> Result<tokio_postgres::Client, String> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host(&node.host)
-        .port(node.port)
-        .user(&cluster.superuser)
-        .dbname(&cluster.probe_database)
-        .application_name("pgsluice-pooler-probe")
-        .connect_timeout(timeout);
-    if let Some(pw) = &cluster.superuser_password {
-        cfg.password(pw);
+    fn down(error: String) -> Probe {
+        Probe {
+            role: Role::Down,
+            lsn: Lsn::ZERO,
+            error: Some(error),
+        }
     }
-    let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    Ok(client)
 }
 
 /// Picks the primary from probe results under a topology: the topology's own primary while it
@@ -141,7 +99,7 @@ pub fn build_view(
     writer: Option<&str>,
     topology: &Topology,
     (started, now, ban_time): (Instant, Instant, Duration),
-    history: &mut VecDeque<(u64, Instant)>,
+    history: &mut VecDeque<(Lsn, Instant)>,
 ) -> ClusterView {
     let primary_lsn = probes
         .iter()
@@ -156,7 +114,7 @@ pub fn build_view(
             }
         }
     }
-    let samples: Vec<(u64, Instant)> = history.iter().copied().collect();
+    let samples: Vec<(Lsn, Instant)> = history.iter().copied().collect();
     let nodes = probes
         .iter()
         .map(|(n, p)| {
@@ -171,7 +129,7 @@ pub fn build_view(
                 Role::Standby => NodeRole::Standby,
                 Role::Down => NodeRole::Down,
             };
-            let standby_lag = |lsn: u64| primary_lsn.map(|pl| pl.saturating_sub(lsn));
+            let standby_lag = |lsn: Lsn| primary_lsn.map(|pl| pl.bytes_after(lsn));
             NodeState {
                 name: n.name.as_str().into(),
                 role,
@@ -205,7 +163,7 @@ pub fn build_view(
 /// Probes every `pooler.probe_interval` until `stop`: installs the primary it finds and
 /// publishes the node view (roles, LSNs, lag, bans) the router reads.
 pub async fn run(ctx: Arc<Backend>, stop: CancellationToken) {
-    let mut probers: HashMap<String, Prober> = HashMap::new();
+    let conns = Arc::new(Conns::default());
     let mut history = VecDeque::new();
     loop {
         let config = ctx.config();
@@ -213,7 +171,7 @@ pub async fn run(ctx: Arc<Backend>, stop: CancellationToken) {
         if let Some(cluster) = &config.cluster {
             let timeout = interval.max(Duration::from_secs(1));
             let started = Instant::now();
-            let probes = probe_all(cluster, &mut probers, timeout).await;
+            let probes = probe_all(cluster, &conns, timeout).await;
             let roles: Vec<(NodeConfig, Role)> =
                 probes.iter().map(|(n, p)| (n.clone(), p.role)).collect();
             let (topology, _) = ctx.topology();
@@ -242,30 +200,25 @@ pub async fn run(ctx: Arc<Backend>, stop: CancellationToken) {
     }
 }
 
-/// Probes all nodes at once over their kept connections.
+/// Probes all nodes at once over their kept connections (dropping those of removed nodes).
 async fn probe_all(
     cluster: &ClusterConfig,
-    probers: &mut HashMap<String, Prober>,
+    conns: &Arc<Conns>,
     timeout: Duration,
 ) -> Vec<(NodeConfig, Probe)> {
-    let mut set = tokio::task::JoinSet::new();
-    for n in &cluster.nodes {
-        let mut prober = probers.remove(&n.name).unwrap_or_default();
-        let (cluster, n) = (cluster.clone(), n.clone());
-        set.spawn(async move {
-            let p = prober.probe(&cluster, &n, timeout).await;
-            (n, p, prober)
-        });
-    }
-    let mut out = Vec::with_capacity(cluster.nodes.len());
-    while let Some(r) = set.join_next().await {
-        if let Ok((n, p, prober)) = r {
-            probers.insert(n.name.clone(), prober);
-            out.push((n, p));
-        }
-    }
-    out.sort_by_key(|(n, _)| cluster.nodes.iter().position(|c| c.name == n.name));
-    out
+    conns.retain(|name| cluster.nodes.iter().any(|n| n.name == name));
+    let targets: Vec<Target> = cluster
+        .nodes
+        .iter()
+        .map(|n| Target::new(cluster, n, APPLICATION_NAME))
+        .collect();
+    let answers = crate::probe::round(&targets, conns, STATUS_SQL, timeout).await;
+    cluster
+        .nodes
+        .iter()
+        .cloned()
+        .zip(answers.into_iter().map(Probe::of))
+        .collect()
 }
 
 #[cfg(test)]

@@ -413,19 +413,7 @@ impl EtcdClient {
     }
 }
 
-/// An error with its chain of causes on one line.
-pub(crate) fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text = format!("{text}: {s}");
-        }
-        cause = c.source();
-    }
-    text
-}
+pub(crate) use crate::error_text::error_text;
 
 const AUTH_PATH: &str = "/v3/auth/authenticate";
 

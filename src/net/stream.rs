@@ -2,10 +2,11 @@
 //! code. The idle path (`readable` + `try_read_buf`) also works over TLS: plaintext rustls
 //! already decrypted counts as readable.
 
+use super::transport::{delegate_async_io, poll_read_now};
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use std::task::Poll;
+use tokio::io::ReadBuf;
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::server::TlsStream;
 
@@ -52,9 +53,8 @@ impl ClientStream {
             Self::Tls(s) => {
                 let start = buf.len();
                 buf.resize(start + 8192, 0);
-                let mut cx = Context::from_waker(std::task::Waker::noop());
                 let mut rb = ReadBuf::new(&mut buf[start..]);
-                let polled = Pin::new(s.as_mut()).poll_read(&mut cx, &mut rb);
+                let polled = poll_read_now(s.as_mut(), &mut rb);
                 let n = rb.filled().len();
                 buf.truncate(start + n);
                 match polled {
@@ -99,53 +99,11 @@ impl ClientStream {
     }
 }
 
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Upgrading => Poll::Ready(Err(gone())),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Upgrading => Poll::Ready(Err(gone())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Self::Unix(s) => Pin::new(s).poll_flush(cx),
-            Self::Upgrading => Poll::Ready(Err(gone())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Upgrading => Poll::Ready(Err(gone())),
-        }
-    }
-}
+delegate_async_io!(ClientStream {
+    Tcp(s) => Pin::new(s),
+    Tls(s) => Pin::new(s.as_mut()),
+    Unix(s) => Pin::new(s),
+}; Upgrading => gone());
 
 /// Where a client connected from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

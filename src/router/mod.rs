@@ -6,9 +6,10 @@ pub mod classify;
 mod view;
 
 pub use classify::{classify, Class, SessionChange, Target};
-pub use view::{lag_time, parse_lsn, ClusterView, NodeRole, NodeState};
+pub use view::{lag_time, ClusterView, NodeRole, NodeState};
 
 use crate::config::{ReplicaChoice, RoutePolicy, Routing};
+use crate::lsn::Lsn;
 use std::time::Instant;
 
 /// The router's answer for one transaction.
@@ -30,7 +31,7 @@ enum Fence {
     /// by a poll that started after it.
     Pending(Instant),
     /// Standbys must have replayed this far.
-    Lsn(u64),
+    Lsn(Lsn),
 }
 
 /// The routing state of one client session.
@@ -112,7 +113,7 @@ impl ClientRoute {
             return Decision::Primary;
         }
         let min_lsn = match self.fence {
-            Fence::None => 0,
+            Fence::None => Lsn::ZERO,
             Fence::Lsn(l) => l,
             Fence::Pending(t) => match view.primary_lsn {
                 Some((lsn, polled)) if polled > t => {
@@ -128,7 +129,7 @@ impl ClientRoute {
             .filter(|i| view.nodes[*i].lsn >= min_lsn)
             .collect();
         if candidates.is_empty() {
-            let fenced_out = min_lsn > 0 && (0..view.nodes.len()).any(|i| usable(&i));
+            let fenced_out = min_lsn > Lsn::ZERO && (0..view.nodes.len()).any(|i| usable(&i));
             return if fenced_out || cfg.replica_fallback {
                 Decision::Primary
             } else {

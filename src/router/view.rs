@@ -2,6 +2,7 @@
 //! WAL positions and lag. Replaced whole at each probe round (readers take an `Arc`).
 
 use crate::config::Routing;
+use crate::lsn::Lsn;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,7 @@ pub struct NodeState {
     pub name: Arc<str>,
     pub role: NodeRole,
     /// `pg_current_wal_lsn()` on a primary, `pg_last_wal_replay_lsn()` on a standby.
-    pub lsn: u64,
+    pub lsn: Lsn,
     /// WAL bytes behind the primary (standbys, when the primary is known).
     pub lag_bytes: Option<u64>,
     /// How long ago the primary had written what this standby has not replayed yet.
@@ -62,7 +63,7 @@ impl NodeState {
 pub struct ClusterView {
     pub nodes: Vec<NodeState>,
     /// The primary's `pg_current_wal_lsn()` and when the poll that read it started.
-    pub primary_lsn: Option<(u64, Instant)>,
+    pub primary_lsn: Option<(Lsn, Instant)>,
     /// Probe rounds so far.
     pub round: u64,
 }
@@ -93,18 +94,10 @@ impl ClusterView {
     }
 }
 
-/// Parses `16/B374D848` into a 64-bit WAL position.
-pub fn parse_lsn(s: &str) -> Option<u64> {
-    let (hi, lo) = s.split_once('/')?;
-    let hi = u64::from_str_radix(hi, 16).ok()?;
-    let lo = u64::from_str_radix(lo, 16).ok()?;
-    Some((hi << 32) | lo)
-}
-
 /// Lag in time of a standby that replayed up to `replay`, from the primary's recent
 /// `(lsn, sampled at)` history (oldest first): the age of the oldest sample beyond `replay`,
 /// zero when the standby has everything the newest sample shows.
-pub fn lag_time(history: &[(u64, Instant)], replay: u64, now: Instant) -> Duration {
+pub fn lag_time(history: &[(Lsn, Instant)], replay: Lsn, now: Instant) -> Duration {
     match history.iter().find(|(lsn, _)| *lsn > replay) {
         Some((_, at)) => now.saturating_duration_since(*at),
         None => Duration::ZERO,

@@ -169,7 +169,7 @@ fn with_developer_role(spec: ClusterSpec) -> (ClusterSpec, Option<String>) {
         .database(&me.name, Some(&me.name));
     spec.extra_hba.push(format!(
         "host all {} 127.0.0.1/32 trust",
-        crate::cluster::conf::sql_ident(&me.name)
+        crate::quote::sql_ident(&me.name)
     ));
     (spec, Some(me.name))
 }

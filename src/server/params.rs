@@ -3,6 +3,7 @@
 //! Clients with the same parameters share one `Arc<ParamSet>`, so an idle client costs a pointer
 //! and the common check-out case (same set as the server already has) is a pointer comparison.
 
+use crate::quote::{sql_ident, sql_literal};
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -86,30 +87,16 @@ pub fn sync_sql(have: &ParamSet, want: &ParamSet, sql: &mut String) {
             let _ = write!(
                 sql,
                 "SELECT pg_catalog.set_config({}, {}, false);",
-                quote_literal(k),
-                quote_literal(v)
+                sql_literal(k),
+                sql_literal(v)
             );
         }
     }
     for (k, _) in have.iter() {
         if want.get(k).is_none() {
-            let _ = write!(sql, "RESET {};", quote_ident(k));
+            let _ = write!(sql, "RESET {};", sql_ident(k));
         }
     }
-}
-
-/// `'text'` with quotes doubled; backslashes made safe with the E'' form.
-pub fn quote_literal(s: &str) -> String {
-    if s.contains('\\') {
-        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-    } else {
-        format!("'{}'", s.replace('\'', "''"))
-    }
-}
-
-/// `"ident"` with quotes doubled.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// Splits a startup `options` value (`-c a=b --c=d`, backslash escapes spaces) into settings.
@@ -196,8 +183,16 @@ mod tests {
     }
 
     #[test]
-    fn literals_are_quoted() {
-        assert_eq!(quote_literal("a'b"), "'a''b'");
-        assert_eq!(quote_literal(r"a\b"), r"E'a\\b'");
+    fn sync_quotes_names_and_values() {
+        let have = ParamSet::new([("work_mem".to_string(), "4MB".to_string())]);
+        let want = ParamSet::new([("application_name".to_string(), r"it's a\b".to_string())]);
+        let mut sql = String::new();
+        sync_sql(&have, &want, &mut sql);
+        assert_eq!(
+            sql,
+            r"SELECT pg_catalog.set_config('application_name',  E'it''s a\\b', false);RESET "
+                .to_string()
+                + "\"work_mem\";"
+        );
     }
 }

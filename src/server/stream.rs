@@ -1,10 +1,10 @@
 //! A server connection's transport: plain TCP or TLS over TCP (`server_tls_sslmode`), one
 //! type for the login, control queries and the forwarding fast path.
 
+use crate::net::transport::{delegate_async_io, poll_read_now};
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -32,53 +32,12 @@ impl ServerStream {
             Self::Tcp(s) => {
                 matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
-            Self::Tls(s) => {
-                let mut cx = Context::from_waker(std::task::Waker::noop());
-                let mut rb = ReadBuf::new(&mut probe);
-                Pin::new(s.as_mut())
-                    .poll_read(&mut cx, &mut rb)
-                    .is_pending()
-            }
+            Self::Tls(s) => poll_read_now(s.as_mut(), &mut ReadBuf::new(&mut probe)).is_pending(),
         }
     }
 }
 
-impl AsyncRead for ServerStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ServerStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+delegate_async_io!(ServerStream {
+    Tcp(s) => Pin::new(s),
+    Tls(s) => Pin::new(s.as_mut()),
+});

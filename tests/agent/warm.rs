@@ -24,6 +24,7 @@ fn target(c: &LocalCluster, n: &LocalNode) -> Target {
         user: l.superuser.clone(),
         password: Some(l.superuser_password.clone()),
         dbname: "postgres".into(),
+        application_name: pgsluice::agent::sql::APPLICATION_NAME,
     }
 }
 
