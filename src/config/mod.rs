@@ -4,6 +4,7 @@
 //! written (serde, unknown keys refused), [`validate()`] checks it and reports *every* problem
 //! with its key path and a hint, producing the typed [`Config`] the daemons use.
 
+pub mod keys;
 mod model;
 pub mod raw;
 mod validate;

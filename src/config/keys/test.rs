@@ -1,0 +1,1 @@
+//! Tests of the key table: names, defaults, and coverage of the raw structs and the docs.
