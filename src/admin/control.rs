@@ -1,6 +1,6 @@
 //! Console commands that act: PAUSE, RESUME, DISABLE, ENABLE, RECONNECT, KILL, KILL_CLIENT,
-//! WAIT_CLOSE, RELOAD, SHUTDOWN and SET, plus the table of settings `SHOW CONFIG` and `SET`
-//! share.
+//! WAIT_CLOSE, RELOAD, SHUTDOWN and SET, plus the rows of `SHOW CONFIG`; both read the
+//! `[pooler]` keys (value, kind, bounds, changeable) from the key table, `config::keys`.
 
 use super::{show, Admin, AdminError, Command};
 use crate::backend::clients::CloseReason;
