@@ -16,9 +16,14 @@
 //! 3. In the section's file under `config/validate/`, read it with the checker method of its
 //!    kind (`c.duration("pooler.x", &p.x)`, `c.count(..)`, ...): the default and the bounds
 //!    come from the entry; cross-key checks stay there.
-//! 4. Add a row to the section's table in `docs/configuration.md` with the default exactly as
-//!    [`Key::doc_default`] spells it (the test `docs_list_every_key_with_its_default` says what
-//!    it expects). For a key `SET` may change, add its assignment in `admin/control.rs`.
+//! 4. Add a row to the section's table in `docs/configuration.md`: the default exactly as
+//!    [`Key::doc_default`] spells it and the "changed by" cell as [`Change::doc`] (the test
+//!    `docs_list_every_key_with_its_default` says what it expects when they differ).
+//! 5. For a key `SET` may change (`Change::Set`), add its assignment in `admin/control.rs`
+//!    `apply_set` (a test fails until it is there).
+//!
+//! `cargo test --lib config` then checks the entry against the raw struct, its default against
+//! its kind and bounds, and the docs row against the entry.
 
 pub mod table;
 
@@ -102,6 +107,17 @@ pub enum Change {
     Reload,
     /// A reload, and the console's `SET`.
     Set,
+}
+
+impl Change {
+    /// The "changed by" cell of `docs/configuration.md`.
+    pub fn doc(self) -> &'static str {
+        match self {
+            Self::Restart => "restart",
+            Self::Reload => "reload",
+            Self::Set => "SET",
+        }
+    }
 }
 
 /// One configuration key.

@@ -1,6 +1,6 @@
 //! Tests of the key table: every default parses within its bounds, every raw serde field has
 //! an entry (and every entry a field), and `docs/configuration.md` lists every entry with its
-//! default.
+//! default and what changes it.
 
 use super::*;
 use crate::config::raw::*;
@@ -196,8 +196,8 @@ fn paths_in_a_file_find_their_entry() {
     assert!(pooler_key("pool_size").is_none());
 }
 
-/// `(full key name, default cell)` of every row of the docs' key tables.
-fn documented(text: &str) -> BTreeMap<String, String> {
+/// `(full key name, (default cell, changed-by cell))` of every row of the docs' key tables.
+fn documented(text: &str) -> BTreeMap<String, (String, String)> {
     let mut out = BTreeMap::new();
     let mut prefix = None;
     for line in text.lines() {
@@ -216,14 +216,14 @@ fn documented(text: &str) -> BTreeMap<String, String> {
             continue;
         };
         let cells: Vec<&str> = row.split(" | ").collect();
-        let (Some(name), Some(default)) = (cells[0].strip_suffix('`'), cells.get(1)) else {
-            panic!("row without a single key and a default: {line}");
+        let (Some(name), Some(default), Some(change)) =
+            (cells[0].strip_suffix('`'), cells.get(1), cells.get(2))
+        else {
+            panic!("row without a single key, a default and what changes it: {line}");
         };
         let full = format!("{prefix}{name}");
-        assert!(
-            out.insert(full.clone(), default.to_string()).is_none(),
-            "{full} twice"
-        );
+        let cells = (default.to_string(), change.to_string());
+        assert!(out.insert(full.clone(), cells).is_none(), "{full} twice");
     }
     out
 }
@@ -235,10 +235,15 @@ fn docs_list_every_key_with_its_default() {
     for key in KEYS {
         match docs.get(key.name) {
             None => wrong.push(format!("{} is missing", key.name)),
-            Some(d) if *d != key.doc_default() => wrong.push(format!(
+            Some((d, _)) if *d != key.doc_default() => wrong.push(format!(
                 "{}: docs say {d}, the table says {}",
                 key.name,
                 key.doc_default()
+            )),
+            Some((_, c)) if c != key.change.doc() => wrong.push(format!(
+                "{}: docs say changed by {c}, the table says {}",
+                key.name,
+                key.change.doc()
             )),
             Some(_) => {}
         }
