@@ -259,3 +259,76 @@ fn docs_list_every_key_with_its_default() {
         wrong.join("\n")
     );
 }
+
+/// The table's default of `key` as a TOML value of the type the raw struct reads.
+fn toml_default(key: &Key, v: &str) -> toml::Value {
+    use toml::Value as T;
+    let num = |v: &str| v.parse::<i64>().expect("count");
+    match key.kind {
+        Kind::Count { .. } | Kind::Port => T::Integer(num(v)),
+        Kind::Bool => T::Boolean(v == "true"),
+        Kind::Fraction { .. } | Kind::Rate => T::Float(v.parse().expect("float")),
+        Kind::List | Kind::Urls { .. } => T::Array(
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| T::String(s.into()))
+                .collect(),
+        ),
+        _ => T::String(v.into()),
+    }
+}
+
+#[test]
+fn writing_every_default_explicitly_changes_nothing() {
+    let base = r#"
+[pooler]
+auth_user = "bob"
+[databases.app]
+host = "127.0.0.1"
+[users.bob]
+password = "secret"
+[cluster]
+[[cluster.nodes]]
+name = "a"
+[agent]
+state_store = "etcd"
+etcd_endpoints = ["http://127.0.0.1:2379"]
+[metrics]
+"#;
+    let mut full: toml::Table = toml::from_str(base).unwrap();
+    let mut written = 0;
+    for key in KEYS {
+        let Unset::Value(v) = key.unset else { continue };
+        let (section, field) = key.name.split_once('.').unwrap();
+        let table = full[section].as_table_mut().unwrap();
+        let table = match field.split_once('.') {
+            Some(("*", f)) => {
+                let (_, entry) = table.iter_mut().next().unwrap();
+                (entry.as_table_mut().unwrap(), f)
+            }
+            Some(("nodes[]", f)) => {
+                let nodes = table["nodes"].as_array_mut().unwrap();
+                (nodes[0].as_table_mut().unwrap(), f)
+            }
+            _ => (table, field),
+        };
+        let (table, field) = table;
+        if !table.contains_key(field) {
+            table.insert(field.into(), toml_default(key, v));
+            written += 1;
+        }
+    }
+    let values = KEYS
+        .iter()
+        .filter(|k| matches!(k.unset, Unset::Value(_)))
+        .count();
+    assert_eq!(
+        written,
+        values - 1,
+        "every default but agent.state_store (set in base)"
+    );
+    let text = toml::to_string(&full).unwrap();
+    let explicit = crate::config::from_str(&text, "full").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let implicit = crate::config::from_str(base, "base").unwrap();
+    assert_eq!(format!("{explicit:?}"), format!("{implicit:?}"), "{text}");
+}

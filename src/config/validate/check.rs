@@ -72,6 +72,21 @@ impl Checker {
         found
     }
 
+    /// The kind of `key`'s entry when `fits` accepts it; another kind is reported as a bug
+    /// (validation reading a key with the wrong method).
+    fn kind(&mut self, key: &str, fits: fn(&Kind) -> bool) -> Option<Kind> {
+        let kind = self.entry(key)?.kind;
+        if fits(&kind) {
+            return Some(kind);
+        }
+        self.bad(
+            key,
+            format!("is read as another kind than its table entry ({kind:?})"),
+            "a pgsluice bug: please report it",
+        );
+        None
+    }
+
     /// The table's default of `key`, parsed; a default that does not parse is a bug.
     fn fallback<T: Default>(&mut self, key: &str, parse: impl FnOnce(&str) -> Option<T>) -> T {
         let Some(entry) = self.entry(key) else {
@@ -111,6 +126,7 @@ impl Checker {
 
     /// A duration, the table's default when unset.
     pub fn duration(&mut self, key: &str, v: &Option<RawDuration>) -> Duration {
+        self.kind(key, |k| matches!(k, Kind::Duration));
         match self.duration_opt(key, v) {
             Some(d) => d,
             None => self.fallback(key, parse_duration),
@@ -132,7 +148,7 @@ impl Checker {
                 None
             }),
         };
-        let min = match self.entry(key).map(|e| e.kind) {
+        let min = match self.kind(key, |k| matches!(k, Kind::Size { .. })) {
             Some(Kind::Size { min }) => min,
             _ => 0,
         };
@@ -153,7 +169,7 @@ impl Checker {
     /// A given count within the entry's bounds, `None` when unset or out of range.
     pub fn count_opt(&mut self, key: &str, v: Option<i64>) -> Option<usize> {
         let n = v?;
-        let (min, max) = match self.entry(key).map(|e| e.kind) {
+        let (min, max) = match self.kind(key, |k| matches!(k, Kind::Count { .. })) {
             Some(Kind::Count { min, max }) => (min, max),
             _ => (0, i64::MAX),
         };
@@ -178,6 +194,7 @@ impl Checker {
 
     /// A port, the table's default when unset.
     pub fn port(&mut self, key: &str, v: Option<i64>) -> u16 {
+        self.kind(key, |k| matches!(k, Kind::Port));
         match v {
             Some(n) if (1..=65535).contains(&n) => n as u16,
             Some(n) => {
@@ -190,6 +207,7 @@ impl Checker {
 
     /// A boolean, the table's default when unset.
     pub fn flag(&mut self, key: &str, v: Option<bool>) -> bool {
+        self.kind(key, |k| matches!(k, Kind::Bool));
         match v {
             Some(b) => b,
             None => self.fallback(key, |t| t.parse().ok()),
@@ -239,7 +257,9 @@ impl Checker {
         let Some(entry) = self.entry(key) else {
             return "";
         };
-        let Kind::Choice { what, of: choices } = entry.kind else {
+        let Some(Kind::Choice { what, of: choices }) =
+            self.kind(key, |k| matches!(k, Kind::Choice { .. }))
+        else {
             return "";
         };
         if let Some(s) = v.as_deref() {
@@ -258,8 +278,9 @@ impl Checker {
     /// A given choice, `None` when unset or wrong (for keys that inherit their default).
     pub fn choice_opt(&mut self, key: &str, v: &Option<String>) -> Option<&'static str> {
         let s = v.as_deref()?;
-        let entry = self.entry(key)?;
-        let Kind::Choice { what, of: choices } = entry.kind else {
+        let Some(Kind::Choice { what, of: choices }) =
+            self.kind(key, |k| matches!(k, Kind::Choice { .. }))
+        else {
             return None;
         };
         let found = choices.iter().find(|c| **c == s).copied();
@@ -324,7 +345,7 @@ impl Checker {
     /// A fraction within the entry's range, the table's default when unset or wrong.
     pub fn fraction(&mut self, key: &str, v: Option<f64>) -> f64 {
         let zero_ok = matches!(
-            self.entry(key).map(|e| e.kind),
+            self.kind(key, |k| matches!(k, Kind::Fraction { .. })),
             Some(Kind::Fraction { zero_ok: true })
         );
         match v {
