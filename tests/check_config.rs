@@ -1,6 +1,8 @@
 //! `pgsluice check-config` run as a program: every problem of a file on its own line, each
 //! followed by the key's doc line and default from the key table; a good file prints `ok`.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::process::Command;
 
 fn check(text: &str) -> (bool, String) {
