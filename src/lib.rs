@@ -4,7 +4,7 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`] |
+//! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`]; every key declared once in [`config::keys`] |
 //! | [`topology`] | the epoch-versioned cluster topology shared by agent and pooler |
 //! | [`proto`] | sans-IO wire codec: frame headers, startup packets, builders, lazy views |
 //! | [`auth`] | sans-IO MD5 and SCRAM-SHA-256 (both sides), secrets, `auth_file` parsing |
