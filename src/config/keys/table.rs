@@ -43,6 +43,18 @@ fn flag(b: bool) -> String {
     u8::from(b).to_string()
 }
 
+/// A model enum's configuration spelling from its variant name: `VerifyCa` -> `verify-ca`.
+fn spelled(v: impl std::fmt::Debug) -> String {
+    let mut out = String::new();
+    for (i, ch) in format!("{v:?}").chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(ch.to_ascii_lowercase());
+    }
+    out
+}
+
 fn path(p: &Option<PathBuf>) -> String {
     p.as_ref()
         .map(|p| p.display().to_string())
@@ -254,7 +266,7 @@ pub static KEYS: &[Key] = &[
         Reload,
         "TLS towards clients",
     )
-    .shown(|c| format!("{:?}", c.pooler.client_tls.mode).to_lowercase()),
+    .shown(|c| spelled(c.pooler.client_tls.mode)),
     k(
         "pooler.client_tls_cert_file",
         Path,
@@ -296,7 +308,7 @@ pub static KEYS: &[Key] = &[
         Reload,
         "TLS towards PostgreSQL, as libpq's sslmode",
     )
-    .shown(|c| format!("{:?}", c.pooler.server_tls.mode).to_lowercase()),
+    .shown(|c| spelled(c.pooler.server_tls.mode)),
     k(
         "pooler.server_tls_ca_file",
         Path,
@@ -484,7 +496,7 @@ pub static KEYS: &[Key] = &[
         Restart,
         "log lines as text or json",
     )
-    .shown(|c| format!("{:?}", c.pooler.log_format).to_lowercase()),
+    .shown(|c| spelled(c.pooler.log_format)),
     k(
         "pooler.stats_period",
         Duration,

@@ -332,3 +332,19 @@ etcd_endpoints = ["http://127.0.0.1:2379"]
     let implicit = crate::config::from_str(base, "base").unwrap();
     assert_eq!(format!("{explicit:?}"), format!("{implicit:?}"), "{text}");
 }
+
+#[test]
+fn show_config_prints_every_choice_as_spelled_in_the_file() {
+    let files = "client_tls_cert_file = \"c\"\nclient_tls_key_file = \"k\"\n\
+                 client_tls_ca_file = \"a\"\nserver_tls_ca_file = \"a\"\n";
+    for key in KEYS {
+        let (Some(show), Kind::Choice { of, .. }) = (key.show, key.kind) else {
+            continue;
+        };
+        for choice in of {
+            let text = format!("[pooler]\n{}{} = \"{choice}\"\n", files, key.short());
+            let c = crate::config::from_str(&text, "t").unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(show(&c), *choice, "{}", key.name);
+        }
+    }
+}
