@@ -4,7 +4,7 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`] |
+//! | [`config`] | the TOML file: raw serde structs, then a validated [`config::Config`]; every key declared once in [`config::keys`] |
 //! | [`topology`] | the epoch-versioned cluster topology shared by agent and pooler |
 //! | [`error_text`] | an error and its causes on one line, for logs and status fields |
 //! | [`lsn`] | `Lsn`, a WAL position: parsed from and printed as PostgreSQL's `X/Y` |

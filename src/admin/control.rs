@@ -1,9 +1,10 @@
 //! Console commands that act: PAUSE, RESUME, DISABLE, ENABLE, RECONNECT, KILL, KILL_CLIENT,
-//! WAIT_CLOSE, RELOAD, SHUTDOWN and SET, plus the table of settings `SHOW CONFIG` and `SET`
-//! share.
+//! WAIT_CLOSE, RELOAD, SHUTDOWN and SET, plus the rows of `SHOW CONFIG`; both read the
+//! `[pooler]` keys (value, kind, bounds, changeable) from the key table, `config::keys`.
 
 use super::{show, Admin, AdminError, Command};
 use crate::backend::clients::CloseReason;
+use crate::config::keys::{self, Change, Kind, KEYS};
 use crate::config::{parse_duration, Config};
 use crate::pool::Pool;
 use crate::proto::builders;
@@ -11,64 +12,12 @@ use bytes::BytesMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn secs(d: Duration) -> String {
-    format!("{}", d.as_secs_f64())
-}
-
-/// `(key, value, changeable by SET)` for every `[pooler]` setting shown by `SHOW CONFIG`.
+/// `(key, value, changeable by SET)` for every `[pooler]` key of the key table, in table order:
+/// the rows of `SHOW CONFIG`.
 pub(super) fn settings(c: &Config) -> Vec<(&'static str, String, bool)> {
-    let p = &c.pooler;
-    vec![
-        ("listen_addr", p.listen.ip().to_string(), false),
-        ("listen_port", p.listen.port().to_string(), false),
-        ("workers", p.workers.to_string(), false),
-        ("max_client_conn", p.max_client_conn.to_string(), true),
-        ("pool_mode", p.pool_mode.as_str().into(), false),
-        ("default_pool_size", p.default_pool_size.to_string(), false),
-        ("min_pool_size", p.min_pool_size.to_string(), false),
-        ("reserve_pool_size", p.reserve_pool_size.to_string(), false),
-        ("reserve_pool_timeout", secs(p.reserve_pool_timeout), true),
-        (
-            "max_db_connections",
-            p.max_db_connections.to_string(),
-            false,
-        ),
-        (
-            "max_user_connections",
-            p.max_user_connections.to_string(),
-            false,
-        ),
-        ("auth_type", p.auth_type.as_str().into(), false),
-        ("admin_users", p.admin_users.join(","), false),
-        ("stats_users", p.stats_users.join(","), false),
-        ("server_reset_query", p.server_reset_query.clone(), true),
-        ("server_check_query", p.server_check_query.clone(), true),
-        ("server_check_delay", secs(p.server_check_delay), true),
-        (
-            "server_connect_timeout",
-            secs(p.server_connect_timeout),
-            true,
-        ),
-        ("server_idle_timeout", secs(p.server_idle_timeout), true),
-        ("server_lifetime", secs(p.server_lifetime), true),
-        ("query_wait_timeout", secs(p.query_wait_timeout), true),
-        ("client_idle_timeout", secs(p.client_idle_timeout), true),
-        ("client_login_timeout", secs(p.client_login_timeout), true),
-        (
-            "log_connections",
-            u8::from(p.log_connections).to_string(),
-            true,
-        ),
-        (
-            "log_disconnections",
-            u8::from(p.log_disconnections).to_string(),
-            true,
-        ),
-        ("stats_period", secs(p.stats_period), true),
-        ("shutdown_timeout", secs(p.shutdown_timeout), true),
-        ("pause_timeout", secs(p.pause_timeout), true),
-        ("so_reuseport", u8::from(p.so_reuseport).to_string(), false),
-    ]
+    KEYS.iter()
+        .filter_map(|k| Some((k.short(), k.show?(c), k.change == Change::Set)))
+        .collect()
 }
 
 fn bool_value(v: &str) -> Option<bool> {
@@ -79,40 +28,75 @@ fn bool_value(v: &str) -> Option<bool> {
     }
 }
 
+/// A value given to `SET`, checked against the key's kind and bounds.
+enum SetValue {
+    Duration(Duration),
+    Flag(bool),
+    Count(usize),
+    Text(String),
+}
+
+fn set_value(kind: Kind, value: &str) -> Option<SetValue> {
+    match kind {
+        Kind::Duration => parse_duration(value).map(SetValue::Duration),
+        Kind::Bool => bool_value(value).map(SetValue::Flag),
+        Kind::Count { min, max } => {
+            let n: i64 = value.parse().ok()?;
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|_| (min..=max).contains(&n))?;
+            Some(SetValue::Count(n))
+        }
+        Kind::Text => Some(SetValue::Text(value.to_string())),
+        _ => None,
+    }
+}
+
 /// A copy of `c` with `key` set to `value`, or why not.
 pub(super) fn apply_set(c: &Config, key: &str, value: &str) -> Result<Config, AdminError> {
+    let entry = keys::pooler_key(key).ok_or_else(|| {
+        AdminError::new(
+            "42704",
+            format!("unknown setting {key} (SHOW CONFIG lists them)"),
+        )
+    })?;
+    if entry.change != Change::Set {
+        return Err(AdminError::new(
+            "55000",
+            format!("{key} cannot be changed with SET: edit the file and RELOAD"),
+        ));
+    }
+    let v = set_value(entry.kind, value).ok_or_else(|| {
+        let doc = entry.doc;
+        AdminError::new(
+            "22023",
+            format!("invalid value for {key}: {value:?} ({doc})"),
+        )
+    })?;
     let mut n = c.clone();
     let p = &mut n.pooler;
-    let bad = || AdminError::new("22023", format!("invalid value for {key}: {value:?}"));
-    let dur = || parse_duration(value).ok_or_else(bad);
-    let flag = || bool_value(value).ok_or_else(bad);
-    match key {
-        "max_client_conn" => p.max_client_conn = value.parse().map_err(|_| bad())?,
-        "reserve_pool_timeout" => p.reserve_pool_timeout = dur()?,
-        "server_reset_query" => p.server_reset_query = value.to_string(),
-        "server_check_query" => p.server_check_query = value.to_string(),
-        "server_check_delay" => p.server_check_delay = dur()?,
-        "server_connect_timeout" => p.server_connect_timeout = dur()?,
-        "server_idle_timeout" => p.server_idle_timeout = dur()?,
-        "server_lifetime" => p.server_lifetime = dur()?,
-        "query_wait_timeout" => p.query_wait_timeout = dur()?,
-        "client_idle_timeout" => p.client_idle_timeout = dur()?,
-        "client_login_timeout" => p.client_login_timeout = dur()?,
-        "log_connections" => p.log_connections = flag()?,
-        "log_disconnections" => p.log_disconnections = flag()?,
-        "stats_period" => p.stats_period = dur()?,
-        "shutdown_timeout" => p.shutdown_timeout = dur()?,
-        "pause_timeout" => p.pause_timeout = dur()?,
-        _ if settings(c).iter().any(|(k, _, _)| *k == key) => {
-            return Err(AdminError::new(
-                "55000",
-                format!("{key} cannot be changed with SET: edit the file and RELOAD"),
-            ))
-        }
+    use SetValue::*;
+    match (key, v) {
+        ("max_client_conn", Count(v)) => p.max_client_conn = v,
+        ("reserve_pool_timeout", Duration(v)) => p.reserve_pool_timeout = v,
+        ("server_reset_query", Text(v)) => p.server_reset_query = v,
+        ("server_check_query", Text(v)) => p.server_check_query = v,
+        ("server_check_delay", Duration(v)) => p.server_check_delay = v,
+        ("server_connect_timeout", Duration(v)) => p.server_connect_timeout = v,
+        ("server_idle_timeout", Duration(v)) => p.server_idle_timeout = v,
+        ("server_lifetime", Duration(v)) => p.server_lifetime = v,
+        ("query_wait_timeout", Duration(v)) => p.query_wait_timeout = v,
+        ("client_idle_timeout", Duration(v)) => p.client_idle_timeout = v,
+        ("client_login_timeout", Duration(v)) => p.client_login_timeout = v,
+        ("log_connections", Flag(v)) => p.log_connections = v,
+        ("log_disconnections", Flag(v)) => p.log_disconnections = v,
+        ("stats_period", Duration(v)) => p.stats_period = v,
+        ("shutdown_timeout", Duration(v)) => p.shutdown_timeout = v,
+        ("pause_timeout", Duration(v)) => p.pause_timeout = v,
         _ => {
             return Err(AdminError::new(
-                "42704",
-                format!("unknown setting {key} (SHOW CONFIG lists them)"),
+                "XX000",
+                format!("{key} is marked SET in the key table but SET cannot assign it"),
             ))
         }
     }
@@ -326,5 +310,35 @@ mod tests {
         assert!(settings(&c)
             .iter()
             .any(|(k, _, ch)| *k == "shutdown_timeout" && *ch));
+        assert_eq!(
+            apply_set(&c, "max_client_conn", "0").unwrap_err().code,
+            "22023"
+        );
+    }
+
+    #[test]
+    fn show_config_lists_every_pooler_key_and_set_assigns_every_set_key() {
+        let c = crate::config::validate(&Default::default()).unwrap();
+        let rows = settings(&c);
+        let pooler = KEYS
+            .iter()
+            .filter(|k| k.name.starts_with("pooler."))
+            .count();
+        assert_eq!(rows.len(), pooler);
+        for (key, value, changeable) in rows {
+            let entry = keys::pooler_key(key).unwrap();
+            assert_eq!(changeable, entry.change == Change::Set, "{key}");
+            if changeable {
+                // Setting the value shown keeps it: SET and SHOW CONFIG agree on every key.
+                let value = if value.is_empty() {
+                    "x".to_string()
+                } else {
+                    value
+                };
+                let n = apply_set(&c, key, &value).unwrap_or_else(|e| panic!("{key}: {e:?}"));
+                let shown = settings(&n).into_iter().find(|r| r.0 == key).unwrap().1;
+                assert_eq!(shown, value, "{key}");
+            }
+        }
     }
 }

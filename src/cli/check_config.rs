@@ -1,5 +1,6 @@
 //! `pgsluice check-config`: validate a configuration file and the files it names
-//! (`auth_file`, `auth_hba_file`, `client_tls_*`), and list every problem.
+//! (`auth_file`, `auth_hba_file`, `client_tls_*`), and list every problem, each value problem
+//! followed by its key's doc line and default from the key table.
 
 use crate::auth::hba::Hba;
 use crate::config;
@@ -12,6 +13,15 @@ use std::process::ExitCode;
 pub fn run(path: &Path) -> ExitCode {
     let config = match config::load(path) {
         Ok(c) => c,
+        Err(config::ConfigError::Invalid { problems, .. }) => {
+            for p in problems {
+                println!("{p}");
+                if let Some(key) = config::keys::find(&p.key) {
+                    println!("    {}", explain(key));
+                }
+            }
+            return ExitCode::from(1);
+        }
         Err(e) => {
             for line in e.lines() {
                 println!("{line}");
@@ -40,4 +50,14 @@ pub fn run(path: &Path) -> ExitCode {
         println!("{p}");
     }
     ExitCode::from(1)
+}
+
+/// `name: doc line (default: ...)`, printed under a problem with that key.
+fn explain(key: &config::keys::Key) -> String {
+    format!(
+        "{}: {} (default: {})",
+        key.name,
+        key.doc,
+        key.doc_default().replace('`', "")
+    )
 }

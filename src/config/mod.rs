@@ -3,7 +3,10 @@
 //! Loading has two stages, as in ripgrep's `lowargs` -> `hiargs`: [`raw`] is the file as
 //! written (serde, unknown keys refused), [`validate()`] checks it and reports *every* problem
 //! with its key path and a hint, producing the typed [`Config`] the daemons use.
+//! Every key is declared once in [`keys`] (name, kind and bounds, default, what changes it,
+//! doc line); validation reads its defaults and bounds from there.
 
+pub mod keys;
 mod model;
 pub mod raw;
 mod validate;

@@ -57,7 +57,11 @@ fn reload_under_pgbench(fx: &Fixture) -> Result<(), Failed> {
     let peak_at_4 = app_servers(&p);
     // Six reloads, alternating sizes, while the clients run.
     for n in [12, 4, 12, 4, 12, 12] {
-        std::fs::write(&p.config_path, sized(n))?;
+        // Written aside and renamed: a reload still running from the previous SIGHUP never
+        // reads a truncated (empty, hence database-less) file.
+        let next = p.config_path.with_extension("next");
+        std::fs::write(&next, sized(n))?;
+        std::fs::rename(&next, &p.config_path)?;
         hup()?;
         std::thread::sleep(Duration::from_millis(400));
     }
