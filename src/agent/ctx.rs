@@ -60,7 +60,8 @@ impl<S: StateStore> Ctx<S> {
         let warm =
             super::warmth::Warmer::new(cluster.clone(), config.agent.warm.clone(), metrics.clone());
         Ok(Ctx {
-            poolers: Poolers::new(config.agent.poolers.clone(), timeout),
+            poolers: Poolers::new(config.agent.poolers.clone(), timeout)
+                .with_secret(config.control.secret_file.clone()),
             cluster,
             agent: config.agent.clone(),
             store,

@@ -2,6 +2,7 @@
 //!
 //! A pooler that is down or slow is reported, never waited for beyond the timeout: a failover
 //! must not block on a dead pooler (the pooler probes nodes itself and catches up).
+//! Every call carries the control secret (`[control] secret_file`, re-read for each push).
 
 use crate::topology::Topology;
 use bytes::Bytes;
@@ -9,6 +10,7 @@ use http_body_util::Full;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::task::JoinSet;
 
@@ -40,6 +42,7 @@ pub struct Poolers {
     urls: Vec<String>,
     client: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    secret_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Poolers {
@@ -58,7 +61,15 @@ impl Poolers {
             urls,
             client: Client::builder(TokioExecutor::new()).build(http),
             timeout,
+            secret_file: None,
         }
+    }
+
+    /// The same poolers, called with the secret in `file` (`None`: no secret is sent, and
+    /// the poolers refuse).
+    pub fn with_secret(mut self, file: Option<PathBuf>) -> Poolers {
+        self.secret_file = file;
+        self
     }
 
     /// Whether any pooler is configured.
@@ -87,12 +98,28 @@ impl Poolers {
     }
 
     async fn post_all(&self, path: &str, body: Vec<u8>, timeout: Duration) -> Vec<Reply> {
+        let auth = match self.secret_file.as_deref().map(crate::net::secret::bearer) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                let outcome = Outcome::Failed(e.to_string());
+                return self
+                    .urls
+                    .iter()
+                    .map(|url| Reply {
+                        url: url.clone(),
+                        outcome: outcome.clone(),
+                    })
+                    .collect();
+            }
+        };
         let mut set = JoinSet::new();
         for url in &self.urls {
             let (client, url, body) = (self.client.clone(), url.clone(), body.clone());
             let uri = format!("{}{path}", url.trim_end_matches('/'));
+            let auth = auth.clone();
             set.spawn(async move {
-                let outcome = post(&client, &uri, body, timeout).await;
+                let outcome = post(&client, &uri, auth, body, timeout).await;
                 Reply { url, outcome }
             });
         }
@@ -110,15 +137,18 @@ impl Poolers {
 async fn post(
     client: &Client<HttpConnector, Full<Bytes>>,
     uri: &str,
+    auth: Option<String>,
     body: Vec<u8>,
     timeout: Duration,
 ) -> Outcome {
-    let req = match Request::builder()
+    let mut req = Request::builder()
         .method(Method::POST)
         .uri(uri)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-    {
+        .header("content-type", "application/json");
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let req = match req.body(Full::new(Bytes::from(body))) {
         Ok(r) => r,
         Err(e) => return Outcome::Failed(format!("bad request: {e}")),
     };
@@ -129,6 +159,10 @@ async fn post(
             StatusCode::OK => Outcome::Ok,
             StatusCode::CONFLICT => Outcome::Stale,
             StatusCode::GATEWAY_TIMEOUT => Outcome::PauseTimedOut,
+            StatusCode::UNAUTHORIZED => Outcome::Failed("HTTP 401: wrong control secret".into()),
+            StatusCode::FORBIDDEN => {
+                Outcome::Failed("HTTP 403: the pooler has no control secret_file".into())
+            }
             s => Outcome::Failed(format!("HTTP {s}")),
         },
     }

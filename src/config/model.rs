@@ -169,6 +169,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// The HTTP endpoint of the pooler.
     pub metrics: MetricsConfig,
+    /// The control plane's shared secret.
+    pub control: ControlConfig,
 }
 
 /// `[pooler]`, defaults applied.
@@ -478,4 +480,13 @@ impl WarmConfig {
 pub struct MetricsConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
+}
+
+/// `[control]`: who may call the mutating HTTP endpoints of pooler and agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// The secret file; `None` = every mutating endpoint is refused.
+    pub secret_file: Option<PathBuf>,
+    /// `/metrics`, `GET /control/topology` and the agent's `/status` need the secret too.
+    pub protect_reads: bool,
 }

@@ -48,6 +48,9 @@ pub struct RawConfig {
     /// `[metrics]`
     #[serde(default)]
     pub metrics: RawMetrics,
+    /// `[control]`
+    #[serde(default)]
+    pub control: RawControl,
 }
 
 /// `[pooler]`: listener, limits, pool defaults, timeouts.
@@ -240,4 +243,14 @@ pub struct RawAgent {
 pub struct RawMetrics {
     pub listen: Option<String>,
     pub enabled: Option<bool>,
+}
+
+/// `[control]`: the shared secret of the control plane (pooler `/control/*`, agent `/ops`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    /// File holding the secret(s), one per line; the first is the one sent.
+    pub secret_file: Option<String>,
+    /// Whether `/metrics`, `GET /control/topology` and the agent's `/status` need it too.
+    pub protect_reads: Option<bool>,
 }

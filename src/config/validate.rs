@@ -196,6 +196,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             "use another port",
         );
     }
+    let control = control(&mut c, &raw.control);
     if c.problems.is_empty() {
         Ok(Config {
             pooler,
@@ -204,9 +205,28 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             cluster,
             agent,
             metrics,
+            control,
         })
     } else {
         Err(c.problems)
+    }
+}
+
+fn control(c: &mut Checker, r: &RawControl) -> ControlConfig {
+    if r.secret_file.as_deref() == Some("") {
+        c.bad(
+            "control.secret_file",
+            "must not be empty",
+            "name a file holding the secret, or leave the key out",
+        );
+    }
+    ControlConfig {
+        secret_file: r
+            .secret_file
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
+        protect_reads: r.protect_reads.unwrap_or(false),
     }
 }
 

@@ -1,7 +1,10 @@
 //! Networking below the sessions: the accept loops (TCP and Unix socket), the client stream
-//! type, logins in progress (capped), and whole-frame reads for slow paths.
+//! type, logins in progress (capped), whole-frame reads for slow paths, and the hardened HTTP
+//! loop with the control-plane secret.
 
 pub mod frame_io;
+pub mod http;
 pub mod listener;
 pub mod pending;
+pub mod secret;
 pub mod stream;
