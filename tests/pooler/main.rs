@@ -7,6 +7,7 @@
 mod admin;
 mod auth_query;
 mod basic;
+mod control;
 mod front_door;
 mod ops;
 mod prepared;
@@ -29,6 +30,7 @@ fn main() {
     let shared: Arc<OnceLock<Fixture>> = Arc::new(OnceLock::new());
     let tests: Vec<(&str, Body)> = [
         basic::TESTS,
+        control::TESTS,
         state::TESTS,
         front_door::TESTS,
         timeouts::TESTS,
