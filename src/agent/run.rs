@@ -81,6 +81,7 @@ pub async fn run<S: StateStore>(
         .await
         .map_err(|e| AgentError::Failed(format!("cannot listen on {}: {e}", ctx.agent.listen)))?;
     let (ops_tx, mut ops_rx) = mpsc::channel::<OpCall>(8);
+    crate::net::http::log_control_state(&config.control);
     let server = tokio::spawn(http::serve(
         listener,
         shared.clone(),

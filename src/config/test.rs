@@ -52,6 +52,32 @@ fn example_file_is_valid() {
     assert_eq!(w.rate_bytes, 64 << 20);
     assert_eq!(w.mode, PrewarmMode::Buffer);
     assert_eq!(w.switchover_warmth, 0.9);
+    let secret = c.control.secret_file.as_deref();
+    assert_eq!(
+        secret,
+        Some(std::path::Path::new("/etc/pgsluice/control.secret"))
+    );
+    assert!(!c.control.protect_reads);
+}
+
+#[test]
+fn control_section() {
+    let c = from_str("", "empty").unwrap();
+    assert_eq!(c.control, ControlConfig::default(), "no secret, reads open");
+    let c = from_str(
+        "[control]\nsecret_file = \"/run/s\"\nprotect_reads = true\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        c.control.secret_file.as_deref(),
+        Some(std::path::Path::new("/run/s"))
+    );
+    assert!(c.control.protect_reads);
+    let p = problems("[control]\nsecret_file = \"\"\n");
+    assert!(has(&p, "control.secret_file:"), "{p:?}");
+    let p = problems("[control]\nsecret = \"x\"\n");
+    assert!(p.iter().any(|l| l.contains("secret")), "{p:?}");
 }
 
 #[test]

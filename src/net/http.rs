@@ -90,6 +90,18 @@ where
     }
 }
 
+/// Says at start-up whether control calls can be accepted, so that a missing or unusable
+/// secret file is seen before the first failover needs it.
+pub fn log_control_state(control: &crate::config::ControlConfig) {
+    match control.secret_file.as_deref().map(secret::read) {
+        None => tracing::warn!(
+            "[control] secret_file is not set: every control call (pause, resume, topology push, operations) is refused"
+        ),
+        Some(Err(e)) => tracing::error!(error = %e, "control calls will be refused until the secret file is fixed"),
+        Some(Ok(_)) => tracing::info!("control calls need the shared secret"),
+    }
+}
+
 /// Checks the request's bearer token against `[control] secret_file`. Without a configured
 /// file every call is refused: the control plane is never open by default.
 pub fn authorize<B>(req: &Request<B>, secret_file: Option<&Path>) -> Result<(), Reply> {
