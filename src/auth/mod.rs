@@ -47,8 +47,8 @@ pub enum AuthError {
     /// The nonce does not extend (server-first) or repeat (client-final) the expected one.
     #[error("SCRAM nonce mismatch")]
     NonceMismatch,
-    /// The server sent an iteration count below 1.
-    #[error("invalid SCRAM iteration count")]
+    /// The server sent an iteration count below 1 or above the client's bound.
+    #[error("invalid SCRAM iteration count (accepted: 1 to 100000)")]
     InvalidIterations,
     /// The client's proof (or MD5 response, or password) is wrong.
     #[error("password authentication failed")]

@@ -139,6 +139,9 @@ pub struct ServerTls {
     /// Client certificate shown to PostgreSQL (with `key_file`), if any.
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// `server_allow_cleartext_password`: answer a cleartext password request on a connection
+    /// without TLS (default `false`: refused).
+    pub allow_cleartext_password: bool,
 }
 
 /// The `auth_user`, `auth_query`, `auth_dbname` and `auth_cache_ttl` keys.

@@ -85,6 +85,8 @@ pub struct RawPooler {
     pub server_tls_ca_file: Option<String>,
     pub server_tls_cert_file: Option<String>,
     pub server_tls_key_file: Option<String>,
+    /// Send a password in clear text to a server that asks for it over plain TCP.
+    pub server_allow_cleartext_password: Option<bool>,
     pub admin_users: Option<Vec<String>>,
     pub stats_users: Option<Vec<String>>,
     pub server_reset_query: Option<String>,

@@ -355,7 +355,10 @@ fn auth_query_keys() {
 #[test]
 fn server_tls_keys() {
     let c = from_str(MINIMAL, "t").unwrap();
-    assert_eq!(c.pooler.server_tls.mode, ServerTlsMode::Disable);
+    assert_eq!(c.pooler.server_tls.mode, ServerTlsMode::Prefer);
+    assert!(!c.pooler.server_tls.allow_cleartext_password);
+    let text = format!("[pooler]\nserver_allow_cleartext_password = true\n{MINIMAL}");
+    assert!(from_str(&text, "t").unwrap().pooler.server_tls.allow_cleartext_password);
     let text = format!(
         "[pooler]\nserver_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = \"/ca.pem\"\n{MINIMAL}"
     );

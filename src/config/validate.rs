@@ -272,7 +272,7 @@ fn client_tls(c: &mut Checker, p: &RawPooler) -> ClientTls {
 
 fn server_tls(c: &mut Checker, p: &RawPooler) -> ServerTls {
     let path = |s: &Option<String>| s.as_ref().filter(|s| !s.is_empty()).map(PathBuf::from);
-    let spelled = p.server_tls_sslmode.as_deref().unwrap_or("disable");
+    let spelled = p.server_tls_sslmode.as_deref().unwrap_or("prefer");
     let mode = ServerTlsMode::parse(spelled).unwrap_or_else(|| {
         c.bad(
             "pooler.server_tls_sslmode",
@@ -286,6 +286,7 @@ fn server_tls(c: &mut Checker, p: &RawPooler) -> ServerTls {
         ca_file: path(&p.server_tls_ca_file),
         cert_file: path(&p.server_tls_cert_file),
         key_file: path(&p.server_tls_key_file),
+        allow_cleartext_password: p.server_allow_cleartext_password.unwrap_or(false),
     };
     if matches!(mode, ServerTlsMode::VerifyCa | ServerTlsMode::VerifyFull) && tls.ca_file.is_none()
     {

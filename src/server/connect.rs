@@ -158,7 +158,8 @@ async fn login(
     stream.write_all(&hello).await.map_err(io)?;
     stream.flush().await.map_err(io)?;
     let mut buf = BytesMut::with_capacity(1024);
-    authenticate(spec, &mut stream, &mut buf).await?;
+    let cleartext_ok = stream.is_tls() || spec.tls.get().allow_cleartext_password;
+    authenticate(spec, &mut stream, &mut buf, cleartext_ok).await?;
     let mut key = (0, 0);
     let mut reported = Vec::new();
     loop {
@@ -198,10 +199,14 @@ async fn login(
     })
 }
 
+/// Answers the server's authentication requests until AuthenticationOk. A cleartext request
+/// is answered only when `cleartext_ok` (TLS, or `server_allow_cleartext_password`); once SCRAM
+/// has started, AuthenticationOk is accepted only after a verified server-final message.
 async fn authenticate(
     spec: &ConnectSpec,
     stream: &mut ServerStream,
     buf: &mut BytesMut,
+    cleartext_ok: bool,
 ) -> Result<(), ServerError> {
     let io = |e: std::io::Error| ServerError::Io {
         node: spec.node.to_string(),
@@ -209,6 +214,8 @@ async fn authenticate(
     };
     let mut out = BytesMut::new();
     let mut scram: Option<ScramClient> = None;
+    let mut scram_started = false;
+    let mut scram_verified = false;
     loop {
         let f = read_frame(stream, buf, LOGIN_MAX)
             .await
@@ -232,7 +239,18 @@ async fn authenticate(
         };
         out.clear();
         match views::authentication(&f.body).map_err(|e| ServerError::proto(spec, e))? {
+            views::Auth::Ok if scram_started && !scram_verified => {
+                return Err(ServerError::Protocol {
+                    node: spec.node.to_string(),
+                    message: "AuthenticationOk before a verified SCRAM server signature".into(),
+                });
+            }
             views::Auth::Ok => return Ok(()),
+            views::Auth::Cleartext if !cleartext_ok => {
+                return Err(ServerError::CleartextRefused {
+                    node: spec.node.to_string(),
+                });
+            }
             views::Auth::Cleartext => {
                 let pw = need_password()?;
                 let mut p = pw.as_bytes().to_vec();
@@ -268,6 +286,7 @@ async fn authenticate(
                 };
                 builders::sasl_initial_response(&mut out, "SCRAM-SHA-256", &s.client_first());
                 scram = Some(s);
+                scram_started = true;
             }
             views::Auth::SaslContinue(data) => {
                 let s = scram.as_mut().ok_or_else(|| ServerError::Protocol {
@@ -292,6 +311,7 @@ async fn authenticate(
                         node: spec.node.to_string(),
                         message: format!("SCRAM server signature: {e}"),
                     })?;
+                scram_verified = true;
                 continue;
             }
             views::Auth::Other(code) => {
