@@ -358,7 +358,13 @@ fn server_tls_keys() {
     assert_eq!(c.pooler.server_tls.mode, ServerTlsMode::Prefer);
     assert!(!c.pooler.server_tls.allow_cleartext_password);
     let text = format!("[pooler]\nserver_allow_cleartext_password = true\n{MINIMAL}");
-    assert!(from_str(&text, "t").unwrap().pooler.server_tls.allow_cleartext_password);
+    assert!(
+        from_str(&text, "t")
+            .unwrap()
+            .pooler
+            .server_tls
+            .allow_cleartext_password
+    );
     let text = format!(
         "[pooler]\nserver_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = \"/ca.pem\"\n{MINIMAL}"
     );

@@ -339,3 +339,7 @@ fn md5_salted(inner_hex: &str, salt: [u8; 4]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "connect_test.rs"]
+mod tests;

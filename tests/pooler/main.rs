@@ -16,6 +16,7 @@ mod security;
 mod server_tls;
 mod state;
 mod timeouts;
+mod upstream;
 mod util;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -41,6 +42,7 @@ fn main() {
         admin::TESTS,
         ops::TESTS,
         routing::TESTS,
+        upstream::TESTS,
     ]
     .concat();
     let trials = tests

@@ -28,11 +28,15 @@ impl Drop for Fixture {
 impl Fixture {
     /// Starts a primary (no standbys) and a pooler with one database per pool mode.
     pub fn start() -> Fixture {
-        let spec = ClusterSpec::new(0)
+        let mut spec = ClusterSpec::new(0)
             .user("app", PASSWORD)
             .user("md5user", PASSWORD)
+            .user("cleartext", PASSWORD)
             .database("app", Some("app"))
             .conf("max_connections = 100");
+        // PostgreSQL asks this role for its password in clear text (tests/pooler/upstream.rs).
+        spec.extra_hba
+            .push("host all cleartext 127.0.0.1/32 password".into());
         let cluster = LocalCluster::start(spec).expect("cluster starts");
         cluster
             .primary()
