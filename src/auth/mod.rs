@@ -29,7 +29,9 @@ pub mod scram;
 pub mod userlist;
 
 pub use self::md5::{md5_hex, md5_salted, verify_md5};
-pub use scram::{scram_secret, ScramClient, ScramSecret, ScramServer, SCRAM_SHA_256};
+pub use scram::{
+    scram_secret, spend_pbkdf2, user_salt, ScramClient, ScramSecret, ScramServer, SCRAM_SHA_256,
+};
 pub use userlist::{parse_userlist, UserlistError};
 
 /// Why an authentication exchange failed.

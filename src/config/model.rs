@@ -208,6 +208,8 @@ pub struct PoolerConfig {
     pub auth_query: Option<AuthQuery>,
     pub admin_users: Vec<String>,
     pub stats_users: Vec<String>,
+    /// `trust` may open the admin console (default `false`: the console always asks a password).
+    pub admin_trust: bool,
     /// Empty = none.
     pub server_reset_query: String,
     /// Empty = no check.

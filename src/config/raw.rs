@@ -89,6 +89,8 @@ pub struct RawPooler {
     pub server_allow_cleartext_password: Option<bool>,
     pub admin_users: Option<Vec<String>>,
     pub stats_users: Option<Vec<String>>,
+    /// Let `trust` (auth_type or an HBA rule) open the admin console.
+    pub admin_trust: Option<bool>,
     pub server_reset_query: Option<String>,
     pub server_check_query: Option<String>,
     pub server_check_delay: Option<RawDuration>,

@@ -61,6 +61,15 @@ fn example_file_is_valid() {
 }
 
 #[test]
+fn empty_user_password_and_admin_trust() {
+    let p = problems("[users.bob]\npassword = \"\"\n");
+    assert!(has(&p, "users.bob.password:"), "{p:?}");
+    assert!(!from_str("", "t").unwrap().pooler.admin_trust);
+    let c = from_str("[pooler]\nadmin_trust = true\n", "t").unwrap();
+    assert!(c.pooler.admin_trust);
+}
+
+#[test]
 fn control_section() {
     let c = from_str("", "empty").unwrap();
     assert_eq!(c.control, ControlConfig::default(), "no secret, reads open");

@@ -479,6 +479,7 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
         ),
         admin_users: p.admin_users.clone().unwrap_or_default(),
         stats_users: p.stats_users.clone().unwrap_or_default(),
+        admin_trust: p.admin_trust.unwrap_or(false),
         server_reset_query: p
             .server_reset_query
             .clone()
@@ -723,6 +724,13 @@ fn users(c: &mut Checker, raw: &BTreeMap<String, RawUser>) -> BTreeMap<String, U
     raw.iter()
         .map(|(name, u)| {
             let key = format!("users.{name}");
+            if u.password.as_deref() == Some("") {
+                c.bad(
+                    format!("{key}.password"),
+                    "is empty: an empty password is never accepted",
+                    "set a password, or leave the key out",
+                );
+            }
             let user = UserConfig {
                 name: name.clone(),
                 password: u.password.clone(),

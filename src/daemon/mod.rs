@@ -92,6 +92,7 @@ async fn serve(
             .map_err(listen_err)?,
         None => listener::bind(addr, config.pooler.so_reuseport, 4096).map_err(listen_err)?,
     };
+    crate::session::kdf::init_salt_key(&config.control);
     let ctx = SessionCtx::new(config.clone(), secrets);
     ctx.set_front_door(crate::tls::FrontDoor::load(&config.pooler)?);
     let stop = CancellationToken::new();

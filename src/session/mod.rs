@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod clients;
 pub mod ctx;
 pub mod forward;
+pub mod kdf;
 pub mod login;
 pub mod prepared;
 pub mod prepared_flow;

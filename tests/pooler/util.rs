@@ -58,12 +58,22 @@ impl Fixture {
             ),
         )
         .expect("userlist");
+        // md5user's secret is MD5: its rule says md5 (under scram-sha-256 it could not log in).
+        let hba = dir.path().join("hba.conf");
+        std::fs::write(
+            &hba,
+            "host all md5user 127.0.0.1/32 md5\n\
+             host all all 127.0.0.1/32 scram-sha-256\n\
+             host all all ::1/128 scram-sha-256\n",
+        )
+        .expect("hba");
         let config = format!(
             r#"
 [pooler]
 listen_port = {port}
 auth_type = "scram-sha-256"
 auth_file = "{userlist}"
+auth_hba_file = "{hba}"
 default_pool_size = 4
 max_client_conn = 200
 query_wait_timeout = "5s"
@@ -105,7 +115,8 @@ password = "{PASSWORD}"
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
 "#,
-            userlist = userlist.display()
+            userlist = userlist.display(),
+            hba = hba.display()
         );
         let config_path = dir.path().join("pgsluice.toml");
         std::fs::File::create(&config_path)
