@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod admin;
+mod auth_leaks;
 mod auth_query;
 mod basic;
 mod control;
@@ -40,6 +41,7 @@ fn main() {
         server_tls::TESTS,
         auth_query::TESTS,
         admin::TESTS,
+        auth_leaks::TESTS,
         ops::TESTS,
         routing::TESTS,
         upstream::TESTS,
