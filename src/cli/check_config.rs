@@ -1,5 +1,6 @@
 //! `pgsluice check-config`: validate a configuration file and the files it names
-//! (`auth_file`, `auth_hba_file`, `client_tls_*`), and list every problem.
+//! (`auth_file`, `auth_hba_file`, `client_tls_*`, `server_tls_*`, `[control] secret_file`),
+//! and list every problem.
 
 use crate::auth::hba::Hba;
 use crate::config;
@@ -30,6 +31,14 @@ pub fn run(path: &Path) -> ExitCode {
         problems.push(e.to_string());
     }
     if let Err(e) = crate::tls::client::client_config(&config.pooler.server_tls) {
+        problems.push(e.to_string());
+    }
+    if let Some(Err(e)) = config
+        .control
+        .secret_file
+        .as_deref()
+        .map(crate::net::secret::read)
+    {
         problems.push(e.to_string());
     }
     if problems.is_empty() {

@@ -30,6 +30,10 @@ pub const TESTS: &[(&str, crate::Body)] = &[
         "control::without_a_secret_file_control_is_refused",
         no_secret_file,
     ),
+    (
+        "control::check_config_reads_the_secret_file",
+        check_config_secret,
+    ),
 ];
 
 const SECRET: &str = "pooler-test-secret-0123456789";
@@ -316,5 +320,41 @@ fn no_secret_file(fx: &Fixture) -> Result<(), Failed> {
     let (status, _) = post(fx.metrics_port, "/control/pause", None, "{}");
     assert_eq!(status, 403);
     assert!(fx.psql("app", "select 1").0, "the pooler keeps serving");
+    Ok(())
+}
+
+fn check_config_secret(_fx: &Fixture) -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let secret = dir.path().join("control.secret");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[databases.app]\nhost = \"127.0.0.1\"\nport = 5432\n[control]\nsecret_file = \"{}\"\n",
+            secret.display()
+        ),
+    )?;
+    let run = || -> Result<(bool, String), Failed> {
+        let out = Command::new(env!("CARGO_BIN_EXE_pgsluice"))
+            .args(["check-config", "-c"])
+            .arg(&config)
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    let (ok, text) = run()?;
+    assert!(
+        !ok && text.contains("control.secret"),
+        "missing file: {text}"
+    );
+    write_secret(&secret, &format!("{SECRET}\n"));
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644))?;
+    let (ok, text) = run()?;
+    assert!(!ok && text.contains("mode 644"), "{text}");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
+    let (ok, text) = run()?;
+    assert!(ok && text.trim() == "ok", "{text}");
     Ok(())
 }
