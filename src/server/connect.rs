@@ -289,16 +289,26 @@ async fn authenticate(
                 scram_started = true;
             }
             views::Auth::SaslContinue(data) => {
-                let s = scram.as_mut().ok_or_else(|| ServerError::Protocol {
+                let mut s = scram.take().ok_or_else(|| ServerError::Protocol {
                     node: spec.node.to_string(),
                     message: "SASL continue before start".into(),
                 })?;
-                let fin = s
-                    .handle_server_first(data)
-                    .map_err(|e| ServerError::Protocol {
-                        node: spec.node.to_string(),
-                        message: format!("SCRAM: {e}"),
-                    })?;
+                // PBKDF2 (from a password) runs on the blocking pool, not on a worker.
+                let data = data.to_vec();
+                let (s, fin) = tokio::task::spawn_blocking(move || {
+                    let fin = s.handle_server_first(&data);
+                    (s, fin)
+                })
+                .await
+                .map_err(|e| ServerError::Protocol {
+                    node: spec.node.to_string(),
+                    message: format!("SCRAM: {e}"),
+                })?;
+                let fin = fin.map_err(|e| ServerError::Protocol {
+                    node: spec.node.to_string(),
+                    message: format!("SCRAM: {e}"),
+                })?;
+                scram = Some(s);
                 builders::sasl_response(&mut out, &fin);
             }
             views::Auth::SaslFinal(data) => {
