@@ -51,7 +51,7 @@ async fn handle(
         _ => return reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     };
     if let Err(r) = guard {
-        return r;
+        return r.into_reply();
     }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => reply(
@@ -69,11 +69,11 @@ async fn handle(
                 shared.probe_now.notify_one();
                 reply(StatusCode::OK, JSON, "{}")
             }
-            Err(r) => r,
+            Err(r) => r.into_reply(),
         },
         _ => match read_json::<OpRequest>(req).await {
             Ok(op) => run_op(ops, op).await,
-            Err(r) => r,
+            Err(r) => r.into_reply(),
         },
     }
 }

@@ -41,7 +41,7 @@ async fn handle(ctx: Arc<SessionCtx>, req: Request<Incoming>) -> Reply {
         (&Method::GET, "/health") => reply(StatusCode::OK, TEXT, "ok\n"),
         (&Method::GET, "/metrics") => match read_guard(&req) {
             Ok(()) => reply(StatusCode::OK, "text/plain; version=0.0.4", render(&ctx)),
-            Err(r) => r,
+            Err(r) => r.into_reply(),
         },
         (&Method::GET, "/control/topology") => match read_guard(&req) {
             Ok(()) => {
@@ -49,11 +49,11 @@ async fn handle(ctx: Arc<SessionCtx>, req: Request<Incoming>) -> Reply {
                 let body = serde_json::to_string(&t).unwrap_or_default();
                 reply(StatusCode::OK, "application/json", body)
             }
-            Err(r) => r,
+            Err(r) => r.into_reply(),
         },
         (&Method::POST, "/control/topology" | "/control/pause" | "/control/resume") => {
             if let Err(r) = authorize(&req, secret) {
-                return r;
+                return r.into_reply();
             }
             control(&ctx, &path, req).await
         }
@@ -66,18 +66,18 @@ async fn control(ctx: &SessionCtx, path: &str, req: Request<Incoming>) -> Reply 
     match path {
         "/control/topology" => match read_json::<Topology>(req).await {
             Ok(t) => push_topology(ctx, t),
-            Err(r) => r,
+            Err(r) => r.into_reply(),
         },
         "/control/pause" => match read_json::<PauseRequest>(req).await {
             Ok(p) => pause(ctx, Duration::from_millis(p.timeout_ms).min(MAX_PAUSE)).await,
-            Err(r) => r,
+            Err(r) => r.into_reply(),
         },
         _ => match read_json::<serde::de::IgnoredAny>(req).await {
             Ok(_) => {
                 ctx.gate.resume();
                 reply(StatusCode::OK, TEXT, "resumed\n")
             }
-            Err(r) => r,
+            Err(r) => r.into_reply(),
         },
     }
 }

@@ -40,8 +40,32 @@ pub fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Byt
     r
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
-    reply(status, "text/plain; charset=utf-8", body)
+/// A refused request: its status and the sentence that says why.
+#[derive(Debug)]
+pub struct Refusal {
+    /// 401, 403, 408, 413, 415, 400 or 500.
+    pub status: StatusCode,
+    /// Plain text for the caller.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The response to send (401 carries `WWW-Authenticate: Bearer`).
+    pub fn into_reply(self) -> Reply {
+        let mut r = reply(self.status, "text/plain; charset=utf-8", self.message);
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
 }
 
 /// Serves `listener` with `handler` until `stop`, at most [`MAX_CONNECTIONS`] at once.
@@ -104,16 +128,16 @@ pub fn log_control_state(control: &crate::config::ControlConfig) {
 
 /// Checks the request's bearer token against `[control] secret_file`. Without a configured
 /// file every call is refused: the control plane is never open by default.
-pub fn authorize<B>(req: &Request<B>, secret_file: Option<&Path>) -> Result<(), Reply> {
+pub fn authorize<B>(req: &Request<B>, secret_file: Option<&Path>) -> Result<(), Refusal> {
     let Some(path) = secret_file else {
-        return Err(text(
+        return Err(Refusal::new(
             StatusCode::FORBIDDEN,
             "control calls are refused: [control] secret_file is not set\n",
         ));
     };
     let secrets = secret::read(path).map_err(|e| {
         tracing::error!(error = %e, "control call refused: the secret file is unusable");
-        text(
+        Refusal::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the control secret file is unusable (see the log)\n",
         )
@@ -123,19 +147,18 @@ pub fn authorize<B>(req: &Request<B>, secret_file: Option<&Path>) -> Result<(), 
         return Ok(());
     }
     tracing::warn!(path = %req.uri().path(), "control call with a missing or wrong secret");
-    let mut r = text(
+    Err(Refusal::new(
         StatusCode::UNAUTHORIZED,
         "a valid \"Authorization: Bearer <secret>\" header is required\n",
-    );
-    r.headers_mut()
-        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-    Err(r)
+    ))
 }
 
 /// Reads a JSON body of at most [`MAX_BODY`] bytes: the content type must be
 /// `application/json`, a larger declared length is refused before reading, and a body that
 /// grows past the limit (chunked) is refused as soon as it does.
-pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Reply> {
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, Refusal> {
     let json = req
         .headers()
         .get(CONTENT_TYPE)
@@ -143,13 +166,13 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !json {
-        return Err(text(
+        return Err(Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the body must be Content-Type: application/json\n",
         ));
     }
     let too_large = || {
-        text(
+        Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is larger than {MAX_BODY} bytes\n"),
         )
@@ -164,15 +187,15 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -
     let body = Limited::new(req.into_body(), MAX_BODY);
     let bytes = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
         Err(_) => {
-            return Err(text(
+            return Err(Refusal::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "the body was not sent in time\n",
             ))
         }
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Ok(Err(e)) => return Err(text(StatusCode::BAD_REQUEST, format!("{e}\n"))),
+        Ok(Err(e)) => return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("{e}\n"))),
         Ok(Ok(b)) => b.to_bytes(),
     };
     serde_json::from_slice(&bytes)
-        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}\n")))
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}\n")))
 }
