@@ -173,6 +173,51 @@ async fn post(
 mod tests {
     use super::*;
 
+    /// A stand-in pooler endpoint that checks the secret in `file` like the real one.
+    async fn guarded_endpoint(file: std::path::PathBuf) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(crate::net::http::serve(l, stop, move |req| {
+            let file = file.clone();
+            async move {
+                match crate::net::http::authorize(&req, Some(&file)) {
+                    Ok(()) => crate::net::http::reply(StatusCode::OK, "text/plain", "ok"),
+                    Err(r) => r.into_reply(),
+                }
+            }
+        }));
+        url
+    }
+
+    #[tokio::test]
+    async fn pushes_carry_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        crate::net::secret::generate(&file).unwrap();
+        let url = guarded_endpoint(file.clone()).await;
+        let timeout = Duration::from_secs(5);
+        let with = Poolers::new(vec![url.clone()], timeout).with_secret(Some(file.clone()));
+        assert_eq!(with.resume().await[0].outcome, Outcome::Ok);
+        assert_eq!(
+            with.publish(&Topology::default()).await[0].outcome,
+            Outcome::Ok
+        );
+        let without = Poolers::new(vec![url.clone()], timeout);
+        let r = without.resume().await;
+        assert!(
+            matches!(&r[0].outcome, Outcome::Failed(m) if m.contains("401")),
+            "{r:?}"
+        );
+        // A secret file that became unreadable fails every push without sending it.
+        std::fs::remove_file(&file).unwrap();
+        let r = with.pause(Duration::from_millis(100)).await;
+        assert!(
+            matches!(&r[0].outcome, Outcome::Failed(m) if m.contains("secret")),
+            "{r:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_down_pooler_is_reported_quickly() {
         let port = {
