@@ -13,7 +13,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -68,13 +68,53 @@ impl Refusal {
     }
 }
 
+/// Where connections come from: a TCP listener (or, in tests, one that fails).
+pub trait Connections: Send + Sync + 'static {
+    /// The next connection.
+    fn next_conn(&self) -> impl Future<Output = std::io::Result<TcpStream>> + Send;
+}
+
+impl Connections for TcpListener {
+    async fn next_conn(&self) -> std::io::Result<TcpStream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+/// The bounds of one server loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers.
+    pub header_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            header_timeout: HEADER_TIMEOUT,
+        }
+    }
+}
+
 /// Serves `listener` with `handler` until `stop`, at most [`MAX_CONNECTIONS`] at once.
 pub async fn serve<H, F>(listener: TcpListener, stop: CancellationToken, handler: H)
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    serve_with(listener, Limits::default(), stop, handler).await
+}
+
+/// [`serve`] with explicit limits and connection source.
+pub async fn serve_with<L, H, F>(listener: L, limits: Limits, stop: CancellationToken, handler: H)
+where
+    L: Connections,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Reply> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -83,8 +123,8 @@ where
         };
         let stream = tokio::select! {
             _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => { backoff = Duration::from_millis(5); s }
+            r = listener.next_conn() => match r {
+                Ok(s) => { backoff = Duration::from_millis(5); s }
                 Err(e) => {
                     tracing::warn!(error = %e, pause = ?backoff, "HTTP accept failed");
                     tokio::select! {
@@ -105,7 +145,7 @@ where
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
+                .header_read_timeout(limits.header_timeout)
                 .keep_alive(false)
                 .max_buf_size(16 * 1024)
                 .serve_connection(TokioIo::new(stream), svc)
@@ -199,3 +239,7 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes)
         .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}\n")))
 }
+
+#[cfg(test)]
+#[path = "http_test.rs"]
+mod tests;
