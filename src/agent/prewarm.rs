@@ -328,6 +328,7 @@ fn conflict(e: &SqlError) -> bool {
                 || *c == SqlState::QUERY_CANCELED
         }),
         SqlError::Timeout { .. } => true,
+        SqlError::Io { .. } => false,
     }
 }
 

@@ -1,5 +1,6 @@
-//! SQL connections to the nodes (tokio-postgres, no TLS on the agent's loopback/LAN links yet):
-//! who to connect as, a bounded connect, and small helpers returning text.
+//! SQL connections to the nodes (tokio-postgres, no TLS on the agent's loopback/LAN links yet,
+//! and so never a cleartext password): who to connect as, a bounded connect, and small helpers
+//! returning text.
 
 use crate::config::{ClusterConfig, NodeConfig};
 use std::collections::HashMap;
@@ -18,6 +19,15 @@ pub enum SqlError {
         /// The cause.
         #[source]
         source: tokio_postgres::Error,
+    },
+    /// The TCP connection failed.
+    #[error("{node}: {source}")]
+    Io {
+        /// Node name.
+        node: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// It took longer than allowed.
     #[error("{node}: no answer within {timeout:?}")]
@@ -97,14 +107,30 @@ impl Target {
         }
     }
 
-    /// Connects within `timeout`; the connection task runs until the client is dropped.
+    /// Connects within `timeout`; the connection task runs until the client is dropped. A
+    /// cleartext password request is refused: the password never crosses plain TCP.
     pub async fn connect(&self, timeout: Duration) -> Result<Client, SqlError> {
         let cfg = self.config(timeout);
-        let fut = cfg.connect(NoTls);
+        let fut = async {
+            let stream = crate::net::no_cleartext::connect(&self.host, self.port)
+                .await
+                .map_err(|source| SqlError::Io {
+                    node: self.name.clone(),
+                    source,
+                })?;
+            cfg.connect_raw(stream, NoTls).await.map_err(|e| {
+                match crate::net::no_cleartext::refusal_in(&e) {
+                    Some(source) => SqlError::Io {
+                        node: self.name.clone(),
+                        source,
+                    },
+                    None => self.err(e),
+                }
+            })
+        };
         let (client, conn) = tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| self.timeout(timeout))?
-            .map_err(|e| self.err(e))?;
+            .map_err(|_| self.timeout(timeout))??;
         tokio::spawn(async move {
             let _ = conn.await;
         });

@@ -104,10 +104,21 @@ async fn connect(
     if let Some(pw) = &cluster.superuser_password {
         cfg.password(pw);
     }
-    let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
+    // The superuser's password never crosses plain TCP in clear.
+    let fut = async {
+        let stream = crate::net::no_cleartext::connect(&node.host, node.port)
+            .await
+            .map_err(|e| e.to_string())?;
+        cfg.connect_raw(stream, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| match crate::net::no_cleartext::refusal_in(&e) {
+                Some(refused) => refused.to_string(),
+                None => e.to_string(),
+            })
+    };
+    let (client, conn) = tokio::time::timeout(timeout, fut)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| format!("no answer within {timeout:?}"))??;
     tokio::spawn(conn);
     Ok(client)
 }
