@@ -167,7 +167,13 @@ fn main() {
             node: primary.clone(),
             dry_run: false,
         };
-        let rep = block_on(pgsluice::agent::client::op(agent.listen, &req, WAIT * 4)).unwrap();
+        let rep = block_on(pgsluice::agent::client::op(
+            agent.listen,
+            Some(secret_file()),
+            &req,
+            WAIT * 4,
+        ))
+        .unwrap();
         assert_eq!(rep.outcome, Outcome::Done, "{rep:?}");
     }
     println!(
@@ -191,7 +197,13 @@ fn main() {
         std::thread::sleep(Duration::from_millis(800));
         let at = Instant::now();
         let req = OpRequest::Switchover { to, dry_run: false };
-        let rep = block_on(pgsluice::agent::client::op(agent.listen, &req, WAIT * 4)).unwrap();
+        let rep = block_on(pgsluice::agent::client::op(
+            agent.listen,
+            Some(secret_file()),
+            &req,
+            WAIT * 4,
+        ))
+        .unwrap();
         let took = at.elapsed().as_millis();
         std::thread::sleep(Duration::from_millis(800));
         let stats = load.stop();

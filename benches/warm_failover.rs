@@ -379,7 +379,12 @@ fn one_run(
         dry_run: false,
     };
     let rep = rt()
-        .block_on(pgsluice::agent::client::op(agent.listen, &req, WAIT * 4))
+        .block_on(pgsluice::agent::client::op(
+            agent.listen,
+            Some(secret_file()),
+            &req,
+            WAIT * 4,
+        ))
         .unwrap();
     assert_eq!(rep.outcome, Outcome::Done, "{rep:?}");
     RunResult {

@@ -152,6 +152,24 @@ fn http_get(port: u16, path: &str) -> String {
     text
 }
 
+/// The status line of an HTTP/1.0 `POST path` with an empty JSON body on loopback.
+fn http_post(port: u16, path: &str, secret: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let auth = secret.map_or(String::new(), |s| format!("Authorization: Bearer {s}\r\n"));
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         {auth}Content-Length: 2\r\n\r\n{{}}"
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("POST {path} on port {port}: {e}"));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    s.write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines().next().unwrap_or_default().to_string()
+}
+
 /// Purges the sandbox even when an assertion fails half-way.
 struct SandboxGuard(String);
 
@@ -220,6 +238,23 @@ fn sandbox_up_status_up_again_and_down_purge() {
     let url = format!("http://127.0.0.1:{}/metrics", state.ports.metrics);
     assert!(out.contains(&url), "{out}");
     assert!(http_get(state.ports.metrics, "/metrics").contains("pgsluice_clients"));
+    // The control plane needs the random secret `up` wrote (mode 0600).
+    let secret_path = dir_path.join("control.secret");
+    let mode = std::fs::metadata(&secret_path)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mode, 0o600);
+    let secret = std::fs::read_to_string(&secret_path).unwrap_or_else(|e| panic!("{e}"));
+    let secret = secret.trim();
+    assert_eq!(secret.len(), 64, "a 32-byte random secret in hex");
+    let refused = http_post(state.ports.metrics, "/control/resume", None);
+    assert!(refused.contains(" 401 "), "{refused}");
+    let accepted = http_post(state.ports.metrics, "/control/resume", Some(secret));
+    assert!(accepted.contains(" 200 "), "{accepted}");
+    let refused = http_post(state.ports.agent, "/probe", None);
+    assert!(refused.contains(" 401 "), "{refused}");
+    let accepted = http_post(state.ports.agent, "/probe", Some(secret));
+    assert!(accepted.contains(" 200 "), "{accepted}");
 
     let (ok, out) = pgsluice(&["sandbox", "status", "--dir", &dir]);
     assert!(ok, "{out}");

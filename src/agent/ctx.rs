@@ -60,7 +60,8 @@ impl<S: StateStore> Ctx<S> {
         let warm =
             super::warmth::Warmer::new(cluster.clone(), config.agent.warm.clone(), metrics.clone());
         Ok(Ctx {
-            poolers: Poolers::new(config.agent.poolers.clone(), timeout),
+            poolers: Poolers::new(config.agent.poolers.clone(), timeout)
+                .with_secret(config.control.secret_file.clone()),
             cluster,
             agent: config.agent.clone(),
             store,
@@ -164,34 +165,43 @@ impl<S: StateStore> Ctx<S> {
         upstream: &str,
         standby: &str,
     ) -> Result<String, AgentError> {
+        let (mut s, password) = self.replication_source(upstream, standby)?;
+        if let Some(p) = password {
+            s.push_str(&format!(" password={}", conninfo_value(&p)));
+        }
+        Ok(s)
+    }
+
+    /// [`Ctx::replication_conninfo`] without the password, and the password apart (for
+    /// pg_basebackup, which gets it through a private `PGPASSFILE`).
+    pub fn replication_source(
+        &self,
+        upstream: &str,
+        standby: &str,
+    ) -> Result<(String, Option<String>), AgentError> {
         let n = self.node(upstream)?;
-        let mut s = format!(
+        let s = format!(
             "host={} port={} user={} application_name={}",
             conninfo_value(&n.host),
             n.port,
             conninfo_value(&self.cluster.replication_user),
             conninfo_value(standby)
         );
-        if let Some(p) = &self.cluster.replication_password {
-            s.push_str(&format!(" password={}", conninfo_value(p)));
-        }
-        Ok(s)
+        Ok((s, self.cluster.replication_password.clone()))
     }
 
-    /// A superuser conninfo for `node` (pg_rewind's source).
-    pub fn superuser_conninfo(&self, node: &str) -> Result<String, AgentError> {
+    /// A superuser conninfo for `node` without the password, and the password apart
+    /// (pg_rewind's source; the password goes through a private `PGPASSFILE`).
+    pub fn superuser_source(&self, node: &str) -> Result<(String, Option<String>), AgentError> {
         let n = self.node(node)?;
-        let mut s = format!(
+        let s = format!(
             "host={} port={} user={} dbname={}",
             conninfo_value(&n.host),
             n.port,
             conninfo_value(&self.cluster.superuser),
             conninfo_value(&self.cluster.probe_database)
         );
-        if let Some(p) = &self.cluster.superuser_password {
-            s.push_str(&format!(" password={}", conninfo_value(p)));
-        }
-        Ok(s)
+        Ok((s, self.cluster.superuser_password.clone()))
     }
 
     /// Records an event: log, store, hook. A store failure is logged, never fatal.

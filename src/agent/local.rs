@@ -1,8 +1,9 @@
 //! Operations on a node's data directory on this host: pg_ctl, pg_rewind, pg_basebackup,
 //! pg_controldata and configuration files, run as the data directory's owner (as root through
 //! `runuser`, via the cluster harness's [`RunAs`]). Blocking programs run on the blocking pool.
+//! Passwords reach pg_rewind and pg_basebackup through a private `PGPASSFILE`, never argv.
 
-use crate::cluster::{conf, process, HarnessError, PgBin, RunAs};
+use crate::cluster::{conf, passfile, process, HarnessError, PassFile, PgBin, RunAs};
 use crate::config::{ClusterConfig, NodeConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -141,14 +142,30 @@ impl LocalPg {
         .await
     }
 
-    /// `pg_rewind` from `source` (a superuser conninfo); returns its output (stdout + stderr).
-    pub async fn rewind(&self, source: String) -> Result<String, LocalError> {
+    /// The `pg_rewind` command from `source` (a conninfo without password), and the password
+    /// file it reads the password from: the password is never on the command line.
+    pub fn rewind_command(
+        &self,
+        source: &str,
+        password: Option<&str>,
+    ) -> Result<(std::process::Command, Option<PassFile>), LocalError> {
+        let mut cmd = self.cmd("pg_rewind");
+        cmd.arg(format!("--target-pgdata={}", self.data_dir.display()))
+            .arg(format!("--source-server={source}"))
+            .arg("--progress")
+            .arg("--no-sync");
+        let pass = passfile::for_password(&self.run_as, password)?;
+        if let Some(p) = &pass {
+            p.apply(&mut cmd);
+        }
+        Ok((cmd, pass))
+    }
+
+    /// `pg_rewind` from `source` (a superuser conninfo without password, and the password);
+    /// returns its output (stdout + stderr).
+    pub async fn rewind(&self, source: (String, Option<String>)) -> Result<String, LocalError> {
         self.blocking(move |me| {
-            let mut cmd = me.cmd("pg_rewind");
-            cmd.arg(format!("--target-pgdata={}", me.data_dir.display()))
-                .arg(format!("--source-server={source}"))
-                .arg("--progress")
-                .arg("--no-sync");
+            let (mut cmd, _pass) = me.rewind_command(&source.0, source.1.as_deref())?;
             let out = cmd
                 .output()
                 .map_err(|e| HarnessError::io("starting pg_rewind", e))?;
@@ -172,9 +189,37 @@ impl LocalPg {
         .await
     }
 
+    /// The `pg_basebackup` command cloning `source` (a conninfo without password), and the
+    /// password file it reads the password from: the password is never on the command line.
+    pub fn clone_command(
+        &self,
+        source: &str,
+        password: Option<&str>,
+    ) -> Result<(std::process::Command, Option<PassFile>), LocalError> {
+        let mut cmd = self.cmd("pg_basebackup");
+        cmd.arg("-D").arg(&self.data_dir).args([
+            "-d",
+            source,
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "--no-sync",
+        ]);
+        let pass = passfile::for_password(&self.run_as, password)?;
+        if let Some(p) = &pass {
+            p.apply(&mut cmd);
+        }
+        Ok((cmd, pass))
+    }
+
     /// Moves the data directory aside (`<data_dir>.old-<unix time>`) and clones `source`
-    /// (a replication conninfo) into it with `pg_basebackup -X stream -c fast`.
-    pub async fn clone_from(&self, source: String) -> Result<Option<PathBuf>, LocalError> {
+    /// (a replication conninfo without password, and the password) into it with
+    /// `pg_basebackup -X stream -c fast`.
+    pub async fn clone_from(
+        &self,
+        source: (String, Option<String>),
+    ) -> Result<Option<PathBuf>, LocalError> {
         self.blocking(move |me| {
             let mut aside = None;
             if me.data_dir.exists() {
@@ -191,16 +236,7 @@ impl LocalPg {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| HarnessError::io(format!("creating {}", parent.display()), e))?;
             }
-            let mut cmd = me.cmd("pg_basebackup");
-            cmd.arg("-D").arg(&me.data_dir).args([
-                "-d",
-                &source,
-                "-X",
-                "stream",
-                "-c",
-                "fast",
-                "--no-sync",
-            ]);
+            let (mut cmd, _pass) = me.clone_command(&source.0, source.1.as_deref())?;
             process::run(&mut cmd, None, None)?;
             Ok(aside)
         })
@@ -265,6 +301,43 @@ pub fn shown(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn passwords_are_never_on_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = LocalPg {
+            name: "n1".into(),
+            data_dir: dir.path().join("data"),
+            log_file: dir.path().join("data.log"),
+            bin: PgBin::at(Path::new("/usr/lib/postgresql/15/bin"))
+                .or_else(|_| PgBin::find(None))
+                .unwrap(),
+            run_as: RunAs::current(),
+        };
+        let secret = "very-secret-pw";
+        let source = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
+        for (cmd, pass) in [
+            pg.rewind_command(source, Some(secret)).unwrap(),
+            pg.clone_command(source, Some(secret)).unwrap(),
+        ] {
+            let argv: Vec<String> = std::iter::once(cmd.get_program())
+                .chain(cmd.get_args())
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            assert!(!argv.iter().any(|a| a.contains(secret)), "{argv:?}");
+            assert!(argv.iter().any(|a| a.contains(source)), "{argv:?}");
+            let pass = pass.unwrap();
+            let env: Vec<_> = cmd.get_envs().filter(|(_, v)| v.is_some()).collect();
+            assert_eq!(env.len(), 1, "only PGPASSFILE is set: {env:?}");
+            assert_eq!(env[0].0, "PGPASSFILE");
+            let text = std::fs::read_to_string(pass.path()).unwrap();
+            assert!(text.contains(secret));
+        }
+        let (cmd, pass) = pg.clone_command(source, None).unwrap();
+        assert!(pass.is_none());
+        assert!(cmd.get_envs().all(|(_, v)| v.is_none()));
+    }
 
     #[test]
     fn managed_settings_are_recognised() {

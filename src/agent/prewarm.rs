@@ -329,6 +329,7 @@ fn conflict(e: &SqlError) -> bool {
         }),
         SqlError::Timeout { .. } => true,
         SqlError::Lost { .. } => false,
+        SqlError::Io { .. } => false,
     }
 }
 

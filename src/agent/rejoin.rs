@@ -97,7 +97,7 @@ async fn rejoin_steps<S: StateStore>(
         .iter()
         .filter_map(|f| pg.read(f).ok().map(|t| (*f, t)))
         .collect();
-    let source = ctx.superuser_conninfo(primary)?;
+    let source = ctx.superuser_source(primary)?;
     match pg.rewind(source).await {
         Ok(out) => {
             for (f, text) in &saved {
@@ -113,7 +113,7 @@ async fn rejoin_steps<S: StateStore>(
         }
         Err(e) => {
             rep.step(format!("pg_rewind impossible ({e}); cloning afresh"));
-            let source = ctx.replication_conninfo(primary, &node)?;
+            let source = ctx.replication_source(primary, &node)?;
             let aside = pg.clone_from(source).await?;
             if let Some(a) = aside {
                 rep.step(format!(
@@ -238,7 +238,7 @@ pub async fn clone<S: StateStore>(ctx: &Ctx<S>, from: &str, name: &str, dry_run:
     }
     let result = async {
         ctx.ensure_slot(from, name).await?;
-        let source = ctx.replication_conninfo(from, name)?;
+        let source = ctx.replication_source(from, name)?;
         pg.clone_from(source).await?;
         super::switchover::restart_as_standby(ctx, &pg, from).await?;
         wait_streaming(ctx, name).await?;

@@ -48,6 +48,15 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Shared state around `metrics`, with an empty status.
+    pub fn new(metrics: Metrics) -> Shared {
+        Shared {
+            metrics,
+            probe_now: Notify::new(),
+            status: Mutex::new(Status::default()),
+        }
+    }
+
     /// A copy of the latest status.
     pub fn status(&self) -> Status {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
@@ -67,16 +76,19 @@ pub async fn run<S: StateStore>(
     stop: CancellationToken,
 ) -> Result<(), AgentError> {
     let ctx = Ctx::new(config, Arc::new(store))?;
-    let shared = Arc::new(Shared {
-        metrics: ctx.metrics.clone(),
-        probe_now: Notify::new(),
-        status: Mutex::new(Status::default()),
-    });
+    let shared = Arc::new(Shared::new(ctx.metrics.clone()));
     let listener = tokio::net::TcpListener::bind(ctx.agent.listen)
         .await
         .map_err(|e| AgentError::Failed(format!("cannot listen on {}: {e}", ctx.agent.listen)))?;
     let (ops_tx, mut ops_rx) = mpsc::channel::<OpCall>(8);
-    let server = tokio::spawn(http::serve(listener, shared.clone(), ops_tx, stop.clone()));
+    crate::net::http::log_control_state(&config.control);
+    let server = tokio::spawn(http::serve(
+        listener,
+        shared.clone(),
+        ops_tx,
+        config.control.clone(),
+        stop.clone(),
+    ));
     let warmer = super::warmth::run(
         ctx.warm.clone(),
         shared.clone(),

@@ -29,7 +29,9 @@ pub mod scram;
 pub mod userlist;
 
 pub use self::md5::{md5_hex, md5_salted, verify_md5};
-pub use scram::{scram_secret, ScramClient, ScramSecret, ScramServer, SCRAM_SHA_256};
+pub use scram::{
+    scram_secret, spend_pbkdf2, user_salt, ScramClient, ScramSecret, ScramServer, SCRAM_SHA_256,
+};
 pub use userlist::{parse_userlist, UserlistError};
 
 /// Why an authentication exchange failed.
@@ -47,8 +49,8 @@ pub enum AuthError {
     /// The nonce does not extend (server-first) or repeat (client-final) the expected one.
     #[error("SCRAM nonce mismatch")]
     NonceMismatch,
-    /// The server sent an iteration count below 1.
-    #[error("invalid SCRAM iteration count")]
+    /// The server sent an iteration count below 1 or above the client's bound.
+    #[error("invalid SCRAM iteration count (accepted: 1 to 100000)")]
     InvalidIterations,
     /// The client's proof (or MD5 response, or password) is wrong.
     #[error("password authentication failed")]

@@ -61,6 +61,19 @@ fn salted_password(password: &str, salt: &[u8], iterations: u32) -> Key {
     pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(prep(password).as_bytes(), salt, iterations.max(1))
 }
 
+/// The 16-byte SCRAM salt of `user` under `key`: HMAC-SHA-256(key, "salt" || user), cut.
+#[must_use]
+pub fn user_salt(key: &[u8; 32], user: &str) -> Vec<u8> {
+    let salt = hmac(key, &[b"salt", user.as_bytes()]);
+    salt.get(..SALT_LEN).unwrap_or(&salt).to_vec()
+}
+
+/// One PBKDF2 of `iterations` rounds whose result is thrown away: what a login against a
+/// stored SCRAM secret or an unknown user spends, so that every SCRAM login costs the same.
+pub fn spend_pbkdf2(iterations: u32) {
+    std::hint::black_box(salted_password("", b"pgsluice-equal-cost", iterations));
+}
+
 /// (ClientKey, ServerKey) derived from a password.
 fn password_keys(password: &str, salt: &[u8], iterations: u32) -> (Key, Key) {
     let salted = salted_password(password, salt, iterations);
@@ -290,15 +303,27 @@ impl ScramServer {
         }
     }
 
-    /// A stand-in for a user that does not exist, so that a client cannot tell unknown users
-    /// from wrong passwords: the salt is derived from `user` and a process-wide random
-    /// `mock_key` (stable across attempts), and the proof is always refused.
+    /// Authenticates against a plaintext password with the salt [`user_salt`] derives for
+    /// `user` from `salt_key`: the same salt at every attempt, of the same shape as a mock's
+    /// (this runs PBKDF2).
     #[must_use]
-    pub fn mock(user: &str, mock_key: &[u8; 32]) -> Self {
-        let salt = hmac(mock_key, &[b"salt", user.as_bytes()]);
+    pub fn from_password_for(password: &str, user: &str, salt_key: &[u8; 32]) -> Self {
+        Self::new(&scram_secret(
+            password,
+            &user_salt(salt_key, user),
+            DEFAULT_ITERATIONS,
+        ))
+    }
+
+    /// A stand-in for a user that does not exist (or has no secret SCRAM can use), so that a
+    /// client cannot tell unknown users from wrong passwords: the salt is [`user_salt`] of
+    /// `user` under `salt_key` (stable across attempts, as for plain-password users), the
+    /// iteration count the default, and the proof is always refused.
+    #[must_use]
+    pub fn mock(user: &str, salt_key: &[u8; 32]) -> Self {
         let secret = ScramSecret {
             iterations: DEFAULT_ITERATIONS,
-            salt: salt.get(..SALT_LEN).unwrap_or(&salt).to_vec(),
+            salt: user_salt(salt_key, user),
             stored_key: rand::random(),
             server_key: rand::random(),
         };

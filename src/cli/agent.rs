@@ -74,6 +74,7 @@ pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs `req`: through the agent when one holds the state directory, else here with the lock.
 pub(super) async fn execute(cfg: &Config, req: &OpRequest) -> anyhow::Result<OpReport> {
+    let secret = cfg.control.secret_file.as_deref();
     if let StateStoreConfig::Etcd(e) = &cfg.agent.state_store {
         let m = membership(&EtcdClient::new(e.settings()), &e.prefix).await?;
         let leader = m
@@ -83,13 +84,13 @@ pub(super) async fn execute(cfg: &Config, req: &OpRequest) -> anyhow::Result<OpR
             .listen
             .parse()
             .context("the leader's listen address")?;
-        return crate::agent::client::op(addr, req, Duration::from_secs(600))
+        return crate::agent::client::op(addr, secret, req, Duration::from_secs(600))
             .await
             .with_context(|| format!("the leading agent {} did not answer", leader.name));
     }
     if LocalStore::is_locked(&cfg.agent.state_dir) {
         let timeout = Duration::from_secs(600);
-        return crate::agent::client::op(cfg.agent.listen, req, timeout)
+        return crate::agent::client::op(cfg.agent.listen, secret, req, timeout)
             .await
             .context("an agent holds the state directory but did not answer");
     }

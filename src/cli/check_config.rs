@@ -1,6 +1,7 @@
 //! `pgsluice check-config`: validate a configuration file and the files it names
-//! (`auth_file`, `auth_hba_file`, `client_tls_*`), and list every problem, each value problem
-//! followed by its key's doc line and default from the key table.
+//! (`auth_file`, `auth_hba_file`, `client_tls_*`, `server_tls_*`, `[control] secret_file`), and
+//! list every problem, each value problem followed by its key's doc line and default from the
+//! key table.
 
 use crate::auth::hba::Hba;
 use crate::config;
@@ -40,6 +41,14 @@ pub fn run(path: &Path) -> ExitCode {
         problems.push(e.to_string());
     }
     if let Err(e) = crate::tls::client::client_config(&config.pooler.server_tls) {
+        problems.push(e.to_string());
+    }
+    if let Some(Err(e)) = config
+        .control
+        .secret_file
+        .as_deref()
+        .map(crate::net::secret::read)
+    {
         problems.push(e.to_string());
     }
     if problems.is_empty() {

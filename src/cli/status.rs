@@ -53,7 +53,12 @@ pub fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
             .as_ref()
             .and_then(|m| m.as_ref().ok()?.leader.as_ref()?.listen.parse().ok())
             .unwrap_or(cfg.agent.listen);
-        let agent = crate::agent::client::status(listen, Duration::from_secs(1)).await;
+        let agent = crate::agent::client::status(
+            listen,
+            cfg.control.secret_file.as_deref(),
+            Duration::from_secs(1),
+        )
+        .await;
         let stored = stored.map(|s| s.topology).unwrap_or_default();
         (probes, agent.ok(), stored, ha)
     });

@@ -202,14 +202,19 @@ impl LocalCluster {
 
     /// The `primary_conninfo` a standby named `application_name` uses to stream from `upstream`.
     pub fn replication_conninfo(&self, upstream: &LocalNode, application_name: &str) -> String {
+        self.replication_conninfo_with(upstream, application_name, Some(&self.replication_password))
+    }
+
+    fn replication_conninfo_with(
+        &self,
+        upstream: &LocalNode,
+        application_name: &str,
+        password: Option<&str>,
+    ) -> String {
         format!(
             "{} application_name={}",
             upstream
-                .conninfo_as(
-                    &self.replication_user,
-                    Some(&self.replication_password),
-                    "replication"
-                )
+                .conninfo_as(&self.replication_user, password, "replication")
                 .replace(" dbname=replication", ""),
             conninfo_value(application_name)
         )
@@ -318,14 +323,19 @@ impl LocalCluster {
             ),
         )?;
         let conninfo = self.replication_conninfo(&upstream, name);
+        // The password goes through a private PGPASSFILE, never the command line.
+        let source = self.replication_conninfo_with(&upstream, name, None);
+        let passfile = super::PassFile::new(&self.run_as, &self.replication_password)?;
         let mut cmd = self.run_as.command(self.bin.path("pg_basebackup"));
         cmd.arg("-D")
             .arg(&node.data_dir)
             .args([
-                "-d", &conninfo, "-R", "-S", name, "-X", "stream", "-c", "fast",
+                "-d", &source, "-R", "-S", name, "-X", "stream", "-c", "fast",
             ])
             .arg("--no-sync");
+        passfile.apply(&mut cmd);
         process::run(&mut cmd, None, Some(upstream.log_file()))?;
+        drop(passfile);
         // pg_basebackup copied the primary's port: give the clone its own.
         set_in_file(
             &node.data_dir.join("postgresql.conf"),

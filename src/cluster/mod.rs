@@ -11,6 +11,7 @@
 //! | `ports` | free loopback ports, never handed out twice per process |
 //! | `process` | run a program, errors with stderr tail; `/proc` and kill helpers |
 //! | `conf` | edit postgresql.conf, quote conninfo and SQL |
+//! | `passfile` | a private `PGPASSFILE` per program run: passwords never in argv ([`PassFile`]) |
 //! | `node` | one server: start, stop, kill9, promote, psql ([`LocalNode`]) |
 //! | `spec` | [`ClusterSpec`] (what to build), [`ClusterLayout`] (what was built) |
 //! | `local` | [`LocalCluster`]: build, accessors, stop on drop |
@@ -29,6 +30,7 @@ pub mod conf;
 mod error;
 mod local;
 mod node;
+pub mod passfile;
 pub mod ports;
 pub mod process;
 mod runas;
@@ -38,5 +40,6 @@ pub use bins::PgBin;
 pub use error::{HarnessError, Result};
 pub use local::LocalCluster;
 pub use node::{LocalNode, StopMode};
+pub use passfile::PassFile;
 pub use runas::{set_mode, RunAs, DEFAULT_OS_USER};
 pub use spec::{ClusterLayout, ClusterSpec, DatabaseSpec, NodeLayout};

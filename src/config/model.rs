@@ -139,6 +139,9 @@ pub struct ServerTls {
     /// Client certificate shown to PostgreSQL (with `key_file`), if any.
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// `server_allow_cleartext_password`: answer a cleartext password request on a connection
+    /// without TLS (default `false`: refused).
+    pub allow_cleartext_password: bool,
 }
 
 /// The `auth_user`, `auth_query`, `auth_dbname` and `auth_cache_ttl` keys.
@@ -169,6 +172,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// The HTTP endpoint of the pooler.
     pub metrics: MetricsConfig,
+    /// The control plane's shared secret.
+    pub control: ControlConfig,
 }
 
 /// `[pooler]`, defaults applied.
@@ -203,6 +208,8 @@ pub struct PoolerConfig {
     pub auth_query: Option<AuthQuery>,
     pub admin_users: Vec<String>,
     pub stats_users: Vec<String>,
+    /// `trust` may open the admin console (default `false`: the console always asks a password).
+    pub admin_trust: bool,
     /// Empty = none.
     pub server_reset_query: String,
     /// Empty = no check.
@@ -503,4 +510,13 @@ impl WarmConfig {
 pub struct MetricsConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
+}
+
+/// `[control]`: who may call the mutating HTTP endpoints of pooler and agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// The secret file; `None` = every mutating endpoint is refused.
+    pub secret_file: Option<PathBuf>,
+    /// `/metrics`, `GET /control/topology` and the agent's `/status` need the secret too.
+    pub protect_reads: bool,
 }

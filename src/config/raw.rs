@@ -48,6 +48,9 @@ pub struct RawConfig {
     /// `[metrics]`
     #[serde(default)]
     pub metrics: RawMetrics,
+    /// `[control]`
+    #[serde(default)]
+    pub control: RawControl,
 }
 
 /// `[pooler]`: listener, limits, pool defaults, timeouts.
@@ -82,8 +85,12 @@ pub struct RawPooler {
     pub server_tls_ca_file: Option<String>,
     pub server_tls_cert_file: Option<String>,
     pub server_tls_key_file: Option<String>,
+    /// Send a password in clear text to a server that asks for it over plain TCP.
+    pub server_allow_cleartext_password: Option<bool>,
     pub admin_users: Option<Vec<String>>,
     pub stats_users: Option<Vec<String>>,
+    /// Let `trust` (auth_type or an HBA rule) open the admin console.
+    pub admin_trust: Option<bool>,
     pub server_reset_query: Option<String>,
     pub server_check_query: Option<String>,
     pub server_check_delay: Option<RawDuration>,
@@ -244,4 +251,14 @@ pub struct RawAgent {
 pub struct RawMetrics {
     pub listen: Option<String>,
     pub enabled: Option<bool>,
+}
+
+/// `[control]`: the shared secret of the control plane (pooler `/control/*`, agent `/ops`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    /// File holding the secret(s), one per line; the first is the one sent.
+    pub secret_file: Option<String>,
+    /// Whether `/metrics`, `GET /control/topology` and the agent's `/status` need it too.
+    pub protect_reads: Option<bool>,
 }

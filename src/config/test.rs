@@ -52,6 +52,41 @@ fn example_file_is_valid() {
     assert_eq!(w.rate_bytes, 64 << 20);
     assert_eq!(w.mode, PrewarmMode::Buffer);
     assert_eq!(w.switchover_warmth, 0.9);
+    let secret = c.control.secret_file.as_deref();
+    assert_eq!(
+        secret,
+        Some(std::path::Path::new("/etc/pgsluice/control.secret"))
+    );
+    assert!(!c.control.protect_reads);
+}
+
+#[test]
+fn empty_user_password_and_admin_trust() {
+    let p = problems("[users.bob]\npassword = \"\"\n");
+    assert!(has(&p, "users.bob.password:"), "{p:?}");
+    assert!(!from_str("", "t").unwrap().pooler.admin_trust);
+    let c = from_str("[pooler]\nadmin_trust = true\n", "t").unwrap();
+    assert!(c.pooler.admin_trust);
+}
+
+#[test]
+fn control_section() {
+    let c = from_str("", "empty").unwrap();
+    assert_eq!(c.control, ControlConfig::default(), "no secret, reads open");
+    let c = from_str(
+        "[control]\nsecret_file = \"/run/s\"\nprotect_reads = true\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        c.control.secret_file.as_deref(),
+        Some(std::path::Path::new("/run/s"))
+    );
+    assert!(c.control.protect_reads);
+    let p = problems("[control]\nsecret_file = \"\"\n");
+    assert!(has(&p, "control.secret_file:"), "{p:?}");
+    let p = problems("[control]\nsecret = \"x\"\n");
+    assert!(p.iter().any(|l| l.contains("secret")), "{p:?}");
 }
 
 #[test]
@@ -329,7 +364,16 @@ fn auth_query_keys() {
 #[test]
 fn server_tls_keys() {
     let c = from_str(MINIMAL, "t").unwrap();
-    assert_eq!(c.pooler.server_tls.mode, ServerTlsMode::Disable);
+    assert_eq!(c.pooler.server_tls.mode, ServerTlsMode::Prefer);
+    assert!(!c.pooler.server_tls.allow_cleartext_password);
+    let text = format!("[pooler]\nserver_allow_cleartext_password = true\n{MINIMAL}");
+    assert!(
+        from_str(&text, "t")
+            .unwrap()
+            .pooler
+            .server_tls
+            .allow_cleartext_password
+    );
     let text = format!(
         "[pooler]\nserver_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = \"/ca.pem\"\n{MINIMAL}"
     );

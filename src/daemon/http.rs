@@ -1,46 +1,27 @@
 //! The pooler's HTTP endpoint: `/metrics`, `/health`, and the control calls the agent uses
-//! (`/control/topology`, `/control/pause`, `/control/resume`).
+//! (`/control/topology`, `/control/pause`, `/control/resume`). Every `POST` needs the control
+//! secret; `/metrics` and `GET /control/topology` need it when `[control] protect_reads` is on;
+//! `/health` is always open. The server loop itself is [`crate::net::http`].
 
 use super::metrics::render;
 use crate::backend::{ApplyError, Backend};
+use crate::net::http::{authorize, read_json, reply, Reply};
 use crate::topology::Topology;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Request, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-type Reply = Response<Full<Bytes>>;
-
-fn reply(status: StatusCode, body: impl Into<Bytes>) -> Reply {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r
-}
+const TEXT: &str = "text/plain; charset=utf-8";
+/// The longest pause a control call may ask for.
+const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
 /// Serves HTTP on `listener` until `stop`.
 pub async fn serve(listener: TcpListener, ctx: Arc<Backend>, stop: CancellationToken) {
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
-        };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(ctx, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    crate::net::http::serve(listener, stop, move |req| handle(ctx.clone(), req)).await
 }
 
 /// Binds the endpoint.
@@ -49,40 +30,55 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn handle(ctx: Arc<Backend>, req: Request<Incoming>) -> Reply {
+    let config = ctx.config();
+    let secret = config.control.secret_file.as_deref();
+    let read_guard = |req: &Request<Incoming>| match config.control.protect_reads {
+        true => authorize(req, secret),
+        false => Ok(()),
+    };
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/health") => reply(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/metrics") => {
-            let mut r = reply(StatusCode::OK, render(&ctx));
-            r.headers_mut().insert(
-                "content-type",
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            r
-        }
-        (&Method::GET, "/control/topology") => {
-            let (t, _) = ctx.topology();
-            reply(
-                StatusCode::OK,
-                serde_json::to_string(&t).unwrap_or_default(),
-            )
-        }
-        (&Method::POST, "/control/topology") => match body_json::<Topology>(req).await {
-            Ok(t) => push_topology(&ctx, t),
-            Err(e) => reply(StatusCode::BAD_REQUEST, e),
+        (&Method::GET, "/health") => reply(StatusCode::OK, TEXT, "ok\n"),
+        (&Method::GET, "/metrics") => match read_guard(&req) {
+            Ok(()) => reply(StatusCode::OK, "text/plain; version=0.0.4", render(&ctx)),
+            Err(r) => r.into_reply(),
         },
-        (&Method::POST, "/control/pause") => {
-            let timeout = body_json::<PauseRequest>(req)
-                .await
-                .map(|p| p.timeout_ms)
-                .unwrap_or(10_000);
-            pause(&ctx, Duration::from_millis(timeout)).await
+        (&Method::GET, "/control/topology") => match read_guard(&req) {
+            Ok(()) => {
+                let (t, _) = ctx.topology();
+                let body = serde_json::to_string(&t).unwrap_or_default();
+                reply(StatusCode::OK, "application/json", body)
+            }
+            Err(r) => r.into_reply(),
+        },
+        (&Method::POST, "/control/topology" | "/control/pause" | "/control/resume") => {
+            if let Err(r) = authorize(&req, secret) {
+                return r.into_reply();
+            }
+            control(&ctx, &path, req).await
         }
-        (&Method::POST, "/control/resume") => {
-            ctx.gate.resume();
-            reply(StatusCode::OK, "resumed\n")
-        }
-        _ => reply(StatusCode::NOT_FOUND, "not found\n"),
+        _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+    }
+}
+
+/// An authenticated control call.
+async fn control(ctx: &Backend, path: &str, req: Request<Incoming>) -> Reply {
+    match path {
+        "/control/topology" => match read_json::<Topology>(req).await {
+            Ok(t) => push_topology(ctx, t),
+            Err(r) => r.into_reply(),
+        },
+        "/control/pause" => match read_json::<PauseRequest>(req).await {
+            Ok(p) => pause(ctx, Duration::from_millis(p.timeout_ms).min(MAX_PAUSE)).await,
+            Err(r) => r.into_reply(),
+        },
+        _ => match read_json::<serde::de::IgnoredAny>(req).await {
+            Ok(_) => {
+                ctx.gate.resume();
+                reply(StatusCode::OK, TEXT, "resumed\n")
+            }
+            Err(r) => r.into_reply(),
+        },
     }
 }
 
@@ -96,29 +92,16 @@ fn default_pause() -> u64 {
     10_000
 }
 
-async fn body_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, String> {
-    let bytes = req
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if bytes.len() > 1 << 20 {
-        return Err("body too large".into());
-    }
-    serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON: {e}"))
-}
-
 /// Applies a pushed topology (epoch-ordered, see [`Backend::apply`]).
 fn push_topology(ctx: &Backend, t: Topology) -> Reply {
     let (epoch, primary, fenced) = (t.epoch, t.primary.clone(), t.fenced.clone());
     match ctx.apply(t) {
         Ok(()) => {
             tracing::info!(epoch, ?primary, ?fenced, "topology pushed");
-            reply(StatusCode::OK, "accepted\n")
+            reply(StatusCode::OK, TEXT, "accepted\n")
         }
-        Err(e @ ApplyError::Stale { .. }) => reply(StatusCode::CONFLICT, format!("{e}\n")),
-        Err(e) => reply(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Err(e @ ApplyError::Stale { .. }) => reply(StatusCode::CONFLICT, TEXT, format!("{e}\n")),
+        Err(e) => reply(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
     }
 }
 
@@ -129,11 +112,12 @@ async fn pause(ctx: &Backend, timeout: Duration) -> Reply {
     loop {
         let active: usize = ctx.pools.all().iter().map(|p| p.active()).sum();
         if active == 0 {
-            return reply(StatusCode::OK, "paused\n");
+            return reply(StatusCode::OK, TEXT, "paused\n");
         }
         if Instant::now() >= deadline {
             return reply(
                 StatusCode::GATEWAY_TIMEOUT,
+                TEXT,
                 format!("{active} transaction(s) still running\n"),
             );
         }

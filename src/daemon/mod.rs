@@ -118,6 +118,7 @@ async fn serve(
             source,
         })?;
         life.add_fd("metrics", http.as_raw_fd());
+        crate::net::http::log_control_state(&config.control);
         tokio::spawn(http::serve(http, ctx.clone(), stop.clone()));
     }
     if config.cluster.is_some() {

@@ -1,9 +1,13 @@
 //! Networking below the sessions: the accept loops (TCP and Unix socket), the client stream
-//! type and what it shares with the server's (`transport`), logins in progress (capped), and
-//! whole-frame reads for slow paths.
+//! type and what it shares with the server's (`transport`), logins in progress (capped),
+//! whole-frame reads for slow paths, the hardened HTTP loop with the control-plane secret, and
+//! a guard refusing cleartext password requests on probe connections.
 
 pub mod frame_io;
+pub mod http;
 pub mod listener;
+pub mod no_cleartext;
 pub mod pending;
+pub mod secret;
 pub mod stream;
 pub mod transport;

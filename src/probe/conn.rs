@@ -1,6 +1,6 @@
 //! SQL connections to the nodes for the agent and the pooler's discovery (tokio-postgres, no
-//! TLS on these loopback/LAN links yet): who to connect as, a bounded connect, connections kept
-//! between rounds, and small helpers returning text.
+//! TLS on these loopback/LAN links yet, and so never a cleartext password): who to connect as, a
+//! bounded connect, connections kept between rounds, and small helpers returning text.
 
 use crate::config::{ClusterConfig, NodeConfig};
 use std::collections::HashMap;
@@ -19,6 +19,15 @@ pub enum SqlError {
         /// The cause.
         #[source]
         source: tokio_postgres::Error,
+    },
+    /// The TCP connection failed, or the server asked for a cleartext password.
+    #[error("{node}: {source}")]
+    Io {
+        /// Node name.
+        node: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// The task probing it ended without an answer.
     #[error("{node}: probe task ended without an answer")]
@@ -102,14 +111,28 @@ impl Target {
         }
     }
 
-    /// Connects within `timeout`; the connection task runs until the client is dropped.
+    /// Connects within `timeout`; the connection task runs until the client is dropped. A
+    /// cleartext password request is refused: the password never crosses plain TCP.
     pub async fn connect(&self, timeout: Duration) -> Result<Client, SqlError> {
         let cfg = self.config(timeout);
-        let fut = cfg.connect(NoTls);
+        let io = |source| SqlError::Io {
+            node: self.name.clone(),
+            source,
+        };
+        let fut = async {
+            let stream = crate::net::no_cleartext::connect(&self.host, self.port)
+                .await
+                .map_err(io)?;
+            cfg.connect_raw(stream, NoTls).await.map_err(|e| {
+                match crate::net::no_cleartext::refusal_in(&e) {
+                    Some(source) => io(source),
+                    None => self.err(e),
+                }
+            })
+        };
         let (client, conn) = tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| self.timeout(timeout))?
-            .map_err(|e| self.err(e))?;
+            .map_err(|_| self.timeout(timeout))??;
         tokio::spawn(async move {
             let _ = conn.await;
         });

@@ -127,13 +127,22 @@ listen = "127.0.0.1:{agent}"
 [metrics]
 enabled = true
 listen = "127.0.0.1:{metrics}"
+
+[control]
+secret_file = {secret}
 "#,
+        secret = q(&secret_path(&state.dir).to_string_lossy()),
         state_dir = q(&agent_dir.to_string_lossy()),
         metrics = p.metrics,
         agent = agent_port,
         etcd = etcd_lines(state, agent),
     );
     out
+}
+
+/// The control-plane secret of the sandbox in `dir` (random, mode 0600).
+pub fn secret_path(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("control.secret")
 }
 
 /// The `[[cluster.nodes]]` tables.
@@ -219,6 +228,11 @@ mod tests {
         assert!(routing.read_your_writes);
         // The sandbox's user runs the admin console.
         assert!(config.pooler.admin_users.contains(&"app".to_string()));
+        // The control plane is closed to anyone without the sandbox's secret.
+        assert_eq!(
+            config.control.secret_file.as_deref(),
+            Some(std::path::Path::new("/work/x/.sandbox/control.secret"))
+        );
         assert_eq!(config.agent.listen.port(), 9931);
         assert!(matches!(
             config.agent.state_store,

@@ -188,6 +188,11 @@ fn service_ports(free: bool) -> Result<ServicePorts, SandboxError> {
 fn write_config(state: &State) -> Result<(), SandboxError> {
     let path = state.config_path();
     super::tls::ensure_cert(&state.dir)?;
+    let secret = config_file::secret_path(&state.dir);
+    if crate::net::secret::read(&secret).is_err() {
+        crate::net::secret::generate(&secret)
+            .map_err(|e| SandboxError::io(format!("writing {}", secret.display()), e))?;
+    }
     std::fs::write(&path, config_file::render(state))
         .map_err(|e| SandboxError::io(format!("writing {}", path.display()), e))?;
     set_mode(&path, 0o600)?;

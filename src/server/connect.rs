@@ -158,7 +158,8 @@ async fn login(
     stream.write_all(&hello).await.map_err(io)?;
     stream.flush().await.map_err(io)?;
     let mut buf = BytesMut::with_capacity(1024);
-    authenticate(spec, &mut stream, &mut buf).await?;
+    let cleartext_ok = stream.is_tls() || spec.tls.get().allow_cleartext_password;
+    authenticate(spec, &mut stream, &mut buf, cleartext_ok).await?;
     let mut key = (0, 0);
     let mut reported = Vec::new();
     loop {
@@ -199,10 +200,14 @@ async fn login(
     })
 }
 
+/// Answers the server's authentication requests until AuthenticationOk. A cleartext request
+/// is answered only when `cleartext_ok` (TLS, or `server_allow_cleartext_password`); once SCRAM
+/// has started, AuthenticationOk is accepted only after a verified server-final message.
 async fn authenticate(
     spec: &ConnectSpec,
     stream: &mut ServerStream,
     buf: &mut BytesMut,
+    cleartext_ok: bool,
 ) -> Result<(), ServerError> {
     let io = |e: std::io::Error| ServerError::Io {
         node: spec.node.to_string(),
@@ -210,6 +215,8 @@ async fn authenticate(
     };
     let mut out = BytesMut::new();
     let mut scram: Option<ScramClient> = None;
+    let mut scram_started = false;
+    let mut scram_verified = false;
     loop {
         let f = read_frame(stream, buf, LOGIN_MAX)
             .await
@@ -223,25 +230,27 @@ async fn authenticate(
                 message: format!("unexpected message {:?} during login", f.tag as char),
             });
         }
-        let no_password = || ServerError::NoPassword {
-            node: spec.node.to_string(),
-            user: spec.user.clone(),
-        };
-        let need_password = || match &spec.credential {
-            Credential::Password(pw) => Ok(pw.as_str()),
-            _ => Err(no_password()),
-        };
         out.clear();
         match views::authentication(&f.body).map_err(|e| ServerError::proto(spec, e))? {
+            views::Auth::Ok if scram_started && !scram_verified => {
+                return Err(ServerError::Protocol {
+                    node: spec.node.to_string(),
+                    message: "AuthenticationOk before a verified SCRAM server signature".into(),
+                });
+            }
             views::Auth::Ok => return Ok(()),
+            views::Auth::Cleartext if !cleartext_ok => {
+                return Err(ServerError::CleartextRefused {
+                    node: spec.node.to_string(),
+                });
+            }
             views::Auth::Cleartext => {
-                let pw = need_password()?;
-                let mut p = pw.as_bytes().to_vec();
+                let mut p = password(spec)?.as_bytes().to_vec();
                 p.push(0);
                 builders::password_message(&mut out, &p);
             }
             views::Auth::Md5 { salt } => {
-                let pw = need_password()?;
+                let pw = password(spec)?;
                 let hashed = match pw.strip_prefix("md5") {
                     Some(inner) if pw.len() == 35 => md5_salted(inner, salt),
                     _ => md5_hash(spec.user.as_bytes(), pw.as_bytes(), salt),
@@ -251,36 +260,18 @@ async fn authenticate(
                 builders::password_message(&mut out, &p);
             }
             views::Auth::Sasl(mechs) => {
-                if !mechs.contains("SCRAM-SHA-256") {
-                    return Err(ServerError::Protocol {
-                        node: spec.node.to_string(),
-                        message: "server offers no SASL mechanism we support".into(),
-                    });
-                }
-                let mut s = match &spec.credential {
-                    Credential::ScramKeys {
-                        client_key,
-                        server_key,
-                    } => ScramClient::from_client_key(*client_key, *server_key),
-                    Credential::Password(pw) if !(pw.starts_with("md5") && pw.len() == 35) => {
-                        ScramClient::new(pw)
-                    }
-                    _ => return Err(no_password()),
-                };
+                let mut s = scram_client(spec, mechs.contains("SCRAM-SHA-256"))?;
                 builders::sasl_initial_response(&mut out, "SCRAM-SHA-256", &s.client_first());
                 scram = Some(s);
+                scram_started = true;
             }
             views::Auth::SaslContinue(data) => {
-                let s = scram.as_mut().ok_or_else(|| ServerError::Protocol {
+                let s = scram.take().ok_or_else(|| ServerError::Protocol {
                     node: spec.node.to_string(),
                     message: "SASL continue before start".into(),
                 })?;
-                let fin = s
-                    .handle_server_first(data)
-                    .map_err(|e| ServerError::Protocol {
-                        node: spec.node.to_string(),
-                        message: format!("SCRAM: {e}"),
-                    })?;
+                let (s, fin) = server_first(spec, s, data.to_vec()).await?;
+                scram = Some(s);
                 builders::sasl_response(&mut out, &fin);
             }
             views::Auth::SaslFinal(data) => {
@@ -293,6 +284,7 @@ async fn authenticate(
                         node: spec.node.to_string(),
                         message: format!("SCRAM server signature: {e}"),
                     })?;
+                scram_verified = true;
                 continue;
             }
             views::Auth::Other(code) => {
@@ -305,6 +297,61 @@ async fn authenticate(
         stream.write_all(&out).await.map_err(io)?;
         stream.flush().await.map_err(io)?;
     }
+}
+
+fn no_password(spec: &ConnectSpec) -> ServerError {
+    ServerError::NoPassword {
+        node: spec.node.to_string(),
+        user: spec.user.clone(),
+    }
+}
+
+/// The configured password (or `md5...` hash), for cleartext and MD5 requests.
+fn password(spec: &ConnectSpec) -> Result<&str, ServerError> {
+    match &spec.credential {
+        Credential::Password(pw) => Ok(pw.as_str()),
+        _ => Err(no_password(spec)),
+    }
+}
+
+/// The SCRAM client for an AuthenticationSASL (`offered`: it lists SCRAM-SHA-256).
+fn scram_client(spec: &ConnectSpec, offered: bool) -> Result<ScramClient, ServerError> {
+    if !offered {
+        return Err(ServerError::Protocol {
+            node: spec.node.to_string(),
+            message: "server offers no SASL mechanism we support".into(),
+        });
+    }
+    match &spec.credential {
+        Credential::ScramKeys {
+            client_key,
+            server_key,
+        } => Ok(ScramClient::from_client_key(*client_key, *server_key)),
+        Credential::Password(pw) if !(pw.starts_with("md5") && pw.len() == 35) => {
+            Ok(ScramClient::new(pw))
+        }
+        _ => Err(no_password(spec)),
+    }
+}
+
+/// Handles server-first on the blocking pool (PBKDF2 from a password is CPU work that must not
+/// hold an async worker); returns the client and client-final.
+async fn server_first(
+    spec: &ConnectSpec,
+    mut scram: ScramClient,
+    data: Vec<u8>,
+) -> Result<(ScramClient, Vec<u8>), ServerError> {
+    let failed = |message: String| ServerError::Protocol {
+        node: spec.node.to_string(),
+        message: format!("SCRAM: {message}"),
+    };
+    let (scram, fin) = tokio::task::spawn_blocking(move || {
+        let fin = scram.handle_server_first(&data);
+        (scram, fin)
+    })
+    .await
+    .map_err(|e| failed(e.to_string()))?;
+    Ok((scram, fin.map_err(|e| failed(e.to_string()))?))
 }
 
 /// `md5` + hex(md5(hex_hash || salt)): what a client sends for an `md5...` secret.
@@ -320,3 +367,7 @@ fn md5_salted(inner_hex: &str, salt: [u8; 4]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "connect_test.rs"]
+mod tests;

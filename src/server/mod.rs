@@ -49,6 +49,12 @@ pub enum ServerError {
     Tls { node: String, message: String },
     #[error("no password to log in to server {node} as user {user:?}")]
     NoPassword { node: String, user: String },
+    /// The server asked for the password in clear text over a connection without TLS.
+    #[error(
+        "server {node} asks for a cleartext password over a connection without TLS: refused \
+         (use TLS towards the server, or set server_allow_cleartext_password = true)"
+    )]
+    CleartextRefused { node: String },
 }
 
 impl ServerError {
@@ -71,7 +77,7 @@ impl ServerError {
     pub fn sqlstate(&self) -> &str {
         match self {
             Self::Postgres { code, .. } => code,
-            Self::NoPassword { .. } => "28000",
+            Self::NoPassword { .. } | Self::CleartextRefused { .. } => "28000",
             _ => "08006",
         }
     }

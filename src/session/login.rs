@@ -4,7 +4,7 @@
 use super::ctx::{ConsoleLogin, SessionCtx, CONSOLE_DATABASES};
 use super::{LoginError, SqlState};
 use crate::auth::hba::{HbaClient, HbaMethod};
-use crate::auth::{verify_md5, verify_password, ScramServer, Secret};
+use crate::auth::{verify_md5, Secret};
 use crate::config::{AuthType, ClientTlsMode, Config, DatabaseConfig};
 use crate::net::frame_io::read_frame;
 use crate::net::pending::PendingGuard;
@@ -13,7 +13,7 @@ use crate::proto::{builders, parse_initial, tags::frontend, views, Initial};
 use crate::server::params::{parse_options, ParamSet};
 use bytes::BytesMut;
 use rand::Rng;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What a successful login established.
@@ -136,12 +136,6 @@ pub async fn authenticate(
     let dbname = get("database")
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| user.clone());
-    let database = config.databases.get(&dbname).ok_or_else(|| {
-        LoginError::fatal(
-            SqlState::InvalidCatalogName,
-            format!("database \"{dbname}\" does not exist"),
-        )
-    })?;
     let mut wanted = Vec::new();
     for (k, v) in &params {
         if !NOT_SETTINGS.contains(&k.as_str()) && !k.starts_with("_pq_.") {
@@ -157,14 +151,26 @@ pub async fn authenticate(
         })?;
         wanted.extend(parsed);
     }
-    let method = auth_method(ctx, config, client, &database.name, &user)?;
-    if method != HbaMethod::Trust && !ctx.listed(&user) {
+    // Whether the database exists is told only after authentication.
+    let method = auth_method(ctx, config, client, &dbname, &user)?;
+    let lookup_db = config.databases.get(&dbname).or_else(|| {
+        let aq = config.pooler.auth_query.as_ref()?;
+        config.databases.get(aq.dbname.as_ref()?)
+    });
+    if let (true, Some(db)) = (method != HbaMethod::Trust && !ctx.listed(&user), lookup_db) {
         ctx.auth
-            .lookup(ctx, config, database, &user)
+            .lookup(ctx, config, db, &user)
             .await
             .map_err(|e| LoginError::fatal(SqlState::ConnectionFailure, e.to_string()))?;
     }
-    if let Some((client_key, server_key)) = check_password(ctx, method, client, &user).await? {
+    let keys = check_password(ctx, method, client, &user).await?;
+    let database = config.databases.get(&dbname).ok_or_else(|| {
+        LoginError::fatal(
+            SqlState::InvalidCatalogName,
+            format!("database \"{dbname}\" does not exist"),
+        )
+    })?;
+    if let Some((client_key, server_key)) = keys {
         ctx.auth.remember_keys(&user, client_key, server_key);
     }
     Ok(Login {
@@ -211,6 +217,12 @@ pub async fn console_login(
         .find(|(k, _)| k == "database")
         .map_or("", |(_, v)| v.as_str());
     let method = auth_method(ctx, config, client, dbname, &user)?;
+    if method == HbaMethod::Trust && !config.pooler.admin_trust {
+        return Err(LoginError::fatal(
+            SqlState::InvalidAuthorization,
+            "the admin console does not accept trust authentication (set admin_trust = true to allow it)",
+        ));
+    }
     check_password(ctx, method, client, &user).await?;
     let p = &config.pooler;
     let admin = p.admin_users.contains(&user);
@@ -255,11 +267,6 @@ fn auth_failed(user: &str) -> LoginError {
         SqlState::InvalidPassword,
         format!("password authentication failed for user \"{user}\""),
     )
-}
-
-fn mock_key() -> &'static [u8; 32] {
-    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
-    KEY.get_or_init(|| rand::thread_rng().gen())
 }
 
 /// How the client must authenticate: the first matching `auth_hba_file` rule, else
@@ -318,24 +325,23 @@ async fn check_password(
         return Ok(None);
     }
     let pending = ctx.pending.enter();
-    let secret = ctx.secret(user);
+    // An empty password is no password, as in PostgreSQL.
+    let secret = ctx
+        .secret(user)
+        .filter(|s| !matches!(s, Secret::Plain(p) if p.is_empty()));
     let mut buf = BytesMut::with_capacity(256);
     let mut out = BytesMut::with_capacity(256);
     if method == HbaMethod::Password {
         builders::auth_cleartext(&mut out);
         client.write_all(&out).await?;
         let resp = read_password(client, &mut buf, &pending).await?;
-        let pw = views::password(&resp).unwrap_or_default();
-        let ok = secret
-            .as_ref()
-            .is_some_and(|s| verify_password(s, user, pw));
+        let pw = views::password(&resp).unwrap_or_default().to_vec();
+        let ok = super::kdf::check_cleartext(secret, user, pw).await?;
         return if ok { Ok(None) } else { Err(auth_failed(user)) };
     }
-    let use_md5 = match &secret {
-        Some(Secret::Md5(_)) => true,
-        Some(Secret::Scram(_)) => false,
-        _ => method == HbaMethod::Md5,
-    };
+    // The rule's method decides, as in PostgreSQL: `md5` runs MD5 unless the secret is
+    // SCRAM (then SCRAM); `scram-sha-256` always runs SCRAM, failing for an MD5 secret.
+    let use_md5 = method == HbaMethod::Md5 && !matches!(secret, Some(Secret::Scram(_)));
     if use_md5 {
         let salt: [u8; 4] = rand::thread_rng().gen();
         builders::auth_md5(&mut out, salt);
@@ -346,10 +352,8 @@ async fn check_password(
             .is_some_and(|s| verify_md5(s, user, salt, views::password(&resp).unwrap_or_default()));
         return if ok { Ok(None) } else { Err(auth_failed(user)) };
     }
-    let mut scram = match &secret {
-        Some(s) => ScramServer::for_secret(s).map_err(|_| auth_failed(user))?,
-        None => ScramServer::mock(user, mock_key()),
-    };
+    let stored = matches!(secret, Some(Secret::Scram(_)));
+    let mut scram = super::kdf::scram_server(secret, user).await?;
     builders::auth_sasl(&mut out, &["SCRAM-SHA-256"]);
     client.write_all(&out).await?;
     let first = read_password(client, &mut buf, &pending).await?;
@@ -370,7 +374,6 @@ async fn check_password(
     out.clear();
     builders::auth_sasl_final(&mut out, &server_final);
     client.write_all(&out).await?;
-    let stored = matches!(secret, Some(Secret::Scram(_)));
     Ok(scram
         .client_key()
         .filter(|_| stored)

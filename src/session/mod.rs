@@ -8,6 +8,7 @@ pub mod buffers;
 pub mod cancel;
 pub mod ctx;
 pub mod forward;
+pub mod kdf;
 pub mod login;
 pub mod prepared;
 pub mod prepared_flow;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 /// The session layer's entry point for the daemon: one task per accepted client.
 pub fn starter(backend: Arc<Backend>) -> SessionStarter {
+    kdf::init_salt_key(&backend.config().control);
     let ctx = SessionCtx::new(backend);
     Arc::new(move |client, peer| Box::pin(serve(ctx.clone(), client, peer)))
 }

@@ -21,6 +21,8 @@ pub struct ServerTlsSetup {
     pub mode: ServerTlsMode,
     /// `None` when the mode is `disable`.
     pub config: Option<Arc<ClientConfig>>,
+    /// `server_allow_cleartext_password`.
+    pub allow_cleartext_password: bool,
 }
 
 impl Default for ServerTlsSetup {
@@ -28,6 +30,7 @@ impl Default for ServerTlsSetup {
         Self {
             mode: ServerTlsMode::Disable,
             config: None,
+            allow_cleartext_password: false,
         }
     }
 }
@@ -69,7 +72,10 @@ fn provider() -> Arc<CryptoProvider> {
 /// Reads the files `server_tls_*` names and builds the rustls client configuration.
 pub fn client_config(tls: &ServerTls) -> Result<ServerTlsSetup, TlsFileError> {
     if tls.mode == ServerTlsMode::Disable {
-        return Ok(ServerTlsSetup::default());
+        return Ok(ServerTlsSetup {
+            allow_cleartext_password: tls.allow_cleartext_password,
+            ..ServerTlsSetup::default()
+        });
     }
     let provider = provider();
     let verifier: Arc<dyn ServerCertVerifier> = match (tls.mode, &tls.ca_file) {
@@ -109,6 +115,7 @@ pub fn client_config(tls: &ServerTls) -> Result<ServerTlsSetup, TlsFileError> {
     Ok(ServerTlsSetup {
         mode: tls.mode,
         config: Some(Arc::new(config)),
+        allow_cleartext_password: tls.allow_cleartext_password,
     })
 }
 

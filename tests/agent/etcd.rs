@@ -245,8 +245,12 @@ impl AgentProc {
     fn status(&self) -> Option<pgsluice::agent::run::Status> {
         let addr = self.listen;
         let timeout = Duration::from_secs(1);
-        rt().block_on(pgsluice::agent::client::status(addr, timeout))
-            .ok()
+        rt().block_on(pgsluice::agent::client::status(
+            addr,
+            Some(secret_file()),
+            timeout,
+        ))
+        .ok()
     }
 
     /// The decision phase its `/status` reports (`follower` when it does not act).
@@ -254,6 +258,7 @@ impl AgentProc {
         let s = rt()
             .block_on(pgsluice::agent::client::status(
                 self.listen,
+                Some(secret_file()),
                 Duration::from_secs(1),
             ))
             .ok()?;

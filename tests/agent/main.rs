@@ -158,6 +158,7 @@ fn failover_chain() {
     };
     let rep = block_on(pgsluice::agent::client::op(
         a.listen,
+        Some(secret_file()),
         &req,
         Duration::from_secs(120),
     ))
@@ -316,6 +317,7 @@ fn switchover_through_the_pooler_without_client_errors() {
     };
     let rep = block_on(pgsluice::agent::client::op(
         a.listen,
+        Some(secret_file()),
         &req,
         Duration::from_secs(120),
     ))

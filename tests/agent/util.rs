@@ -84,11 +84,22 @@ pub fn config_text(
         ));
     }
     s.push_str(&format!(
-        "[agent]\nstate_dir = \"{}\"\nlisten = \"{listen}\"\n{}\n",
+        "[control]\nsecret_file = \"{}\"\n[agent]\nstate_dir = \"{}\"\nlisten = \"{listen}\"\n{}\n",
+        secret_file().display(),
         state_dir.display(),
         spec.agent_lines.join("\n")
     ));
     s
+}
+
+/// The control-plane secret every agent and pooler of this test binary shares (mode 0600).
+pub fn secret_file() -> &'static Path {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-tests-control.secret");
+        pgsluice::net::secret::generate(&p).unwrap();
+        p
+    })
 }
 
 impl Agent {

@@ -233,6 +233,7 @@ fn warm_failover() {
     let warm = |node: &str| {
         block_on(pgsluice::agent::client::status(
             a.listen,
+            Some(secret_file()),
             Duration::from_secs(2),
         ))
         .ok()
@@ -248,7 +249,13 @@ fn warm_failover() {
         to: "node2".into(),
         dry_run: false,
     };
-    let rep = block_on(pgsluice::agent::client::op(a.listen, &req, WAIT * 2)).unwrap();
+    let rep = block_on(pgsluice::agent::client::op(
+        a.listen,
+        Some(secret_file()),
+        &req,
+        WAIT * 2,
+    ))
+    .unwrap();
     assert_eq!(rep.outcome, Outcome::Done, "{rep:?}");
     assert!(
         rep.lines

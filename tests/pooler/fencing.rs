@@ -16,12 +16,10 @@ pub const TESTS: &[(&str, crate::Body)] = &[(
 /// POSTs `body` to the pooler's HTTP endpoint; returns (status code, body).
 pub fn post(port: u16, path: &str, body: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect http");
-    let secret = std::env::var("PGSLUICE_TEST_CONTROL_SECRET").unwrap_or_default();
-    let auth = if secret.is_empty() {
-        String::new()
-    } else {
-        format!("Authorization: Bearer {secret}\r\n")
-    };
+    let auth = format!(
+        "Authorization: Bearer {}\r\n",
+        crate::routing::CONTROL_SECRET
+    );
     write!(
         s,
         "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",

@@ -5,10 +5,12 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod admin;
+mod auth_leaks;
 mod auth_query;
 mod basic;
-mod fencing;
 mod console;
+mod control;
+mod fencing;
 mod front_door;
 mod hostile;
 mod import;
@@ -21,6 +23,7 @@ mod security;
 mod server_tls;
 mod state;
 mod timeouts;
+mod upstream;
 mod util;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -35,6 +38,7 @@ fn main() {
     let shared: Arc<OnceLock<Fixture>> = Arc::new(OnceLock::new());
     let tests: Vec<(&str, Body)> = [
         basic::TESTS,
+        control::TESTS,
         state::TESTS,
         front_door::TESTS,
         timeouts::TESTS,
@@ -43,6 +47,7 @@ fn main() {
         server_tls::TESTS,
         auth_query::TESTS,
         admin::TESTS,
+        auth_leaks::TESTS,
         ops::TESTS,
         routing::TESTS,
         fencing::TESTS,
@@ -51,6 +56,7 @@ fn main() {
         logs::TESTS,
         import::TESTS,
         console::TESTS,
+        upstream::TESTS,
     ]
     .concat();
     let trials = tests

@@ -32,6 +32,9 @@ pub const TESTS: &[(&str, crate::Body)] = &[
     ("routing::manual_promotion_writes_follow", manual_promotion),
 ];
 
+/// The control-plane secret of routing poolers started with an HTTP endpoint.
+pub const CONTROL_SECRET: &str = "routing-test-control-secret-0123";
+
 /// Probe interval of the routing poolers.
 const PROBE: Duration = Duration::from_millis(100);
 /// `max_replica_lag` of the `auto` database.
@@ -105,7 +108,15 @@ impl Routed {
             .expect("replicated");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = pgsluice::cluster::ports::free_port().expect("port");
-        let config = pooler_config(&cluster, port, probe, http);
+        let mut config = pooler_config(&cluster, port, probe, http);
+        if !http.is_empty() {
+            use std::os::unix::fs::PermissionsExt;
+            let secret = dir.path().join("control.secret");
+            std::fs::write(&secret, CONTROL_SECRET).expect("secret");
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
+                .expect("secret mode");
+            config.push_str(&format!("[control]\nsecret_file = {:?}\n", secret));
+        }
         let path = dir.path().join("routing.toml");
         std::fs::write(&path, config).expect("config");
         let log = std::fs::File::create(dir.path().join("pooler.log")).expect("log");

@@ -2,7 +2,7 @@
 //! a certificate for `localhost` only, signed by a test CA; poolers of their own connect with
 //! `verify-full`, `verify-ca` and `require`, and `pg_stat_ssl` shows the session encrypted.
 
-use crate::util::{rt, ExtraPooler, Fixture, PASSWORD};
+use crate::util::{rt, ExtraPooler, Fixture};
 use libtest_mimic::Failed;
 use std::time::{Duration, Instant};
 
@@ -159,11 +159,11 @@ fn checks(fx: &Fixture, good: &std::path::Path, other: &std::path::Path) -> Resu
     assert_eq!(ask(&prefer.url(), SSL).as_deref(), Ok("t"));
     let allow = ExtraPooler::start(fx, "server_tls_sslmode = \"allow\"", "");
     assert_eq!(ask(&allow.url(), SSL).as_deref(), Ok("f"));
-    // disable (the shared pooler): plain.
-    let plain = format!(
-        "host=127.0.0.1 port={} user=app password={PASSWORD} dbname=app",
-        fx.port
-    );
-    assert_eq!(ask(&plain, SSL).as_deref(), Ok("f"));
+    // disable: plain.
+    let disable = ExtraPooler::start(fx, "server_tls_sslmode = \"disable\"", "");
+    assert_eq!(ask(&disable.url(), SSL).as_deref(), Ok("f"));
+    // The default is prefer: the TLS the server offers is taken.
+    let default = ExtraPooler::start(fx, "", "");
+    assert_eq!(ask(&default.url(), SSL).as_deref(), Ok("t"));
     Ok(())
 }

@@ -28,11 +28,15 @@ impl Drop for Fixture {
 impl Fixture {
     /// Starts a primary (no standbys) and a pooler with one database per pool mode.
     pub fn start() -> Fixture {
-        let spec = ClusterSpec::new(0)
+        let mut spec = ClusterSpec::new(0)
             .user("app", PASSWORD)
             .user("md5user", PASSWORD)
+            .user("cleartext", PASSWORD)
             .database("app", Some("app"))
             .conf("max_connections = 100");
+        // PostgreSQL asks this role for its password in clear text (tests/pooler/upstream.rs).
+        spec.extra_hba
+            .push("host all cleartext 127.0.0.1/32 password".into());
         let cluster = LocalCluster::start(spec).expect("cluster starts");
         cluster
             .primary()
@@ -54,12 +58,22 @@ impl Fixture {
             ),
         )
         .expect("userlist");
+        // md5user's secret is MD5: its rule says md5 (under scram-sha-256 it could not log in).
+        let hba = dir.path().join("hba.conf");
+        std::fs::write(
+            &hba,
+            "host all md5user 127.0.0.1/32 md5\n\
+             host all all 127.0.0.1/32 scram-sha-256\n\
+             host all all ::1/128 scram-sha-256\n",
+        )
+        .expect("hba");
         let config = format!(
             r#"
 [pooler]
 listen_port = {port}
 auth_type = "scram-sha-256"
 auth_file = "{userlist}"
+auth_hba_file = "{hba}"
 default_pool_size = 4
 max_client_conn = 200
 query_wait_timeout = "5s"
@@ -101,7 +115,8 @@ password = "{PASSWORD}"
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
 "#,
-            userlist = userlist.display()
+            userlist = userlist.display(),
+            hba = hba.display()
         );
         let config_path = dir.path().join("pgsluice.toml");
         std::fs::File::create(&config_path)

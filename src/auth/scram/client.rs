@@ -9,6 +9,10 @@ use subtle::ConstantTimeEq;
 use super::{attr, decode_key, hmac, password_keys, random_nonce, sha256, utf8, xor, Key, B64};
 use crate::auth::AuthError;
 
+/// The largest iteration count accepted from a server: PostgreSQL's default is 4096; a server
+/// (or a man in the middle) asking for more would make every pooler login burn CPU.
+pub const MAX_SERVER_ITERATIONS: u32 = 100_000;
+
 /// What the client proves it knows.
 #[derive(Clone)]
 enum Credentials {
@@ -108,8 +112,8 @@ impl ScramClient {
     /// client-final-message with the proof.
     ///
     /// # Errors
-    /// A malformed message, a nonce that does not extend ours, an iteration count below 1,
-    /// a mandatory extension, or a call out of order.
+    /// A malformed message, a nonce that does not extend ours, an iteration count below 1 or
+    /// above [`MAX_SERVER_ITERATIONS`], a mandatory extension, or a call out of order.
     pub fn handle_server_first(&mut self, msg: &[u8]) -> Result<Vec<u8>, AuthError> {
         let ClientState::SentFirst { client_first_bare } =
             std::mem::replace(&mut self.state, ClientState::Failed)
@@ -132,7 +136,7 @@ impl ScramClient {
         let iterations = attr(attrs.next(), 'i', "iteration count")?
             .parse::<u32>()
             .map_err(|_| AuthError::InvalidIterations)?;
-        if iterations < 1 {
+        if !(1..=MAX_SERVER_ITERATIONS).contains(&iterations) {
             return Err(AuthError::InvalidIterations);
         }
         let (client_key, server_key) = match &self.credentials {

@@ -304,7 +304,7 @@ pub static KEYS: &[Key] = &[
                 "verify-full",
             ],
         },
-        Value("disable"),
+        Value("prefer"),
         Reload,
         "TLS towards PostgreSQL, as libpq's sslmode",
     )
@@ -333,7 +333,23 @@ pub static KEYS: &[Key] = &[
         "PEM key of that certificate",
     )
     .shown(|c| path(&c.pooler.server_tls.key_file)),
+    k(
+        "pooler.server_allow_cleartext_password",
+        Bool,
+        Value("false"),
+        Reload,
+        "answer a server's cleartext password request over a connection without TLS",
+    )
+    .shown(|c| flag(c.pooler.server_tls.allow_cleartext_password)),
     // [pooler]: console
+    k(
+        "pooler.admin_trust",
+        Bool,
+        Value("false"),
+        Reload,
+        "let trust logins (auth_type or HBA) reach the admin console",
+    )
+    .shown(|c| flag(c.pooler.admin_trust)),
     k(
         "pooler.admin_users",
         List,
@@ -1020,5 +1036,20 @@ pub static KEYS: &[Key] = &[
         Value("127.0.0.1:9930"),
         Restart,
         "address of /metrics, /health and the control endpoints",
+    ),
+    // [control]
+    k(
+        "control.secret_file",
+        Path,
+        Absent,
+        Reload,
+        "file of control-plane secrets, one per line (re-read on every call); none = control refused",
+    ),
+    k(
+        "control.protect_reads",
+        Bool,
+        Value("false"),
+        Reload,
+        "also require the secret for /metrics, GET /control/topology and the agent's /status",
     ),
 ];

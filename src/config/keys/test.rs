@@ -45,7 +45,7 @@ fn fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
 
 /// Every key the raw structs accept, as full table names; sub-tables are left out.
 fn raw_keys() -> BTreeSet<String> {
-    let sections: [(&str, &[&str]); 7] = [
+    let sections: [(&str, &[&str]); 8] = [
         ("pooler.", fields::<RawPooler>()),
         ("databases.*.", fields::<RawDatabase>()),
         ("users.*.", fields::<RawUser>()),
@@ -53,6 +53,7 @@ fn raw_keys() -> BTreeSet<String> {
         ("cluster.nodes[].", fields::<RawNode>()),
         ("agent.", fields::<RawAgent>()),
         ("metrics.", fields::<RawMetrics>()),
+        ("control.", fields::<RawControl>()),
     ];
     let mut out = BTreeSet::new();
     for (prefix, names) in sections {
@@ -77,7 +78,8 @@ fn every_raw_field_has_an_entry_and_every_entry_a_field() {
             "users",
             "cluster",
             "agent",
-            "metrics"
+            "metrics",
+            "control"
         ],
         "a new section needs its prefix in raw_keys()"
     );
@@ -294,6 +296,7 @@ name = "a"
 state_store = "etcd"
 etcd_endpoints = ["http://127.0.0.1:2379"]
 [metrics]
+[control]
 "#;
     let mut full: toml::Table = toml::from_str(base).unwrap();
     let mut written = 0;

@@ -141,6 +141,13 @@ pub(super) fn users(
     raw.iter()
         .map(|(name, u)| {
             let at = |field: &str| format!("users.{name}.{field}");
+            if u.password.as_deref() == Some("") {
+                c.bad(
+                    at("password"),
+                    "is empty: an empty password is never accepted",
+                    "set a password, or leave the key out",
+                );
+            }
             let user = UserConfig {
                 name: name.clone(),
                 password: u.password.clone(),

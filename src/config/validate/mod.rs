@@ -10,7 +10,7 @@ mod databases;
 mod pooler;
 
 use super::model::*;
-use super::raw::RawConfig;
+use super::raw::{RawConfig, RawControl};
 use super::Problem;
 pub use check::{parse_bytes, parse_duration};
 
@@ -42,6 +42,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             "use another port",
         );
     }
+    let control = control(&mut c, &raw.control);
     if c.problems.is_empty() {
         Ok(Config {
             pooler,
@@ -50,8 +51,24 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             cluster,
             agent,
             metrics,
+            control,
         })
     } else {
         Err(c.problems)
+    }
+}
+
+/// `[control]`: the control-plane secret.
+fn control(c: &mut check::Checker, r: &RawControl) -> ControlConfig {
+    if r.secret_file.as_deref() == Some("") {
+        c.bad(
+            "control.secret_file",
+            "must not be empty",
+            "name a file holding the secret, or leave the key out",
+        );
+    }
+    ControlConfig {
+        secret_file: c.path("control.secret_file", &r.secret_file),
+        protect_reads: c.flag("control.protect_reads", r.protect_reads),
     }
 }

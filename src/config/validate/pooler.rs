@@ -41,6 +41,7 @@ pub(super) fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
         max_pending_logins: c.count("pooler.max_pending_logins", p.max_pending_logins),
         admin_users: c.list("pooler.admin_users", &p.admin_users),
         stats_users: c.list("pooler.stats_users", &p.stats_users),
+        admin_trust: c.flag("pooler.admin_trust", p.admin_trust),
         server_reset_query: c.text("pooler.server_reset_query", &p.server_reset_query),
         server_check_query: c.text("pooler.server_check_query", &p.server_check_query),
         server_check_delay: c.duration("pooler.server_check_delay", &p.server_check_delay),
@@ -120,6 +121,10 @@ fn server_tls(c: &mut Checker, p: &RawPooler) -> ServerTls {
         ca_file: c.path("pooler.server_tls_ca_file", &p.server_tls_ca_file),
         cert_file: c.path("pooler.server_tls_cert_file", &p.server_tls_cert_file),
         key_file: c.path("pooler.server_tls_key_file", &p.server_tls_key_file),
+        allow_cleartext_password: c.flag(
+            "pooler.server_allow_cleartext_password",
+            p.server_allow_cleartext_password,
+        ),
     };
     if matches!(mode, ServerTlsMode::VerifyCa | ServerTlsMode::VerifyFull) && tls.ca_file.is_none()
     {
