@@ -27,7 +27,7 @@ fn reload_under_pgbench(fx: &Fixture) -> Result<(), Failed> {
     let p = ExtraPooler::start(
         fx,
         // Trust: 64 SCRAM logins in a debug build on a loaded machine would eat the run.
-        "admin_users = [\"app\"]\nmax_client_conn = 200\nauth_type = \"trust\"",
+        "admin_users = [\"app\"]\nmax_client_conn = 200\nauth_type = \"trust\"\nadmin_trust = true",
         "pool_size = 4",
     );
     let dir = tempfile::tempdir()?;
