@@ -22,6 +22,30 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// `max_inspected_message` unless configured.
+pub const DEFAULT_MAX_INSPECTED: usize = 1 << 20;
+
+/// A message that had to be read whole is larger than `max_inspected_message`.
+#[derive(Debug, thiserror::Error)]
+#[error("a message of type '{tag}' of {len} bytes exceeds max_inspected_message ({limit} bytes)")]
+pub struct Oversized {
+    pub tag: char,
+    pub len: usize,
+    pub limit: usize,
+}
+
+impl Oversized {
+    pub(crate) fn err(tag: u8, len: usize, limit: usize) -> io::Error {
+        let tag = char::from(tag);
+        io::Error::new(io::ErrorKind::InvalidData, Oversized { tag, len, limit })
+    }
+
+    /// The limit an I/O error of a forwarding run reports, if that is what it is.
+    pub fn from_io(e: &io::Error) -> Option<&Oversized> {
+        e.get_ref().and_then(|r| r.downcast_ref::<Oversized>())
+    }
+}
+
 /// How a forwarding run ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -100,6 +124,8 @@ impl Pipe {
 /// Per-transaction forwarding state shared by both directions.
 pub struct Forwarder {
     pub max_packet: usize,
+    /// Largest message read whole to be inspected (`max_inspected_message`).
+    pub max_inspected: usize,
     /// Transaction-ending requests (Query, Sync, FunctionCall) sent minus ReadyForQuery received.
     pub outstanding: u32,
     /// Status of the last ReadyForQuery.
@@ -123,6 +149,7 @@ impl Forwarder {
     pub fn new(max_packet: usize, statement_mode: bool, release_at_boundary: bool) -> Self {
         Self {
             max_packet,
+            max_inspected: DEFAULT_MAX_INSPECTED,
             outstanding: 0,
             status: tags::status::IDLE,
             statement_mode,
@@ -323,6 +350,24 @@ impl Forwarder {
                 terminate = true;
                 break;
             }
+            if whole && total > self.max_inspected {
+                // Too large to read whole: a Bind or an unnamed Parse streams after the part
+                // the flow needs; anything else is refused before any of it is buffered.
+                let limits = (total, self.max_inspected);
+                match flow.oversized(tag, &src[pos..], pos, limits, &mut out, s2c) {
+                    Ok(Some(head)) => {
+                        let take = (total - head).min(avail - head);
+                        pos += head + take;
+                        stream_left = total - head - take;
+                        continue;
+                    }
+                    Ok(None) => {
+                        need = HEADER_LEN + 1;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             if whole && avail < total {
                 need = total - avail;
                 break;
@@ -363,6 +408,7 @@ impl Forwarder {
             buf.truncate(p.ready);
         }
         if need > 0 {
+            // At most `max_inspected` (checked above) beyond what is buffered.
             buf.reserve(need);
         }
         Ok(())
@@ -409,6 +455,9 @@ impl Forwarder {
                 p.ready += take;
                 p.stream_left = total - take;
                 continue;
+            }
+            if total > self.max_inspected {
+                return Err(Oversized::err(tag, total, self.max_inspected));
             }
             if avail < total {
                 buf.reserve(total - avail);

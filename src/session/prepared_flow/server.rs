@@ -142,7 +142,7 @@ impl Flow {
         self.counts.retries += 1;
         let mut out = Out::detached();
         let mut dummy = Pipe::default();
-        let p = self.server.prepare(r.stmt.id, self.max);
+        let p = self.server.prepare(r.stmt.id, self.limits.per_server);
         for victim in p.evict {
             builders::close_statement(out.replace(), &format!("pgsl_{victim}"));
             let gen = self.server.closing_gen(victim);
