@@ -79,6 +79,26 @@ impl Pipe {
         self.stream_left == 0 && self.buf.as_ref().is_none_or(|b| b.is_empty())
     }
 
+    /// Whether the pipe waits for the rest of a message from its source: nothing decided is
+    /// left to write, and part of a frame (a header, a body read whole, a streamed body) has
+    /// arrived without the rest.
+    pub fn awaits_rest(&self) -> bool {
+        if self.ready > 0 {
+            return false;
+        }
+        if self.stream_left > 0 {
+            return true;
+        }
+        let Some(buf) = self.buf.as_ref().filter(|b| !b.is_empty()) else {
+            return false;
+        };
+        match frame_len(buf, usize::MAX) {
+            Ok(Some(total)) => total > buf.len(),
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
     /// Returns the buffer to the thread cache when it holds nothing.
     pub fn park(&mut self) {
         if self.is_empty() {
