@@ -290,6 +290,13 @@ impl Forwarder {
         (self.release_at_boundary && self.status == tags::status::IDLE).then_some(Outcome::Boundary)
     }
 
+    /// Counts a transaction-ending request sent to the server.
+    fn request_sent(&mut self) -> io::Result<()> {
+        self.outstanding = more_outstanding(self.outstanding)?;
+        self.queries = self.queries.wrapping_add(1);
+        Ok(())
+    }
+
     fn server_gone(&self) -> Outcome {
         Outcome::ServerGone {
             fatal_sent: self.server_fatal,
@@ -325,8 +332,7 @@ impl Forwarder {
                     return Ok(());
                 }
                 tags::frontend::QUERY | tags::frontend::SYNC | tags::frontend::FUNCTION_CALL => {
-                    self.outstanding += 1;
-                    self.queries += 1;
+                    self.request_sent()?;
                 }
                 _ => {}
             }
@@ -402,11 +408,11 @@ impl Forwarder {
                 }
                 _ => {
                     if matches!(tag, b'Q' | b'S' | b'F') {
-                        self.outstanding += 1;
-                        self.queries += 1;
+                        self.outstanding = more_outstanding(self.outstanding)?;
+                        self.queries = self.queries.wrapping_add(1);
                     }
                     flow.client_other(tag, frame, s2c);
-                    self.outstanding -= std::mem::take(&mut flow.skipped_requests);
+                    self.outstanding = less_outstanding(self.outstanding, flow)?;
                 }
             }
             let take = total.min(avail);
@@ -486,7 +492,7 @@ impl Forwarder {
             let body = &buf[start + HEADER_LEN..start + total];
             if let Some(flow) = self.flow.as_deref_mut() {
                 let verdict = flow.server_frame(tag, body, c2s);
-                self.outstanding -= std::mem::take(&mut flow.skipped_requests);
+                self.outstanding = less_outstanding(self.outstanding, flow)?;
                 match verdict {
                     Verdict::Pass => {}
                     Verdict::Swallow => {
@@ -582,6 +588,24 @@ fn flush_both<C: AsyncWrite + Unpin, S: AsyncWrite + Unpin>(
     }
 }
 
+/// `outstanding` plus one request; past `u32::MAX` requests in flight the client is broken.
+fn more_outstanding(outstanding: u32) -> io::Result<u32> {
+    outstanding
+        .checked_add(1)
+        .ok_or_else(|| invalid("more than 4294967295 requests in flight"))
+}
+
+/// `outstanding` less the requests the flow found skipped (no ReadyForQuery will answer
+/// them); more skipped than in flight means the peers and the flow disagree.
+fn less_outstanding(outstanding: u32, flow: &mut Flow) -> io::Result<u32> {
+    let skipped = std::mem::take(&mut flow.skipped_requests);
+    outstanding.checked_sub(skipped).ok_or_else(|| {
+        invalid(format!(
+            "{skipped} requests skipped with {outstanding} in flight"
+        ))
+    })
+}
+
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
@@ -620,3 +644,7 @@ fn read_in<R: AsyncRead + Unpin>(
     }
     tokio_util::io::poll_read_buf(Pin::new(src), cx, buf)
 }
+
+#[cfg(test)]
+#[path = "forward_tests.rs"]
+mod tests;

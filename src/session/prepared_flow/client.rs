@@ -308,13 +308,13 @@ impl Flow {
     pub(super) fn push(&mut self, req: Req, s2c: &mut Pipe) {
         if self.copy_in && matches!(req, Req::Sync) {
             // Ignored by the server in copy-in mode: no ReadyForQuery will answer it.
-            self.skipped_requests += 1;
+            self.skipped_requests = self.skipped_requests.saturating_add(1);
             return;
         }
         self.unsynced = !matches!(req, Req::Sync | Req::Query | Req::Call);
         if matches!(req, Req::Sync) {
             self.skipping = false;
-            self.server.segment += 1;
+            self.server.segment = self.server.segment.wrapping_add(1);
         } else if self.skipping {
             self.skipped(req);
             return;
