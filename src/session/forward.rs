@@ -99,6 +99,11 @@ impl Pipe {
         }
     }
 
+    /// Capacity of the pipe's buffer (what this direction holds in memory).
+    pub fn capacity(&self) -> usize {
+        self.buf.as_ref().map_or(0, |b| b.capacity())
+    }
+
     /// Returns the buffer to the thread cache when it holds nothing.
     pub fn park(&mut self) {
         if self.is_empty() {
@@ -215,7 +220,9 @@ impl Forwarder {
             }
             if c2s.ready == 0 && !self.client_gone {
                 self.scan_client(c2s, s2c)?;
-                if c2s.ready == 0 && !self.client_gone {
+                // While a retry is arranged the client's frames wait: no more are read.
+                let held = self.flow.as_ref().is_some_and(|f| f.hold);
+                if c2s.ready == 0 && !self.client_gone && !held {
                     match read_in(cx, client, c2s) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => self.client_gone = true,
                         Poll::Ready(Ok(n)) => {
