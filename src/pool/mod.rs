@@ -593,6 +593,8 @@ pub struct IdleServer {
     pub idle_for: Duration,
 }
 
+// A short-lived local of `checkout`: boxing the connection would cost an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Decision {
     Reuse(ServerConn),
     Connect(Slot),
