@@ -8,19 +8,22 @@ pub mod hist;
 mod limit;
 mod registry;
 mod slot;
+mod stats;
 #[cfg(test)]
 mod tests;
+mod upkeep;
 mod waiter;
 
 pub use limit::Limit;
 pub use registry::Pools;
 pub use slot::Slot;
+pub use stats::{PoolSettings, PoolStats};
 
 use crate::config::PoolMode;
 use crate::server::{connect, ConnectSpec, ServerConn, ServerError};
 use arc_swap::ArcSwap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -39,60 +42,6 @@ pub enum PoolError {
     /// primary (a failover is in progress). Transient: the session waits for a new target.
     #[error("no primary node is available (fenced or failing over)")]
     NoTarget,
-}
-
-/// Tunables of one pool (reloadable).
-#[derive(Debug, Clone)]
-pub struct PoolSettings {
-    pub mode: PoolMode,
-    pub size: usize,
-    pub min_size: usize,
-    pub reserve_size: usize,
-    pub reserve_timeout: Duration,
-    pub query_wait_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub lifetime: Duration,
-    pub check_query: String,
-    pub check_delay: Duration,
-    pub reset_query: String,
-}
-
-/// Counters read by the console and metrics; updated without locks.
-#[derive(Debug, Default)]
-pub struct PoolStats {
-    pub checkouts: AtomicU64,
-    pub waits: AtomicU64,
-    pub wait_time_us: AtomicU64,
-    pub connects: AtomicU64,
-    pub connect_errors: AtomicU64,
-    pub closed: AtomicU64,
-    pub active: AtomicUsize,
-    pub waiting: AtomicUsize,
-    /// Per-transaction counters folded in by sessions at each boundary.
-    pub xacts: AtomicU64,
-    pub queries: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    /// Check-out to release, per transaction.
-    pub xact_time: hist::Histogram,
-    /// Time a client waited for a connection (only check-outs that had to wait).
-    pub wait_time: hist::Histogram,
-    /// Connections created before this time (µs on the pool's clock) close when next released
-    /// (`RECONNECT`); `stale` counts those still checked out.
-    pub reconnect_mark_us: AtomicU64,
-    pub stale: AtomicUsize,
-}
-
-impl PoolStats {
-    /// Folds one finished transaction in (relaxed atomic adds only).
-    #[inline]
-    pub fn record_xact(&self, queries: u64, bytes_in: u64, bytes_out: u64, us: u64) {
-        self.xacts.fetch_add(1, Ordering::Relaxed);
-        self.queries.fetch_add(queries, Ordering::Relaxed);
-        self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
-        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
-        self.xact_time.observe(us);
-    }
 }
 
 struct Inner {
@@ -549,68 +498,6 @@ impl Pool {
         self.user_limit.release();
         if has_waiters {
             self.spawn_refill(1);
-        }
-    }
-
-    /// Opens up to `n` connections in the background for waiters or `min_pool_size`.
-    fn spawn_refill(self: &Arc<Self>, n: usize) {
-        for _ in 0..n {
-            let me = self.clone();
-            let slot = {
-                let mut inner = lock(&me.inner);
-                let size = me.settings.load().size;
-                if !me.is_suspended() && !inner.closed && inner.total < size && me.take_limits() {
-                    inner.total += 1;
-                    Some(Slot::counted(me.clone()))
-                } else {
-                    None
-                }
-            };
-            let Some(slot) = slot else {
-                return;
-            };
-            tokio::spawn(async move {
-                if let Ok(c) = me.open(slot).await {
-                    me.to_idle(c);
-                }
-            });
-        }
-    }
-
-    /// Janitor pass: closes connections idle past `server_idle_timeout` or older than
-    /// `server_lifetime` (keeping `min_pool_size`), then opens up to `min_pool_size`.
-    pub fn maintain(self: &Arc<Self>) {
-        let settings = self.settings();
-        let now = Instant::now();
-        let stale: Vec<ServerConn> = {
-            let mut inner = lock(&self.inner);
-            let mut keep = Vec::with_capacity(inner.idle.len());
-            let mut stale = Vec::new();
-            let mut total = inner.total;
-            for c in std::mem::take(&mut inner.idle) {
-                let idle_long = !settings.idle_timeout.is_zero()
-                    && now.duration_since(c.last_used) >= settings.idle_timeout;
-                let old = !settings.lifetime.is_zero()
-                    && now.duration_since(c.created) >= settings.lifetime;
-                if (idle_long && total > settings.min_size) || old {
-                    total -= 1;
-                    stale.push(c);
-                } else {
-                    keep.push(c);
-                }
-            }
-            inner.idle = keep;
-            stale
-        };
-        for c in stale {
-            self.discard(c);
-        }
-        let missing = {
-            let inner = lock(&self.inner);
-            settings.min_size.saturating_sub(inner.total)
-        };
-        if missing > 0 {
-            self.spawn_refill(missing);
         }
     }
 

@@ -2,6 +2,7 @@
 //! every path, cancellation included, and the counts follow the connections that exist.
 
 use super::*;
+use crate::config::PoolMode;
 use crate::server::{ConnectSpec, Credential};
 use crate::tls::client::ServerTlsHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -14,6 +14,7 @@ pub mod prepared;
 pub mod prepared_flow;
 mod route;
 mod run;
+pub mod sansio;
 pub mod sqlstate;
 
 pub use crate::backend::clients::ClientState;

@@ -455,6 +455,14 @@ pub static KEYS: &[Key] = &[
         "a client must finish its login within this",
     )
     .shown(|c| secs(c.pooler.client_login_timeout)),
+    k(
+        "pooler.client_message_timeout",
+        Duration,
+        Value("30s"),
+        Reload,
+        "a client holding a server that stalls mid-message this long is closed; 0 = never",
+    )
+    .shown(|c| secs(c.pooler.client_message_timeout)),
     // [pooler]: protocol
     k(
         "pooler.track_extra_parameters",
@@ -480,6 +488,36 @@ pub static KEYS: &[Key] = &[
         "named prepared statements kept per server connection; 0 = pass through",
     )
     .shown(|c| c.pooler.max_prepared_statements.to_string()),
+    k(
+        "pooler.max_inspected_message",
+        Size { min: 1024 },
+        Value("1MB"),
+        Reload,
+        "largest client message read whole for inspection; larger ones stream or are refused",
+    )
+    .shown(|c| c.pooler.max_inspected_message.to_string()),
+    k(
+        "pooler.max_client_prepared_statements",
+        Count {
+            min: 1,
+            max: 10_000_000,
+        },
+        Value("10000"),
+        Reload,
+        "named prepared statements one client may hold (transaction and statement modes)",
+    )
+    .shown(|c| c.pooler.max_client_prepared_statements.to_string()),
+    k(
+        "pooler.max_tracked_prepared_statements",
+        Count {
+            min: 1,
+            max: 100_000_000,
+        },
+        Value("100000"),
+        Reload,
+        "named prepared statements tracked over all clients",
+    )
+    .shown(|c| c.pooler.max_tracked_prepared_statements.to_string()),
     k(
         "pooler.max_startup_packet_size",
         Size { min: 64 },

@@ -19,6 +19,7 @@ pub(super) fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
         );
     }
     let mode = c.choice("pooler.pool_mode", &p.pool_mode);
+    let max_packet = c.bytes("pooler.max_packet_size", &p.max_packet_size);
     let auth = c.choice("pooler.auth_type", &p.auth_type);
     PoolerConfig {
         listen: SocketAddr::new(ip, port),
@@ -58,7 +59,20 @@ pub(super) fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
         ),
         client_login_timeout: c.duration("pooler.client_login_timeout", &p.client_login_timeout),
         track_extra_parameters: c.list("pooler.track_extra_parameters", &p.track_extra_parameters),
-        max_packet_size: c.bytes("pooler.max_packet_size", &p.max_packet_size) as usize,
+        max_packet_size: max_packet as usize,
+        max_inspected_message: c
+            .bytes("pooler.max_inspected_message", &p.max_inspected_message)
+            .min(max_packet) as usize,
+        max_client_prepared_statements: c.count(
+            "pooler.max_client_prepared_statements",
+            p.max_client_prepared_statements,
+        ),
+        max_tracked_prepared_statements: c.count(
+            "pooler.max_tracked_prepared_statements",
+            p.max_tracked_prepared_statements,
+        ),
+        client_message_timeout: c
+            .duration("pooler.client_message_timeout", &p.client_message_timeout),
         max_prepared_statements: c
             .count("pooler.max_prepared_statements", p.max_prepared_statements),
         max_startup_packet_size: c
