@@ -5,6 +5,7 @@ pub mod connect;
 pub mod lookup;
 pub mod params;
 pub mod prepared;
+pub mod reset;
 pub mod stream;
 
 pub use connect::{connect, ConnectSpec, Credential};
@@ -122,7 +123,7 @@ pub struct ServerConn {
     pub id: u64,
     /// Backend pid and secret, for cancel requests.
     pub key: (i32, i32),
-    /// The tracked settings this session has now.
+    /// The settings this session has changed from the pool's baseline (`source = 'session'`).
     pub params: Arc<ParamSet>,
     /// Every ParameterStatus the server sent at login (what a new client is shown).
     pub startup_params: Arc<Vec<(String, String)>>,

@@ -1,5 +1,10 @@
-//! Cancel keys: each client gets a pooler-issued BackendKeyData; a CancelRequest carrying it is
-//! forwarded to the server session running that client's query, and to nothing else.
+//! Cancel keys: each client gets a BackendKeyData whose secret the pooler issues; a
+//! CancelRequest carrying it is forwarded to the server session running that client's query,
+//! and to nothing else.
+//!
+//! The pid a client is told is the pooler's own client id, except in session mode, where it
+//! is the backend's real pid (what `pg_backend_pid()` and a NOTIFY's sender show). Keys are
+//! therefore looked up by (pid, secret): a backend pid may equal another client's id.
 
 use rand::Rng;
 use std::collections::HashMap;
@@ -54,14 +59,17 @@ impl CancelSlot {
 /// All clients' keys.
 #[derive(Debug, Default)]
 pub struct CancelMap {
-    slots: Mutex<HashMap<i32, (i32, Arc<CancelSlot>)>>,
+    slots: Mutex<HashMap<(i32, i32), Arc<CancelSlot>>>,
     next_pid: AtomicI32,
 }
 
 /// Removes a client's key when its session ends.
 pub struct CancelKey {
     map: Arc<CancelMap>,
+    /// The pooler's id of the client (SHOW CLIENTS, KILL_CLIENT, logs).
     pub pid: i32,
+    /// The pid the client was told in BackendKeyData.
+    pub wire_pid: i32,
     pub secret: i32,
     pub slot: Arc<CancelSlot>,
 }
@@ -69,15 +77,19 @@ pub struct CancelKey {
 impl Drop for CancelKey {
     fn drop(&mut self) {
         if let Ok(mut m) = self.map.slots.lock() {
-            m.remove(&self.pid);
+            m.remove(&(self.wire_pid, self.secret));
         }
     }
 }
 
 impl CancelMap {
-    /// Issues a fresh key for a client.
+    /// Issues a fresh key for a client, told its pooler id as pid.
     pub fn register(self: &Arc<Self>) -> CancelKey {
-        let secret: i32 = rand::thread_rng().gen();
+        self.register_as(None)
+    }
+
+    /// Issues a fresh key; the client is told `wire_pid` (a backend's real pid) when given.
+    pub fn register_as(self: &Arc<Self>, wire_pid: Option<i32>) -> CancelKey {
         let slot = Arc::new(CancelSlot::default());
         let pid = loop {
             let pid = self
@@ -85,20 +97,25 @@ impl CancelMap {
                 .fetch_add(1, Ordering::Relaxed)
                 .wrapping_add(1)
                 & 0x7fff_ffff;
-            if pid == 0 {
-                continue;
+            if pid != 0 {
+                break pid;
             }
-            if let Ok(mut m) = self.slots.lock() {
-                if m.contains_key(&pid) {
-                    continue;
-                }
-                m.insert(pid, (secret, slot.clone()));
+        };
+        let wire_pid = wire_pid.unwrap_or(pid);
+        let secret = loop {
+            let secret: i32 = rand::thread_rng().gen();
+            let Ok(mut m) = self.slots.lock() else {
+                break secret;
+            };
+            if let std::collections::hash_map::Entry::Vacant(e) = m.entry((wire_pid, secret)) {
+                e.insert(slot.clone());
+                break secret;
             }
-            break pid;
         };
         CancelKey {
             map: self.clone(),
             pid,
+            wire_pid,
             secret,
             slot,
         }
@@ -107,10 +124,7 @@ impl CancelMap {
     /// Forwards a cancel for `(pid, secret)`; unknown or forged keys are ignored.
     pub async fn cancel(&self, pid: i32, secret: i32) {
         let target = match self.slots.lock() {
-            Ok(m) => m
-                .get(&pid)
-                .filter(|(s, _)| *s == secret)
-                .and_then(|(_, slot)| slot.get()),
+            Ok(m) => m.get(&(pid, secret)).and_then(|slot| slot.get()),
             Err(_) => None,
         };
         let Some(t) = target else {

@@ -13,6 +13,7 @@
 //! (see [`super::prepared_flow`]). Session mode never looks inside a frame.
 
 use super::buffers;
+use super::effects;
 use super::prepared_flow::{Flow, Out, Verdict};
 use crate::proto::{frame_len, tags, views, HEADER_LEN};
 use bytes::{Buf, BytesMut};
@@ -116,6 +117,11 @@ pub struct Forwarder {
     pub queries: u64,
     /// Named prepared statements (transaction and statement modes), lent for the run.
     pub flow: Option<Box<Flow>>,
+    /// Transaction and statement modes: CommandComplete tags are read whole and their
+    /// [`effects`] gathered here.
+    pub watch: bool,
+    /// [`effects`] flags of this run.
+    pub effects: u8,
 }
 
 impl Forwarder {
@@ -134,6 +140,8 @@ impl Forwarder {
             bytes_out: 0,
             queries: 0,
             flow: None,
+            watch: release_at_boundary,
+            effects: 0,
         }
     }
 
@@ -400,7 +408,8 @@ impl Forwarder {
             let tag = buf[start];
             let tracked = self.flow.is_some();
             let whole = matches!(tag, b'Z' | b'S' | b'E')
-                || (tracked && matches!(tag, b'1' | b'3' | b'C' | b'G'));
+                || ((tracked || self.watch) && tag == b'C')
+                || (tracked && matches!(tag, b'1' | b'3' | b'G'));
             if !whole {
                 if let Some(flow) = self.flow.as_deref_mut() {
                     flow.server_streamed(tag);
@@ -440,7 +449,13 @@ impl Forwarder {
                     self.status = views::ready_for_query(body).map_err(invalid)?;
                     self.outstanding = self.outstanding.saturating_sub(1);
                 }
+                tags::backend::COMMAND_COMPLETE if self.watch => {
+                    self.effects |= effects::of_tag(body);
+                }
                 tags::backend::PARAMETER_STATUS => {
+                    if self.watch {
+                        self.effects |= effects::SETTINGS;
+                    }
                     if let Ok((k, v)) = views::parameter_status(body) {
                         self.reported.push((k.to_string(), v.to_string()));
                     }

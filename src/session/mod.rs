@@ -9,12 +9,14 @@ pub mod buffers;
 pub mod cancel;
 pub mod clients;
 pub mod ctx;
+pub mod effects;
 pub mod forward;
 pub mod login;
 pub mod prepared;
 pub mod prepared_flow;
 mod route;
 mod run;
+pub mod settings_track;
 
 pub use ctx::SessionCtx;
 pub use run::serve;

@@ -8,12 +8,13 @@ use super::login::{self, Login};
 use super::prepared_flow::{self, Flow};
 use super::route::Routed;
 use super::{buffers, LoginError};
+use super::{effects, settings_track};
 use crate::config::PoolMode;
 use crate::net::stream::ClientStream;
 use crate::net::stream::Peer;
 use crate::pool::{Pool, PoolError};
 use crate::proto::{builders, tags::status};
-use crate::server::params::{ParamSet, TRACKED_REPORTED};
+use crate::server::params::ParamSet;
 use crate::server::{Credential, ServerConn};
 use bytes::BytesMut;
 use std::sync::atomic::Ordering;
@@ -120,6 +121,7 @@ async fn admit(
         client,
         pool,
         key,
+        startup: view.clone(),
         view,
         reg,
         c2s: Pipe::default(),
@@ -203,22 +205,27 @@ async fn login_phase(
         ));
     }
     let pool = pool_for(ctx, &config, &db, &login)?;
-    // A server session tells us the parameters to show and spells the client's settings.
+    // A server session takes the client's settings and tells us how it spells them.
     let mut server = pool.checkout().await.map_err(pool_login_error)?;
-    let reported = match server.sync_params(&login.wanted.clone().intern()).await {
-        Ok(r) => r,
+    let canonical = match server.adopt(&login.wanted).await {
+        Ok(set) => set,
         Err(e) => {
             pool.close(server);
             return Err(LoginError::fatal(static_code(e.sqlstate()), e.to_string()));
         }
     };
-    let canonical = canonical(&login.wanted, &reported).intern();
-    server.params = canonical.clone();
     let startup_params = server.startup_params.clone();
-    let key = ctx.cancels.register();
-    login::greet(client, &startup_params, &canonical, (key.pid, key.secret)).await?;
-    ctx.totals.logins.fetch_add(1, Ordering::Relaxed);
     let keep = pool.settings().mode == PoolMode::Session;
+    // Session mode shows the backend's real pid (cancel keys still come to the pooler).
+    let key = ctx.cancels.register_as(keep.then_some(server.key.0));
+    login::greet(
+        client,
+        &startup_params,
+        &canonical,
+        (key.wire_pid, key.secret),
+    )
+    .await?;
+    ctx.totals.logins.fetch_add(1, Ordering::Relaxed);
     let server = if keep {
         Some(server)
     } else {
@@ -226,17 +233,6 @@ async fn login_phase(
         None
     };
     Ok(Some(Begun::Pool((login, pool, key, canonical, server))))
-}
-
-/// The client's settings with the server's spelling of those it reported.
-fn canonical(wanted: &ParamSet, reported: &[(String, String)]) -> ParamSet {
-    let mut set = wanted.clone();
-    for (k, v) in reported {
-        if set.get(k).is_some() {
-            set = set.with(k, v);
-        }
-    }
-    set
 }
 
 /// The pool of a logged-in client, created on first use.
@@ -329,7 +325,10 @@ struct Session {
     client: ClientStream,
     pool: Arc<Pool>,
     key: CancelKey,
+    /// The client's settings: its startup packet's, then what its SETs made of them.
     view: Arc<ParamSet>,
+    /// The startup packet's settings (what RESET, RESET ALL and DISCARD ALL go back to).
+    startup: Arc<ParamSet>,
     /// This client's entry in the registry (state for the console, close requests).
     reg: Registered,
     db_gate: Arc<DbGate>,
@@ -421,15 +420,17 @@ impl Session {
             .stats
             .record_xact(fwd.queries, fwd.bytes_in, fwd.bytes_out, us);
         match outcome {
-            Ok(Outcome::Boundary) => return Box::pin(self.boundary(server, mode)).await,
+            Ok(Outcome::Boundary) => {
+                return Box::pin(self.boundary(server, mode, fwd.effects)).await
+            }
             Ok(Outcome::OpenTransaction) => {
-                Box::pin(self.end_server(server, status::IN_TRANSACTION, true)).await;
+                Box::pin(self.end_server(server, status::IN_TRANSACTION, true, fwd.effects)).await;
                 let msg = "transaction blocks not allowed in statement pooling mode";
                 let _ = Box::pin(send_error(&mut self.client, "FATAL", "08P01", msg)).await;
                 return Some("transaction in statement mode");
             }
             Ok(Outcome::ClientGone { clean }) => {
-                Box::pin(self.end_server(server, fwd.status, clean)).await;
+                Box::pin(self.end_server(server, fwd.status, clean, fwd.effects)).await;
                 return Some("client closed");
             }
             Ok(Outcome::ServerGone { fatal_sent }) => {
@@ -465,13 +466,31 @@ impl Session {
 
     /// At a transaction boundary: gives the server back; `Some(why)` when the session must
     /// end because a close was requested.
-    async fn boundary(&mut self, mut server: ServerConn, mode: PoolMode) -> Option<&'static str> {
+    async fn boundary(
+        &mut self,
+        mut server: ServerConn,
+        mode: PoolMode,
+        fx: u8,
+    ) -> Option<&'static str> {
         if let Some(r) = self.route.as_mut() {
             r.ended();
         }
+        let followed = if fx & effects::SETTINGS != 0 && mode != PoolMode::Session {
+            match Box::pin(settings_track::follow(&mut server, &self.startup)).await {
+                Ok(view) => {
+                    self.view = view;
+                    true
+                }
+                Err(_) => false,
+            }
+        } else {
+            true
+        };
         if mode == PoolMode::Session {
             // Only after a close request (see `forward`): reset as if the client left.
-            Box::pin(self.end_server(server, status::IDLE, true)).await;
+            Box::pin(self.end_server(server, status::IDLE, true, fx)).await;
+        } else if !followed {
+            self.pool.close(server);
         } else if server.prepared.sql_prepared && Box::pin(server.deallocate_all()).await.is_err() {
             // SQL-level PREPARE lasts until the end of its transaction in these modes.
             self.pool.close(server);
@@ -693,70 +712,40 @@ impl Session {
         t.transactions.fetch_add(1, Ordering::Relaxed);
         t.bytes_in.fetch_add(fwd.bytes_in, Ordering::Relaxed);
         t.bytes_out.fetch_add(fwd.bytes_out, Ordering::Relaxed);
-        let tracked = |k: &str| {
-            TRACKED_REPORTED.iter().any(|t| t.eq_ignore_ascii_case(k))
-                || self
-                    .ctx
-                    .config()
-                    .pooler
-                    .track_extra_parameters
-                    .iter()
-                    .any(|t| t.eq_ignore_ascii_case(k))
-        };
-        let reset = std::mem::take(&mut server.prepared.settings_reset);
-        if reset {
-            // DISCARD ALL / RESET: the server is at its defaults; the next sync re-applies
-            // this client's settings, as PostgreSQL itself restores startup-packet values.
-            server.params = ParamSet::default().intern();
-        }
-        if fwd.reported.is_empty() {
-            return;
-        }
-        let mut view = (*self.view).clone();
-        let mut changed = false;
-        for (k, v) in &fwd.reported {
-            if tracked(k) && view.get(k) != Some(v.as_str()) {
-                view = view.with(k, v);
-                changed = true;
-            }
-        }
-        if changed {
-            self.view = view.intern();
-            if !reset {
-                server.params = self.view.clone();
-            }
-        }
+        // Settings are followed by reading them back (see `settings_track`), not from
+        // the flow's tag or the reported values.
+        server.prepared.settings_reset = false;
     }
 
-    /// Gives a server back after the client left, clean or not.
-    async fn end_server(&mut self, mut server: ServerConn, tx_status: u8, clean: bool) {
+    /// Gives a server back after the client left, clean or not: reset (bounded by
+    /// `server_connect_timeout`) or closed, never handed on dirty.
+    async fn end_server(&mut self, mut server: ServerConn, tx_status: u8, clean: bool, fx: u8) {
         if !clean {
             self.pool.close(server);
             return;
         }
         let settings = self.pool.settings();
-        let mut sql = String::new();
-        if tx_status != status::IDLE {
-            sql.push_str("ROLLBACK;");
-        }
-        if settings.mode == PoolMode::Session && !settings.reset_query.is_empty() {
-            sql.push_str(&settings.reset_query);
-        }
-        if !sql.is_empty() {
-            match server.control(&sql).await {
-                Ok(r) if r.status == status::IDLE => {
-                    if settings.mode == PoolMode::Session {
-                        server.params = ParamSet::default().intern();
-                        server.prepared.after_reset(&sql);
-                    }
-                }
-                _ => {
-                    self.pool.close(server);
-                    return;
-                }
+        let session = settings.mode == PoolMode::Session;
+        let touched = session || fx & effects::SETTINGS != 0;
+        // A tracked run (named statements on) ends clean only outside an extended batch.
+        let tracked = self.ctx.config().pooler.max_prepared_statements > 0;
+        if !session && tx_status == status::IDLE && tracked && !touched {
+            if !server.prepared.sql_prepared {
+                self.pool.release(server);
+                return;
             }
         }
-        self.pool.release(server);
+        let reset = if session {
+            settings.reset_query.as_str()
+        } else {
+            ""
+        };
+        let bound = self.ctx.config().pooler.server_connect_timeout;
+        let left = tokio::time::timeout(bound, settings_track::leave(&mut server, reset, touched));
+        match left.await {
+            Ok(Ok(())) => self.pool.release(server),
+            _ => self.pool.close(server),
+        }
     }
 
     /// Tells the client its server is gone; true if the client may go on.
