@@ -15,6 +15,8 @@ mod security;
 mod server_tls;
 mod state;
 mod timeouts;
+mod transparency;
+mod transparency_cases;
 mod util;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -39,6 +41,7 @@ fn main() {
         admin::TESTS,
         ops::TESTS,
         routing::TESTS,
+        transparency::TESTS,
     ]
     .concat();
     let trials = tests

@@ -89,6 +89,17 @@ host = "127.0.0.1"
 port = {pg}
 dbname = "app"
 pool_size = 1
+[databases.solo]
+host = "127.0.0.1"
+port = {pg}
+dbname = "app"
+pool_size = 1
+[databases.solo_session]
+host = "127.0.0.1"
+port = {pg}
+dbname = "app"
+pool_size = 1
+pool_mode = "session"
 [databases.forced]
 host = "127.0.0.1"
 port = {pg}

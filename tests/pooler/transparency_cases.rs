@@ -1,0 +1,167 @@
+//! The scenarios of the transparency suite (see `transparency.rs`): steps of clients A (0)
+//! and B (1), written in the order they run directly and in transaction mode.
+
+use crate::transparency::Case;
+
+const A: usize = 0;
+const B: usize = 1;
+
+pub const CASES: &[Case] = &[
+    Case {
+        // Each of these leaked to other clients in transaction mode before issue 14.
+        name: "settings",
+        setup: "",
+        steps: &[
+            (A, "set search_path = tr_nowhere"),
+            (A, "set statement_timeout = '200ms'"),
+            (A, "set default_transaction_read_only = on"),
+            (A, "set work_mem = '7MB'"),
+            (B, "show search_path"),
+            (B, "show statement_timeout"),
+            (B, "select pg_sleep(0.3)"),
+            (B, "show default_transaction_read_only"),
+            (B, "begin; create table tr_settings_b (a int); rollback"),
+            (B, "show work_mem"),
+            (A, "show search_path"),
+            (A, "show statement_timeout"),
+            (A, "show default_transaction_read_only"),
+            (A, "show work_mem"),
+            (A, "begin"),
+            (A, "create table tr_settings_a (a int)"),
+            (A, "rollback"),
+            (B, "show search_path"),
+            (B, "show work_mem"),
+        ],
+    },
+    Case {
+        // SET LOCAL, a SET rolled back, a SET undone by ROLLBACK TO SAVEPOINT.
+        name: "set_local",
+        setup: "",
+        steps: &[
+            (A, "begin; set local work_mem = '3MB'; commit"),
+            (A, "show work_mem"),
+            (A, "begin"),
+            (A, "set local search_path = tr_local"),
+            (A, "show search_path"),
+            (A, "commit"),
+            (A, "show search_path"),
+            (B, "show work_mem"),
+            (A, "set work_mem = '6MB'"),
+            (A, "begin; set work_mem = '9MB'; rollback"),
+            (A, "show work_mem"),
+            (B, "show work_mem"),
+            (A, "begin"),
+            (A, "set work_mem = '11MB'"),
+            (A, "savepoint s"),
+            (A, "set work_mem = '12MB'"),
+            (A, "rollback to s"),
+            (A, "commit"),
+            (A, "show work_mem"),
+            (A, "begin; set work_mem = '14MB'; select 1/0"),
+            (A, "show work_mem"),
+            (A, "rollback"),
+            (A, "show work_mem"),
+            (B, "show work_mem"),
+        ],
+    },
+    Case {
+        name: "characteristics",
+        setup: "",
+        steps: &[
+            (A, "set session characteristics as transaction read only"),
+            (A, "set session characteristics as transaction isolation level serializable"),
+            (B, "begin; create table tr_chars_b (a int); rollback"),
+            (B, "show default_transaction_isolation"),
+            (A, "show default_transaction_read_only"),
+            (A, "show default_transaction_isolation"),
+            (A, "create table tr_chars_a (a int)"),
+            (A, "discard all"),
+            (A, "show default_transaction_read_only"),
+            (A, "show default_transaction_isolation"),
+            (B, "show default_transaction_read_only"),
+        ],
+    },
+    Case {
+        name: "reset",
+        setup: "",
+        steps: &[
+            (A, "set work_mem = '8MB'"),
+            (A, "set search_path = tr_reset"),
+            (A, "reset work_mem"),
+            (B, "show search_path"),
+            (A, "show work_mem"),
+            (A, "show search_path"),
+            (A, "set lock_timeout = '5s'"),
+            (A, "reset all"),
+            (A, "show search_path"),
+            (A, "show lock_timeout"),
+            (B, "show lock_timeout"),
+        ],
+    },
+    Case {
+        name: "role",
+        setup: "",
+        steps: &[
+            (A, "set role tr_reader"),
+            (A, "select current_user, session_user"),
+            (B, "select current_user, session_user"),
+            (A, "select current_user"),
+            (A, "reset role"),
+            (A, "select current_user"),
+            (A, "set role tr_reader"),
+            (B, "select current_user"),
+            (A, "select current_user"),
+        ],
+    },
+    Case {
+        // A client leaves inside a transaction holding a protocol-level named statement (the
+        // driver's "s0"), an SQL-level PREPARE and a SET: the next client sees none of them.
+        name: "leave_mid_transaction",
+        setup: "",
+        steps: &[
+            (A, "begin"),
+            (A, "x:select 42::int4"),
+            (A, "set work_mem = '13MB'"),
+            (A, "prepare tr_p as select 1"),
+            (A, "!close"),
+            (B, "x:select 43::int4"),
+            (B, "execute tr_p"),
+            (B, "show work_mem"),
+            (A, "x:select 44::int4"),
+            (A, "execute tr_p"),
+            (A, "show work_mem"),
+        ],
+    },
+    Case {
+        name: "extended_set",
+        setup: "",
+        steps: &[
+            (A, "x:set work_mem = '21MB'"),
+            (B, "x:show work_mem"),
+            (A, "x:show work_mem"),
+            (A, "x:reset work_mem"),
+            (A, "x:show work_mem"),
+            (B, "x:select current_setting('work_mem')"),
+        ],
+    },
+    Case {
+        // Severity, SQLSTATE, message, detail, hint and position as PostgreSQL sends them.
+        name: "errors",
+        setup: "",
+        steps: &[
+            (A, "select 1/0"),
+            (A, "select * from tr_no_such_table"),
+            (B, "select 'a'::int"),
+            (
+                B,
+                "do $$ begin raise exception 'boom' using detail = 'd', hint = 'h', errcode = 'P0099'; end $$",
+            ),
+            (A, "x:select no_such_column from pg_class"),
+            (A, "begin; select 1/0"),
+            (A, "select 1"),
+            (A, "rollback"),
+            (B, "x:select 1/0"),
+            (B, "select 1"),
+        ],
+    },
+];
