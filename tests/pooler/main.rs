@@ -17,6 +17,7 @@ mod state;
 mod timeouts;
 mod transparency;
 mod transparency_cases;
+mod transparency_py;
 mod util;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -42,6 +43,7 @@ fn main() {
         ops::TESTS,
         routing::TESTS,
         transparency::TESTS,
+        transparency_py::TESTS,
     ]
     .concat();
     let trials = tests
