@@ -7,10 +7,14 @@
 pub mod hist;
 mod limit;
 mod registry;
+mod slot;
+#[cfg(test)]
+mod tests;
 mod waiter;
 
 pub use limit::Limit;
 pub use registry::Pools;
+pub use slot::Slot;
 
 use crate::config::PoolMode;
 use crate::server::{connect, ConnectSpec, ServerConn, ServerError};
@@ -197,10 +201,13 @@ impl Pool {
         }
     }
 
-    /// Checks a connection out, waiting in FIFO order up to `query_wait_timeout`.
+    /// Checks a connection out, waiting in FIFO order up to `query_wait_timeout`. The connection
+    /// holds its [`Slot`]: dropping it (instead of [`Self::release`] or [`Self::close`]) closes
+    /// it and frees the slot.
     ///
     /// # Cancellation safety
-    /// Dropping the future leaves the queue and returns any connection already handed over.
+    /// Dropping the future leaves the queue, returns any connection already handed over and
+    /// frees a slot taken for a connection being opened.
     pub async fn checkout(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
         let settings = self.settings();
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
@@ -212,10 +219,10 @@ impl Pool {
                     return Err(PoolError::Closed);
                 }
                 match inner.idle.pop() {
-                    Some(conn) => Decision::Reuse(conn),
+                    Some(conn) => Decision::Reuse(self.adopt(conn)),
                     None if inner.total < settings.size && self.take_limits() => {
                         inner.total += 1;
-                        Decision::Connect
+                        Decision::Connect(Slot::counted(self.clone()))
                     }
                     None => {
                         let id = inner.next_waiter;
@@ -228,16 +235,20 @@ impl Pool {
             };
             match decision {
                 Decision::Reuse(conn) => match self.vet(conn, &settings, now).await {
-                    Some(conn) => return Ok(self.mark_active(conn)),
+                    Some(conn) => return Ok(activate(conn)),
                     None => continue,
                 },
-                Decision::Connect => return self.open().await.map(|c| self.mark_active(c)),
+                Decision::Connect(slot) => return self.open(slot).await.map(activate),
                 Decision::Wait(w) => break w,
             }
         };
-        self.wait(waiter, &settings)
-            .await
-            .map(|c| self.mark_active(c))
+        self.wait(waiter, &settings).await.map(activate)
+    }
+
+    /// Gives a connection taken from the idle list (or handed over) a slot of its own.
+    fn adopt(self: &Arc<Self>, mut conn: ServerConn) -> ServerConn {
+        conn.slot = Some(Slot::counted(self.clone()));
+        conn
     }
 
     async fn wait(
@@ -268,7 +279,7 @@ impl Pool {
                     self.stats.wait_time.observe(us);
                     match self.vet(conn, settings, Instant::now()).await {
                         Some(c) => return Ok(c),
-                        None => return Box::pin(self.checkout_after_discard()).await,
+                        None => return Box::pin(self.checkout()).await,
                     }
                 }
                 Some(None) => return Err(PoolError::Closed),
@@ -277,21 +288,15 @@ impl Pool {
             let now = Instant::now();
             if reserve_at.is_some_and(|r| now >= r) {
                 reserve_at = None;
-                if self.take_reserve(settings) {
+                if let Some(slot) = self.take_reserve(settings) {
                     drop(waiter);
-                    return self.open().await;
+                    return self.open(slot).await;
                 }
             }
             if deadline.is_some_and(|d| now >= d) {
                 return Err(PoolError::WaitTimeout);
             }
         }
-    }
-
-    async fn checkout_after_discard(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
-        let c = self.checkout().await?;
-        self.stats.active.fetch_sub(1, Ordering::Relaxed);
-        Ok(c)
     }
 
     fn take_limits(&self) -> bool {
@@ -305,31 +310,30 @@ impl Pool {
         true
     }
 
-    fn take_reserve(&self, settings: &PoolSettings) -> bool {
+    fn take_reserve(self: &Arc<Self>, settings: &PoolSettings) -> Option<Slot> {
         let mut inner = lock(&self.inner);
         if inner.reserve_in_use < settings.reserve_size && self.take_limits() {
             inner.reserve_in_use += 1;
             inner.total += 1;
-            true
+            Some(Slot::counted(self.clone()))
         } else {
-            false
+            None
         }
     }
 
-    fn mark_active(&self, c: ServerConn) -> ServerConn {
-        self.stats.active.fetch_add(1, Ordering::Relaxed);
-        c
-    }
-
-    /// Opens a connection whose slot (`total`, limits) is already taken.
-    async fn open(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
+    /// Opens a connection for `slot` (`total` and the limits already taken); the slot is freed
+    /// if the connect fails or is cancelled.
+    async fn open(self: &Arc<Self>, slot: Slot) -> Result<ServerConn, PoolError> {
         let spec = self.spec();
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         match connect(&spec).await {
-            Ok(c) => Ok(c),
+            Ok(mut c) => {
+                c.slot = Some(slot);
+                Ok(c)
+            }
             Err(e) => {
                 self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                self.free_slot();
+                drop(slot);
                 Err(e.into())
             }
         }
@@ -365,13 +369,12 @@ impl Pool {
 
     /// Whether `conn` predates the last `RECONNECT`; such a connection is closed on release.
     fn is_stale(&self, conn: &ServerConn) -> bool {
+        self.is_stale_at(conn.created)
+    }
+
+    fn is_stale_at(&self, created: Instant) -> bool {
         let mark = self.stats.reconnect_mark_us.load(Ordering::Relaxed);
-        mark > 0
-            && (conn
-                .created
-                .saturating_duration_since(self.born)
-                .as_micros() as u64)
-                < mark
+        mark > 0 && (created.saturating_duration_since(self.born).as_micros() as u64) < mark
     }
 
     /// Closes idle connections now and the checked-out ones when they come back (`RECONNECT`).
@@ -382,8 +385,9 @@ impl Pool {
         self.close_idle();
     }
 
-    fn settle_stale(&self, conn: &ServerConn) -> bool {
-        let stale = self.is_stale(conn);
+    /// Counts a connection created at `created` out of `stale` if it predates `RECONNECT`.
+    pub(super) fn settle_stale(&self, created: Instant) -> bool {
+        let stale = self.is_stale_at(created);
         if stale {
             let _ = self
                 .stats
@@ -395,13 +399,31 @@ impl Pool {
         stale
     }
 
-    /// Returns a clean connection (idle, outside a transaction) to the pool.
+    /// Returns a clean connection (idle, outside a transaction) to the pool it came from.
     pub fn release(self: &Arc<Self>, mut conn: ServerConn) {
-        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(owner) = conn.slot.as_ref().and_then(Slot::pool) {
+            if !Arc::ptr_eq(owner, self) {
+                let owner = owner.clone();
+                return owner.release(conn);
+            }
+        }
         conn.last_used = Instant::now();
-        if self.settle_stale(&conn) || *conn.node != *self.spec().node {
+        if self.is_stale(&conn) || *conn.node != *self.spec().node {
             self.discard(conn);
             return;
+        }
+        self.to_idle(conn);
+    }
+
+    /// Gives a connection whose slot this pool counts back to the idle list (or a waiter).
+    fn to_idle(self: &Arc<Self>, mut conn: ServerConn) {
+        match conn.slot.take() {
+            Some(slot) => slot.keep(),
+            None => {
+                // Not counted by this pool: it never enters the idle list.
+                self.stats.closed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         }
         self.give_back(conn);
     }
@@ -424,19 +446,21 @@ impl Pool {
 
     /// Closes a checked-out connection that cannot be reused (dirty, broken).
     pub fn close(self: &Arc<Self>, conn: ServerConn) {
-        self.stats.active.fetch_sub(1, Ordering::Relaxed);
-        self.settle_stale(&conn);
         self.discard(conn);
     }
 
-    /// Drops a connection and frees its slot; wakes a waiter with a fresh connection if any.
-    fn discard(self: &Arc<Self>, conn: ServerConn) {
+    /// Drops a connection and frees its slot (through the slot's drop); wakes a waiter with a
+    /// fresh connection if any. An idle connection (no slot of its own) is given one first.
+    fn discard(self: &Arc<Self>, mut conn: ServerConn) {
         self.stats.closed.fetch_add(1, Ordering::Relaxed);
+        if conn.slot.is_none() {
+            conn.slot = Some(Slot::counted(self.clone()));
+        }
         drop(conn);
-        self.free_slot();
     }
 
-    fn free_slot(self: &Arc<Self>) {
+    /// Uncounts one connection; called only by [`Slot`]'s drop.
+    pub(super) fn free_slot(self: &Arc<Self>) {
         let has_waiters = {
             let mut inner = lock(&self.inner);
             inner.total = inner.total.saturating_sub(1);
@@ -456,22 +480,22 @@ impl Pool {
     fn spawn_refill(self: &Arc<Self>, n: usize) {
         for _ in 0..n {
             let me = self.clone();
-            let reserved = {
+            let slot = {
                 let mut inner = lock(&me.inner);
                 let size = me.settings().size;
                 if inner.total < size && me.take_limits() {
                     inner.total += 1;
-                    true
+                    Some(Slot::counted(me.clone()))
                 } else {
-                    false
+                    None
                 }
             };
-            if !reserved {
+            let Some(slot) = slot else {
                 return;
-            }
+            };
             tokio::spawn(async move {
-                if let Ok(c) = me.open().await {
-                    me.give_back(c);
+                if let Ok(c) = me.open(slot).await {
+                    me.to_idle(c);
                 }
             });
         }
@@ -571,8 +595,32 @@ pub struct IdleServer {
 
 enum Decision {
     Reuse(ServerConn),
-    Connect,
+    Connect(Slot),
     Wait(Waiter),
+}
+
+/// Counts a checked-out connection as active (for as long as its slot lives).
+fn activate(mut conn: ServerConn) -> ServerConn {
+    let created = conn.created;
+    if let Some(s) = conn.slot.as_mut() {
+        s.activate(created);
+    }
+    conn
+}
+
+impl Drop for Pool {
+    /// Idle connections count against the shared database and user limits: give those back.
+    fn drop(&mut self) {
+        let inner = match self.inner.get_mut() {
+            Ok(i) => i,
+            Err(p) => p.into_inner(),
+        };
+        for conn in inner.idle.drain(..) {
+            drop(conn);
+            self.db_limit.release();
+            self.user_limit.release();
+        }
+    }
 }
 
 struct DecOnDrop<'a>(&'a AtomicUsize);

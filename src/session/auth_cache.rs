@@ -3,7 +3,7 @@
 //! SCRAM keys clients revealed at login (pass-through to the server).
 
 use super::ctx::SessionCtx;
-use super::LoginError;
+use super::{LoginError, SqlState};
 use crate::auth::Secret;
 use crate::config::{AuthQuery, Config, DatabaseConfig};
 use crate::server::{connect, Credential, ServerConn};
@@ -122,7 +122,10 @@ impl AuthCache {
             .unwrap_or(db);
         let failed = |why: String| {
             warn!(auth_user = %aq.user, database = %db.name, error = %why, "auth_query failed");
-            LoginError::fatal("08006", "authentication lookup failed (auth_query)")
+            LoginError::fatal(
+                SqlState::ConnectionFailure,
+                "authentication lookup failed (auth_query)",
+            )
         };
         if conn.as_ref().is_some_and(|(name, _)| *name != db.name) {
             *conn = None;

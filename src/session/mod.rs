@@ -17,9 +17,11 @@ pub mod prepared_flow;
 mod route;
 mod run;
 pub mod settings_track;
+pub mod sqlstate;
 
 pub use ctx::SessionCtx;
-pub use run::serve;
+pub use run::{serve, EndReason};
+pub use sqlstate::SqlState;
 
 use crate::proto::ProtoError;
 
@@ -28,7 +30,7 @@ use crate::proto::ProtoError;
 pub enum LoginError {
     /// Something to tell the client before closing: SQLSTATE and message.
     #[error("{message}")]
-    Fatal { code: &'static str, message: String },
+    Fatal { code: SqlState, message: String },
     #[error("invalid startup packet: {0}")]
     Startup(ProtoError),
     #[error("protocol violation: {0}")]
@@ -41,7 +43,7 @@ pub enum LoginError {
 
 impl LoginError {
     /// A FATAL error for the client.
-    pub fn fatal(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn fatal(code: SqlState, message: impl Into<String>) -> Self {
         Self::Fatal {
             code,
             message: message.into(),

@@ -1,0 +1,299 @@
+//! Admission and login orchestration: the client cap, the login under its timeout, the pool
+//! a client is served from and the session that then runs.
+
+use super::{send_error, Session};
+use crate::config::PoolMode;
+use crate::net::stream::{ClientStream, Peer};
+use crate::pool::{Pool, PoolError};
+use crate::server::params::ParamSet;
+use crate::server::{Credential, ServerConn};
+use crate::session::cancel::CancelKey;
+use crate::session::clients::ClientInfo;
+use crate::session::ctx::{ConsoleLogin, SessionCtx};
+use crate::session::forward::Pipe;
+use crate::session::login::{self, Login};
+use crate::session::route::Routed;
+use crate::session::sqlstate::SqlState;
+use crate::session::LoginError;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tracing::{debug, info, Instrument};
+
+/// Decrements the client count when a session ends.
+struct ClientGuard(Arc<SessionCtx>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.totals.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one accepted client until it leaves; past `max_client_conn` it gets an error.
+///
+/// The login runs in a boxed future of its own and returns only what the session keeps, so
+/// that the task of an idle client holds little more than its socket.
+pub async fn serve(ctx: Arc<SessionCtx>, client: ClientStream, peer: Peer) {
+    let max = ctx.config().pooler.max_client_conn;
+    let admitted = ctx.totals.clients.fetch_add(1, Ordering::Relaxed) < max;
+    let _guard = ClientGuard(ctx.clone());
+    let Some((mut session, held, span)) = Box::pin(admit(ctx, client, peer, admitted)).await else {
+        return;
+    };
+    async move {
+        let why = session.run(held).await;
+        if session.ctx.config().pooler.log_disconnections {
+            info!(reason = %why, "disconnect");
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Login with its timeout and error reporting; the session to run, or `None`.
+async fn admit(
+    ctx: Arc<SessionCtx>,
+    mut client: ClientStream,
+    peer: Peer,
+    admitted: bool,
+) -> Option<(Session, Option<Box<ServerConn>>, tracing::Span)> {
+    let config = ctx.config();
+    let timeout = config.pooler.client_login_timeout;
+    let started = tokio::time::timeout(timeout, login_phase(&ctx, &mut client, admitted)).await;
+    let (login, pool, key, view, server) = match started {
+        Ok(Ok(Some(Begun::Pool(ok)))) => ok,
+        Ok(Ok(Some(Begun::Console(login, key)))) => {
+            // Console sessions are few: they run inside this boxed future.
+            serve_console(&ctx, client, peer, login, key).await;
+            return None;
+        }
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => {
+            ctx.totals.login_failures.fetch_add(1, Ordering::Relaxed);
+            report_login_error(&mut client, &e).await;
+            debug!(%peer, error = %e, "login failed");
+            return None;
+        }
+        Err(_) => {
+            let code = SqlState::ProtocolViolation;
+            let _ = send_error(&mut client, "FATAL", code, "client_login_timeout").await;
+            return None;
+        }
+    };
+    let span = tracing::info_span!("client", id = key.pid, %peer, db = %login.database.name, user = %login.user);
+    if config.pooler.log_connections {
+        span.in_scope(|| info!(application_name = %login.application_name, "login"));
+    }
+    let reg = ctx.register_client(ClientInfo::new(
+        key.pid,
+        (&login.user, &pool.user),
+        &login.database.name,
+        &login.application_name,
+        peer,
+        false,
+    ));
+    let hints = login
+        .route_hints
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    let route = Routed::new(
+        &login.database,
+        &login.user,
+        &pool,
+        hints.chain(login.wanted.iter()),
+        key.pid as usize,
+    );
+    let session = Session {
+        route,
+        db_gate: ctx.gate.db(&pool.database),
+        ctx,
+        client,
+        pool,
+        key,
+        startup: view.clone(),
+        view,
+        reg,
+        c2s: Pipe::default(),
+        s2c: Pipe::default(),
+        flow: None,
+    };
+    Some((session, server.map(Box::new), span))
+}
+
+/// Tells a client why its login failed, where there is something to tell.
+async fn report_login_error(client: &mut ClientStream, e: &LoginError) {
+    match e {
+        LoginError::Fatal { code, message } => {
+            let _ = send_error(client, "FATAL", *code, message).await;
+        }
+        LoginError::Startup(p) => {
+            let msg = format!("invalid startup packet: {p}");
+            let _ = send_error(client, "FATAL", SqlState::ProtocolViolation, &msg).await;
+        }
+        _ => {}
+    }
+}
+
+/// A console client: registered for `SHOW CLIENTS`, then served by the console.
+async fn serve_console(
+    ctx: &Arc<SessionCtx>,
+    client: ClientStream,
+    peer: Peer,
+    login: ConsoleLogin,
+    key: CancelKey,
+) {
+    let Some(console) = ctx.console() else {
+        return;
+    };
+    let reg = ctx.register_client(ClientInfo::new(
+        key.pid,
+        (&login.user, &login.user),
+        "pgsluice",
+        "",
+        peer,
+        true,
+    ));
+    console.serve(client, login, reg).await;
+    drop(key);
+}
+
+/// What a login led to (the pool variant is the common one: not boxed).
+#[allow(clippy::large_enum_variant)]
+enum Begun {
+    Pool(Started),
+    Console(ConsoleLogin, CancelKey),
+}
+
+type Started = (
+    Login,
+    Arc<Pool>,
+    CancelKey,
+    Arc<ParamSet>,
+    Option<ServerConn>,
+);
+
+async fn login_phase(
+    ctx: &Arc<SessionCtx>,
+    client: &mut ClientStream,
+    admitted: bool,
+) -> Result<Option<Begun>, LoginError> {
+    let config = ctx.config();
+    let Some(params) =
+        login::read_startup(ctx, client, config.pooler.max_startup_packet_size).await?
+    else {
+        return Ok(None);
+    };
+    if !admitted {
+        return Err(LoginError::fatal(
+            SqlState::TooManyConnections,
+            "sorry, too many clients already (max_client_conn)",
+        ));
+    }
+    if login::wants_console(&params) {
+        let console = login::console_login(ctx, &config, client, &params).await?;
+        let key = ctx.cancels.register();
+        login::greet_console(client, (key.pid, key.secret)).await?;
+        return Ok(Some(Begun::Console(console, key)));
+    }
+    let login = login::authenticate(ctx, &config, client, params).await?;
+    let db = login.database.clone();
+    if ctx.gate.db(&db.name).is_disabled() {
+        ctx.totals.refused.fetch_add(1, Ordering::Relaxed);
+        return Err(LoginError::fatal(
+            SqlState::CannotConnectNow,
+            format!(
+                "database \"{}\" does not allow connections (DISABLE)",
+                db.name
+            ),
+        ));
+    }
+    let pool = pool_for(ctx, &config, &db, &login)?;
+    // A server session takes the client's settings and tells us how it spells them.
+    let mut server = pool.checkout().await.map_err(pool_login_error)?;
+    let canonical = match server.adopt(&login.wanted).await {
+        Ok(set) => set,
+        Err(e) => {
+            pool.close(server);
+            return Err(LoginError::fatal(
+                SqlState::from_server(e.sqlstate()),
+                e.to_string(),
+            ));
+        }
+    };
+    let startup_params = server.startup_params.clone();
+    let keep = pool.settings().mode == PoolMode::Session;
+    // Session mode shows the backend's real pid (cancel keys still come to the pooler).
+    let key = ctx.cancels.register_as(keep.then_some(server.key.0));
+    let shown = (key.wire_pid, key.secret);
+    if let Err(e) = login::greet(client, &startup_params, &canonical, shown).await {
+        // The client is gone; the server, just brought in line, is clean.
+        pool.release(server);
+        return Err(e.into());
+    }
+    ctx.totals.logins.fetch_add(1, Ordering::Relaxed);
+    let server = if keep {
+        Some(server)
+    } else {
+        pool.release(server);
+        None
+    };
+    Ok(Some(Begun::Pool((login, pool, key, canonical, server))))
+}
+
+/// The pool of a logged-in client, created on first use.
+fn pool_for(
+    ctx: &SessionCtx,
+    config: &crate::config::Config,
+    db: &crate::config::DatabaseConfig,
+    login: &Login,
+) -> Result<Arc<Pool>, LoginError> {
+    let pool_user = db.user.clone().unwrap_or_else(|| login.user.clone());
+    let spec = ctx.connect_spec(config, db, &login.user).ok_or_else(|| {
+        LoginError::fatal(
+            SqlState::ConnectionFailure,
+            "no primary node is known for this database",
+        )
+    })?;
+    let user_max = config
+        .users
+        .get(&login.user)
+        .map(|u| u.max_user_connections)
+        .filter(|m| *m > 0)
+        .unwrap_or(config.pooler.max_user_connections);
+    let credential = spec.credential.clone();
+    let pool = ctx.pools.get_or_create(
+        &db.name,
+        &pool_user,
+        db.max_db_connections,
+        user_max,
+        || {
+            // Settings from the configuration in force now, not the one this (slow)
+            // login began with: a reload meanwhile found no pool to update.
+            let now = ctx.config();
+            let settings = match now.databases.get(&db.name) {
+                Some(d) => SessionCtx::pool_settings(&now, d, &login.user),
+                None => SessionCtx::pool_settings(config, db, &login.user),
+            };
+            (spec.clone(), settings)
+        },
+    );
+    // SCRAM pass-through keys appear at a client's login, and change with the password.
+    if pool.spec().credential != credential && credential != Credential::None {
+        pool.retarget(spec);
+    }
+    Ok(pool)
+}
+
+/// A failed check-out at login, as the client's FATAL error.
+fn pool_login_error(e: PoolError) -> LoginError {
+    match e {
+        PoolError::Server(s) => {
+            LoginError::fatal(SqlState::from_server(s.sqlstate()), s.to_string())
+        }
+        PoolError::WaitTimeout => {
+            LoginError::fatal(SqlState::ConnectionFailure, "query_wait_timeout")
+        }
+        PoolError::Closed => {
+            LoginError::fatal(SqlState::ConnectionFailure, "database is being shut down")
+        }
+    }
+}

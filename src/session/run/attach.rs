@@ -1,0 +1,123 @@
+//! Checking a server out for a client's transaction: routing, waiting for a primary during a
+//! failover, and refusing a transaction that cannot run.
+
+use super::{send_error, EndReason, Session};
+use crate::pool::PoolError;
+use crate::proto::{builders, tags::status};
+use crate::server::ServerConn;
+use crate::session::forward::Pipe;
+use crate::session::sqlstate::SqlState;
+use bytes::BytesMut;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+impl Session {
+    /// Checks a server out and brings its settings in line with this client's.
+    ///
+    /// On a cluster database whose primary cannot be reached, the transaction waits (up to
+    /// `query_wait_timeout`) for discovery or the agent to name a reachable primary, so that
+    /// a client idle at a failover sees a delay rather than an error; past that, a routed
+    /// session gets an ERROR for this transaction and keeps its connection.
+    pub(super) async fn attach(&mut self) -> Result<ServerConn, EndReason> {
+        let mut primary_deadline = None;
+        loop {
+            if let Some(msg) = self.route.as_mut().and_then(|r| r.broken.take()) {
+                Box::pin(self.refuse_batch(SqlState::ConnectionFailure, &msg)).await?;
+            }
+            while let Some(r) = self.route.as_mut() {
+                match r.choose(&self.ctx) {
+                    Ok(pool) => {
+                        self.pool = pool;
+                        break;
+                    }
+                    Err(msg) => {
+                        Box::pin(self.refuse_batch(SqlState::CannotConnectNow, msg)).await?
+                    }
+                }
+            }
+            let e = match self.pool.checkout().await {
+                Ok(mut server) => match server.sync_params(&self.view).await {
+                    Ok(_) => return Ok(server),
+                    Err(_) => {
+                        self.pool.close(server);
+                        continue;
+                    }
+                },
+                Err(e) => e,
+            };
+            if let Some(r) = self.route.as_mut().filter(|r| r.on_replica.is_some()) {
+                // A standby that cannot be reached: banned, and the transaction is routed
+                // again (to another standby or the primary).
+                r.replica_failed(&self.ctx, e.to_string());
+                continue;
+            }
+            if self.awaits_primary(&e, &mut primary_deadline) {
+                let probe = self.ctx.config().pooler.probe_interval;
+                let pause =
+                    (probe / 2).clamp(Duration::from_millis(10), Duration::from_millis(250));
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            let (code, msg) = match &e {
+                PoolError::WaitTimeout => {
+                    (SqlState::ProtocolViolation, "query_wait_timeout".into())
+                }
+                PoolError::Server(s) => (SqlState::from_server(s.sqlstate()), s.to_string()),
+                PoolError::Closed => (
+                    SqlState::ConnectionFailure,
+                    "database is being shut down".to_string(),
+                ),
+            };
+            if self.route.is_some() && matches!(e, PoolError::Server(_)) {
+                primary_deadline = None;
+                Box::pin(self.refuse_batch(code, &msg)).await?;
+                continue;
+            }
+            let _ = send_error(&mut self.client, "FATAL", code, &msg).await;
+            return Err(EndReason::NoServer);
+        }
+    }
+
+    /// Whether a failed check-out from a cluster database's primary should wait for a new
+    /// primary: the node is unreachable (SQLSTATE class 08 or 57P) and the wait that
+    /// `deadline` tracks has not run out.
+    fn awaits_primary(&self, e: &PoolError, deadline: &mut Option<Instant>) -> bool {
+        let PoolError::Server(s) = e else {
+            return false;
+        };
+        let code = s.sqlstate();
+        if !(code.starts_with("08") || code.starts_with("57P")) {
+            return false;
+        }
+        let config = self.ctx.config();
+        let cluster = config
+            .databases
+            .get(&*self.pool.database)
+            .is_some_and(|d| d.backend == crate::config::Backend::Cluster);
+        let until =
+            *deadline.get_or_insert_with(|| Instant::now() + config.pooler.query_wait_timeout);
+        cluster && Instant::now() < until
+    }
+
+    /// Answers a transaction that cannot run (a read no standby can serve under
+    /// `replica_fallback = "error"`, an unreachable primary): an ERROR and a ReadyForQuery for
+    /// each Query/Sync of the batch, which is dropped; then waits for the client's next
+    /// transaction.
+    async fn refuse_batch(&mut self, code: SqlState, msg: &str) -> Result<(), EndReason> {
+        let ends = self.route.as_ref().map_or(1, |r| r.ends().max(1));
+        let mut out = BytesMut::new();
+        builders::error_response(&mut out, "ERROR", code.code(), msg);
+        for _ in 0..ends {
+            builders::ready_for_query(&mut out, status::IDLE);
+        }
+        self.c2s = Pipe::default();
+        if self.client.write_all(&out).await.is_err() {
+            return Err(EndReason::ClientClosed);
+        }
+        match self.wait_for_client(Duration::ZERO).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(EndReason::ClientClosed),
+            Err(why) => Err(why),
+        }
+    }
+}
