@@ -169,6 +169,7 @@ impl Admin {
             "node",
             "paused",
             "role",
+            "cl_pinned",
         ]);
         let view = self.ctx.cluster_view();
         for p in sorted_pools(&self.ctx.pools.all()) {
@@ -208,6 +209,7 @@ impl Admin {
                 b(self.ctx.gate.is_paused() || self.ctx.gate.db(&p.database).is_paused()),
                 view.index(&p.spec().node)
                     .map(|i| view.nodes[i].role.as_str().to_string()),
+                s(p.stats.pinned.load(std::sync::atomic::Ordering::Relaxed)),
             ]);
         }
         t

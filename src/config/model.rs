@@ -37,6 +37,30 @@ impl PoolMode {
     }
 }
 
+/// What transaction and statement modes do when a client creates session-scoped state (LISTEN,
+/// temporary objects, session advisory locks, WITH HOLD cursors, SQL-level PREPARE, LOAD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionFeatures {
+    /// Keep the client on its server connection while the state exists.
+    Pin,
+    /// Undo the state and fail the client's next request with an error naming the feature.
+    Error,
+    /// Do nothing: the state stays on the server connection, which serves other clients.
+    Ignore,
+}
+
+impl SessionFeatures {
+    /// Parses the configuration spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pin" => Some(Self::Pin),
+            "error" => Some(Self::Error),
+            "ignore" => Some(Self::Ignore),
+            _ => None,
+        }
+    }
+}
+
 /// How clients prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthType {
@@ -181,6 +205,8 @@ pub struct PoolerConfig {
     pub workers: usize,
     pub max_client_conn: usize,
     pub pool_mode: PoolMode,
+    /// Session-scoped state in transaction and statement modes.
+    pub session_features: SessionFeatures,
     pub default_pool_size: usize,
     pub min_pool_size: usize,
     pub reserve_pool_size: usize,
@@ -266,6 +292,8 @@ pub struct DatabaseConfig {
     pub min_pool_size: usize,
     pub reserve_pool_size: usize,
     pub pool_mode: PoolMode,
+    /// Session-scoped state in transaction and statement modes.
+    pub session_features: SessionFeatures,
     /// 0 = unlimited.
     pub max_db_connections: usize,
     /// Where transactions go (cluster databases only; see docs/routing.md).

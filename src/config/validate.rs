@@ -113,6 +113,19 @@ impl Checker {
         mode
     }
 
+    fn session_features(&mut self, key: &str, v: &Option<String>) -> Option<SessionFeatures> {
+        let s = v.as_deref()?;
+        let parsed = SessionFeatures::parse(s);
+        if parsed.is_none() {
+            self.bad(
+                key,
+                format!("{s:?} is not a session_features value"),
+                "one of pin, error, ignore",
+            );
+        }
+        parsed
+    }
+
     fn socket(&mut self, key: &str, v: &Option<String>, default: &str) -> SocketAddr {
         let text = v.as_deref().unwrap_or(default);
         match text.parse::<SocketAddr>() {
@@ -407,6 +420,9 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
         pool_mode: c
             .pool_mode("pooler.pool_mode", &p.pool_mode)
             .unwrap_or(PoolMode::Transaction),
+        session_features: c
+            .session_features("pooler.session_features", &p.session_features)
+            .unwrap_or(SessionFeatures::Pin),
         default_pool_size: size,
         min_pool_size: min,
         reserve_pool_size: c.count(
@@ -630,6 +646,9 @@ fn databases(
                 pool_mode: c
                     .pool_mode(&format!("{key}.pool_mode"), &d.pool_mode)
                     .unwrap_or(pooler.pool_mode),
+                session_features: c
+                    .session_features(&format!("{key}.session_features"), &d.session_features)
+                    .unwrap_or(pooler.session_features),
                 max_db_connections: c.count(
                     &format!("{key}.max_db_connections"),
                     d.max_db_connections,

@@ -2,6 +2,7 @@
 //! (parameter sync, reset, rollback, health check) run between client transactions.
 
 pub mod connect;
+pub mod features;
 pub mod lookup;
 pub mod params;
 pub mod prepared;

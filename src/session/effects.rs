@@ -9,6 +9,13 @@
 
 /// Settings may have changed: SET, RESET, DISCARD, or a reported parameter changed.
 pub const SETTINGS: u8 = 1;
+/// Session-scoped state may have been created or dropped: LISTEN/UNLISTEN, CREATE or DROP of
+/// a table, sequence or view, DECLARE/CLOSE, PREPARE/DEALLOCATE, DISCARD, or a statement whose
+/// text mentions `temp` or `advisory` (CREATE TEMP TABLE AS, advisory lock functions), or one
+/// too large to be looked at.
+pub const STATE: u8 = 2;
+/// LOAD ran: the library stays in that server process until it ends.
+pub const LOAD: u8 = 4;
 
 /// The effects a CommandComplete tag (body without its NUL) announces.
 #[inline]
@@ -17,8 +24,47 @@ pub fn of_tag(body: &[u8]) -> u8 {
     match tag.first() {
         Some(b'S') if tag == b"SET" => SETTINGS,
         Some(b'R') if tag == b"RESET" => SETTINGS,
-        Some(b'D') if tag.starts_with(b"DISCARD") => SETTINGS,
+        Some(b'D') if tag.starts_with(b"DISCARD") => SETTINGS | STATE,
+        Some(b'L') if tag == b"LOAD" => LOAD,
+        Some(b'L' | b'U') if tag == b"LISTEN" || tag == b"UNLISTEN" => STATE,
+        Some(b'C' | b'D' | b'P') if is_state_tag(tag) => STATE,
         _ => 0,
+    }
+}
+
+fn is_state_tag(tag: &[u8]) -> bool {
+    matches!(
+        tag,
+        b"CREATE TABLE"
+            | b"CREATE SEQUENCE"
+            | b"CREATE VIEW"
+            | b"DROP TABLE"
+            | b"DROP SEQUENCE"
+            | b"DROP VIEW"
+            | b"DECLARE CURSOR"
+            | b"CLOSE CURSOR"
+            | b"CLOSE CURSOR ALL"
+            | b"PREPARE"
+            | b"DEALLOCATE"
+            | b"DEALLOCATE ALL"
+    )
+}
+
+/// What the text of a Query or Parse frame (whole, or its first part when `whole` is false)
+/// says: [`STATE`] when it mentions `temp` or `advisory` in any case, or is not whole.
+#[inline]
+pub fn of_text(text: &[u8], whole: bool) -> u8 {
+    if !whole {
+        return STATE;
+    }
+    let hit = text.windows(4).any(|w| {
+        let l = [w[0] | 0x20, w[1] | 0x20, w[2] | 0x20, w[3] | 0x20];
+        &l == b"temp" || &l == b"advi"
+    });
+    if hit {
+        STATE
+    } else {
+        0
     }
 }
 
@@ -34,5 +80,20 @@ mod tests {
         assert_eq!(of_tag(b"SELECT 1\0"), 0);
         assert_eq!(of_tag(b"SETX\0"), 0);
         assert_eq!(of_tag(b"INSERT 0 1\0"), 0);
+        assert_eq!(of_tag(b"LISTEN\0"), STATE);
+        assert_eq!(of_tag(b"CREATE TABLE\0"), STATE);
+        assert_eq!(of_tag(b"DECLARE CURSOR\0"), STATE);
+        assert_eq!(of_tag(b"LOAD\0"), LOAD);
+    }
+
+    #[test]
+    fn text_mentions_are_found_in_any_case() {
+        assert_eq!(of_text(b"select pg_advisory_lock(1)", true), STATE);
+        assert_eq!(
+            of_text(b"CREATE TEMPORARY TABLE t AS SELECT 1", true),
+            STATE
+        );
+        assert_eq!(of_text(b"SELECT abalance FROM pgbench_accounts", true), 0);
+        assert_eq!(of_text(b"select 1", false), STATE);
     }
 }

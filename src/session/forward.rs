@@ -122,6 +122,9 @@ pub struct Forwarder {
     pub watch: bool,
     /// [`effects`] flags of this run.
     pub effects: u8,
+    /// No boundary before the client's first request (a pinned client's idle wait, during
+    /// which notifications still flow to it).
+    pub wait_for_request: bool,
 }
 
 impl Forwarder {
@@ -142,6 +145,7 @@ impl Forwarder {
             flow: None,
             watch: release_at_boundary,
             effects: 0,
+            wait_for_request: false,
         }
     }
 
@@ -248,7 +252,9 @@ impl Forwarder {
         if self.statement_mode && self.status != tags::status::IDLE {
             return Some(Outcome::OpenTransaction);
         }
-        (self.release_at_boundary && self.status == tags::status::IDLE).then_some(Outcome::Boundary)
+        let asked = !self.wait_for_request || self.queries > 0;
+        (self.release_at_boundary && self.status == tags::status::IDLE && asked)
+            .then_some(Outcome::Boundary)
     }
 
     fn server_gone(&self) -> Outcome {
@@ -286,6 +292,11 @@ impl Forwarder {
                     return Ok(());
                 }
                 tags::frontend::QUERY | tags::frontend::SYNC | tags::frontend::FUNCTION_CALL => {
+                    if self.watch && buf[p.ready] == tags::frontend::QUERY {
+                        let end = (p.ready + total).min(buf.len());
+                        let text = buf.get(p.ready + HEADER_LEN..end).unwrap_or_default();
+                        self.effects |= effects::of_text(text, end == p.ready + total);
+                    }
                     self.outstanding += 1;
                     self.queries += 1;
                 }
@@ -337,6 +348,10 @@ impl Forwarder {
             }
             (out.start, out.end) = (pos, pos + total);
             let frame = &src[pos..pos + total.min(avail)];
+            if self.watch && matches!(tag, b'Q' | b'P') {
+                let text = frame.get(HEADER_LEN..).unwrap_or_default();
+                self.effects |= effects::of_text(text, frame.len() == total);
+            }
             match tag {
                 b'P' | b'B' | b'D' | b'C' => {
                     let idle = self.outstanding == 0 && self.status == tags::status::IDLE;

@@ -1,9 +1,9 @@
 """Transparency checks with psycopg 3: what a client sees through the pooler equals what it
 sees directly.
 
-Usage: transparency_psycopg.py DIRECT_URL SOLO_SESSION_URL SOLO_URL SESSION_URL
+Usage: transparency_psycopg.py DIRECT_URL SOLO_SESSION_URL SOLO_URL SESSION_URL TRANSACTION_URL
   (run by tests/pooler/transparency_py.rs). SOLO_* pools have one server connection;
-  SESSION_URL is a session-mode pool with room for two clients.
+  SESSION_URL and TRANSACTION_URL are pools with room for two clients.
 Prints "psycopg transparency ok" when every check passed.
 """
 
@@ -13,7 +13,7 @@ import time
 
 import psycopg
 
-DIRECT, SOLO_SESSION, SOLO, SESSION = sys.argv[1:5]
+DIRECT, SOLO_SESSION, SOLO, SESSION, TRANSACTION = sys.argv[1:6]
 TARGETS = {"direct": DIRECT, "session": SOLO_SESSION, "transaction": SOLO}
 
 
@@ -93,6 +93,23 @@ def session_pids():
         check(time.monotonic() - started < 10, "cancel was slow")
 
 
+def listen_in_transaction_mode():
+    """LISTEN pins the client (transaction mode): a NOTIFY sent by another client reaches it
+    while it is idle, until UNLISTEN *."""
+    with psycopg.connect(TRANSACTION, autocommit=True) as a, psycopg.connect(
+        TRANSACTION, autocommit=True
+    ) as b:
+        a.execute("listen tr_py_tx")
+        a.execute("select 1")
+        b.execute("notify tr_py_tx, 'first'")
+        got = [n.payload for n in a.notifies(timeout=5, stop_after=1)]
+        check(got == ["first"], f"transaction-mode notification: {got}")
+        a.execute("unlisten *")
+        b.execute("notify tr_py_tx, 'second'")
+        got = [n.payload for n in a.notifies(timeout=1, stop_after=1)]
+        check(got == [], f"notification after UNLISTEN *: {got}")
+
+
 def main():
     results = {}
     for name, url in TARGETS.items():
@@ -106,6 +123,7 @@ def main():
             have = results[name][key]
             check(have == want, f"{key} through {name} mode: {have} != direct {want}")
     session_pids()
+    listen_in_transaction_mode()
     print("psycopg transparency ok")
 
 

@@ -36,6 +36,22 @@ pub const TESTS: &[(&str, crate::Body)] = &[
         run(fx, "errors")
     }),
     ("transparency::copy_in_and_out", copy_in_and_out),
+    ("transparency::temp_table_pins", |fx| run(fx, "temp_table")),
+    ("transparency::advisory_lock_pins", |fx| run(fx, "advisory")),
+    ("transparency::with_hold_cursor_pins", |fx| {
+        run(fx, "cursor")
+    }),
+    ("transparency::sql_prepare_pins", |fx| {
+        run(fx, "sql_prepare")
+    }),
+    (
+        "transparency::session_features_error",
+        session_features_error,
+    ),
+    (
+        "transparency::pinned_client_is_counted",
+        pinned_client_is_counted,
+    ),
 ];
 
 /// Where a scenario runs.
@@ -47,11 +63,14 @@ enum Target {
 }
 
 impl Target {
-    fn url(self, fx: &Fixture) -> String {
+    /// Pools of one, except for transaction mode when the case pins a client (a pinned
+    /// client keeps the only connection: the other would wait).
+    fn url(self, fx: &Fixture, one_server: bool) -> String {
         let (port, db) = match self {
             Target::Direct => (fx.cluster.primary().port(), "app"),
             Target::Session => (fx.port, "solo_session"),
-            Target::Transaction => (fx.port, "solo"),
+            Target::Transaction if one_server => (fx.port, "solo"),
+            Target::Transaction => (fx.port, "app"),
         };
         format!("host=127.0.0.1 port={port} user=app password={PASSWORD} dbname={db}")
     }
@@ -69,6 +88,8 @@ pub struct Case {
     pub name: &'static str,
     pub setup: &'static str,
     pub steps: &'static [Step],
+    /// Run over pools of one server connection (false: a client is pinned meanwhile).
+    pub one_server: bool,
 }
 
 fn run(fx: &Fixture, name: &str) -> Result<(), Failed> {
@@ -122,9 +143,9 @@ async fn transcript(
     case: &Case,
     target: Target,
 ) -> Result<Vec<(usize, String)>, Failed> {
-    let url = target.url(fx);
+    let url = target.url(fx, case.one_server);
     if !case.setup.is_empty() {
-        connect(&Target::Direct.url(fx))
+        connect(&Target::Direct.url(fx, true))
             .await?
             .batch_execute(case.setup)
             .await?;
@@ -226,7 +247,7 @@ fn copy_in_and_out(fx: &Fixture) -> Result<(), Failed> {
     rt().block_on(async {
         let mut seen = Vec::new();
         for target in [Target::Direct, Target::Transaction, Target::Session] {
-            let c = connect(&target.url(fx)).await?;
+            let c = connect(&target.url(fx, true)).await?;
             c.batch_execute("drop table if exists tr_copy; create table tr_copy (a int, b text)")
                 .await?;
             let sink = c.copy_in("copy tr_copy from stdin").await?;
@@ -239,12 +260,73 @@ fn copy_in_and_out(fx: &Fixture) -> Result<(), Failed> {
             let text = String::from_utf8_lossy(&chunks.concat()).to_string();
             // A second client on the same server sees a clean session after the COPY.
             drop(c);
-            let other = connect(&target.url(fx)).await?;
+            let other = connect(&target.url(fx, true)).await?;
             let after = simple(&other, "select count(*) from tr_copy").await;
             seen.push((n, text, after));
         }
         if seen.iter().any(|s| *s != seen[0]) {
             return Err(format!("COPY differs: {seen:#?}").into());
+        }
+        Ok(())
+    })
+}
+
+/// `session_features = "error"` (database `app_strict`): the feature's statement runs, the
+/// pooler undoes its state and the client's next request fails with an error naming it.
+fn session_features_error(fx: &Fixture) -> Result<(), Failed> {
+    rt().block_on(async {
+        let url = format!(
+            "host=127.0.0.1 port={} user=app password={PASSWORD} dbname=app_strict",
+            fx.port
+        );
+        let c = connect(&url).await?;
+        c.batch_execute("create temp table tr_strict (a int)")
+            .await?;
+        let refused = simple(&c, "select 1").await;
+        if !(refused.contains("0A000") && refused.contains("temporary tables")) {
+            return Err(format!("expected a refusal naming the feature: {refused}").into());
+        }
+        let gone = simple(&c, "select * from tr_strict").await;
+        if !gone.contains("42P01") {
+            return Err(format!("temporary table should be gone: {gone}").into());
+        }
+        let fine = simple(&c, "select 2").await;
+        if fine != "2 (1)" {
+            return Err(format!("client goes on: {fine}").into());
+        }
+        Ok(())
+    })
+}
+
+/// A pinned client keeps its server connection: counted in SHOW POOLS (`cl_pinned`) while a
+/// temporary table exists, released when it is dropped, so another client of the pool of one
+/// then gets the connection and sees no temporary table.
+fn pinned_client_is_counted(fx: &Fixture) -> Result<(), Failed> {
+    let pinned = || {
+        let (_, pools, _) = fx.console("app", "SHOW POOLS");
+        crate::util::cell(&pools, "solo", "cl_pinned")
+    };
+    rt().block_on(async {
+        let url = Target::Transaction.url(fx, true);
+        let a = connect(&url).await?;
+        let pid = simple(&a, "select pg_backend_pid()").await;
+        a.batch_execute("create temp table tr_pin (a int)").await?;
+        if pinned().as_deref() != Some("1") {
+            return Err(format!("cl_pinned after CREATE TEMP TABLE: {:?}", pinned()).into());
+        }
+        a.batch_execute("insert into tr_pin values (1)").await?;
+        if simple(&a, "select pg_backend_pid()").await != pid {
+            return Err("a pinned client changed server connection".into());
+        }
+        a.batch_execute("drop table tr_pin").await?;
+        if pinned().as_deref() != Some("0") {
+            return Err(format!("cl_pinned after DROP TABLE: {:?}", pinned()).into());
+        }
+        let b = connect(&url).await?;
+        let temp = "select count(*) from pg_class where relpersistence = 't'";
+        let seen = simple(&b, temp).await;
+        if seen != "0 (1)" {
+            return Err(format!("B sees temporary objects: {seen}").into());
         }
         Ok(())
     })

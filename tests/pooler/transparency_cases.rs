@@ -32,6 +32,7 @@ pub const CASES: &[Case] = &[
             (B, "show search_path"),
             (B, "show work_mem"),
         ],
+        one_server: true,
     },
     Case {
         // SET LOCAL, a SET rolled back, a SET undone by ROLLBACK TO SAVEPOINT.
@@ -63,6 +64,7 @@ pub const CASES: &[Case] = &[
             (A, "show work_mem"),
             (B, "show work_mem"),
         ],
+        one_server: true,
     },
     Case {
         name: "characteristics",
@@ -80,6 +82,7 @@ pub const CASES: &[Case] = &[
             (A, "show default_transaction_isolation"),
             (B, "show default_transaction_read_only"),
         ],
+        one_server: true,
     },
     Case {
         name: "reset",
@@ -97,6 +100,7 @@ pub const CASES: &[Case] = &[
             (A, "show lock_timeout"),
             (B, "show lock_timeout"),
         ],
+        one_server: true,
     },
     Case {
         name: "role",
@@ -112,6 +116,7 @@ pub const CASES: &[Case] = &[
             (B, "select current_user"),
             (A, "select current_user"),
         ],
+        one_server: true,
     },
     Case {
         // A client leaves inside a transaction holding a protocol-level named statement (the
@@ -131,6 +136,7 @@ pub const CASES: &[Case] = &[
             (A, "execute tr_p"),
             (A, "show work_mem"),
         ],
+        one_server: true,
     },
     Case {
         name: "extended_set",
@@ -143,6 +149,7 @@ pub const CASES: &[Case] = &[
             (A, "x:show work_mem"),
             (B, "x:select current_setting('work_mem')"),
         ],
+        one_server: true,
     },
     Case {
         // Severity, SQLSTATE, message, detail, hint and position as PostgreSQL sends them.
@@ -163,5 +170,68 @@ pub const CASES: &[Case] = &[
             (B, "x:select 1/0"),
             (B, "select 1"),
         ],
+        one_server: true,
+    },
+    Case {
+        // A temporary table lives across transactions (the client is pinned) and is visible
+        // to no one else.
+        name: "temp_table",
+        setup: "",
+        steps: &[
+            (A, "create temp table tr_tmp (a int)"),
+            (A, "insert into tr_tmp values (1)"),
+            (B, "select * from tr_tmp"),
+            (A, "insert into tr_tmp values (2)"),
+            (A, "select count(*) from tr_tmp"),
+            (A, "drop table tr_tmp"),
+            (A, "select * from tr_tmp"),
+            (B, "select 1"),
+        ],
+        one_server: false,
+    },
+    Case {
+        name: "advisory",
+        setup: "",
+        steps: &[
+            (A, "select pg_advisory_lock(424242)"),
+            (A, "select 1"),
+            (A, "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()"),
+            (A, "select pg_advisory_unlock(424242)"),
+            (A, "select pg_advisory_unlock(424242)"),
+            (B, "select pg_try_advisory_lock(424243)"),
+            (B, "select 1"),
+            (B, "select pg_advisory_unlock_all()"),
+            (B, "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()"),
+        ],
+        one_server: false,
+    },
+    Case {
+        name: "cursor",
+        setup: "",
+        steps: &[
+            (A, "declare tr_c cursor with hold for select generate_series(1, 3)"),
+            (A, "fetch 1 from tr_c"),
+            (B, "fetch 1 from tr_c"),
+            (A, "fetch 1 from tr_c"),
+            (A, "close tr_c"),
+            (A, "fetch 1 from tr_c"),
+        ],
+        one_server: false,
+    },
+    Case {
+        name: "sql_prepare",
+        setup: "",
+        steps: &[
+            (A, "prepare tr_q as select 7"),
+            (A, "execute tr_q"),
+            (B, "execute tr_q"),
+            (A, "execute tr_q"),
+            (A, "deallocate tr_q"),
+            (A, "execute tr_q"),
+            (B, "prepare tr_q as select 8"),
+            (B, "execute tr_q"),
+            (B, "deallocate all"),
+        ],
+        one_server: false,
     },
 ];

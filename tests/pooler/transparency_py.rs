@@ -27,6 +27,7 @@ fn psycopg_sees_the_same(fx: &Fixture) -> Result<(), Failed> {
         .arg(url(fx.port, "solo_session"))
         .arg(url(fx.port, "solo"))
         .arg(url(fx.port, "app_session"))
+        .arg(url(fx.port, "app"))
         .output()
         .map_err(|e| format!("python3 (installed by .ci/run with psycopg): {e}"))?;
     let text = format!(

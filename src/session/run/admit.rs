@@ -115,6 +115,9 @@ async fn admit(
         c2s: Pipe::default(),
         s2c: Pipe::default(),
         flow: None,
+        pin: None,
+        pinned: None,
+        refusal: None,
     };
     Some((session, server.map(Box::new), span))
 }

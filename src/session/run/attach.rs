@@ -21,6 +21,9 @@ impl Session {
     pub(super) async fn attach(&mut self) -> Result<ServerConn, EndReason> {
         let mut primary_deadline = None;
         loop {
+            if let Some(msg) = self.refusal.take() {
+                Box::pin(self.refuse_batch(SqlState::FeatureNotSupported, &msg)).await?;
+            }
             if let Some(msg) = self.route.as_mut().and_then(|r| r.broken.take()) {
                 Box::pin(self.refuse_batch(SqlState::ConnectionFailure, &msg)).await?;
             }

@@ -26,6 +26,11 @@ impl Session {
         }
         let settings = self.pool.settings();
         let session = settings.mode == PoolMode::Session;
+        if !session && self.pin.take().is_some() {
+            // Session-scoped state (temporary tables, LISTEN...) is never handed on.
+            self.pool.close(server);
+            return;
+        }
         let touched = session || fx & effects::SETTINGS != 0;
         // A tracked run (named statements on) ends clean only outside an extended batch.
         let tracked = self.ctx.config().pooler.max_prepared_statements > 0;

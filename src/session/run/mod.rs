@@ -11,6 +11,7 @@ mod admit;
 mod attach;
 mod end;
 mod loss;
+mod pin;
 mod timed;
 
 pub use admit::serve;
@@ -79,6 +80,12 @@ struct Session {
     flow: Option<Box<Flow>>,
     /// Read routing to standbys (databases with a policy other than `primary`).
     route: Option<Box<Routed>>,
+    /// Session-scoped state keeps this client on one server connection (`session_features`).
+    pin: Option<pin::Pinned>,
+    /// The server connection a pinned client keeps between transactions.
+    pinned: Option<Box<ServerConn>>,
+    /// An error for the client's next request (`session_features = "error"`).
+    refusal: Option<Box<str>>,
 }
 
 impl Session {
@@ -89,7 +96,7 @@ impl Session {
     async fn run(&mut self, mut held: Option<Box<ServerConn>>) -> EndReason {
         let idle_timeout = self.ctx.config().pooler.client_idle_timeout;
         loop {
-            let server = match held.take() {
+            let server = match held.take().or_else(|| self.pinned.take()) {
                 Some(s) => *s,
                 None => {
                     match self.wait_for_client(idle_timeout).await {
@@ -138,6 +145,8 @@ impl Session {
             mode == PoolMode::Statement,
             release,
         );
+        // A pinned client's run starts with nothing sent: it ends after a request, not before.
+        fwd.wait_for_request = self.pin.is_some();
         if release {
             let max = config.pooler.max_prepared_statements;
             let registry = &self.ctx.prepared;
@@ -229,11 +238,18 @@ impl Session {
         let followed = mode == PoolMode::Session
             || fx & effects::SETTINGS == 0
             || Box::pin(self.follow_settings(&mut server)).await;
+        let keep = if mode == PoolMode::Session {
+            pin::Keep::Release
+        } else {
+            Box::pin(self.session_state(&mut server, fx)).await
+        };
         if mode == PoolMode::Session {
             // Only after a close request (see `forward`): reset as if the client left.
             Box::pin(self.end_server(server, status::IDLE, true, fx)).await;
-        } else if !followed {
+        } else if !followed || matches!(keep, pin::Keep::Close) {
             self.pool.close(server);
+        } else if matches!(keep, pin::Keep::Pin) {
+            self.pinned = Some(Box::new(server));
         } else if server.prepared.sql_prepared && Box::pin(server.deallocate_all()).await.is_err() {
             // SQL-level PREPARE lasts until the end of its transaction in these modes.
             self.pool.close(server);
@@ -245,6 +261,9 @@ impl Session {
         let info = &self.reg.info;
         info.idle();
         let why = info.close_requested()?;
+        if let Some(server) = self.pinned.take() {
+            self.pool.close(*server);
+        }
         let _ = Box::pin(self.send_close(why)).await;
         Some(EndReason::CloseRequested)
     }
