@@ -402,7 +402,10 @@ fn sorted_pools(pools: &[Arc<Pool>]) -> Vec<Arc<Pool>> {
     v
 }
 
-/// The database entry of `name`, if configured.
-pub(super) fn database<'a>(config: &'a Config, name: &str) -> Option<&'a DatabaseConfig> {
-    config.databases.get(name)
+/// The database entry of `name`, if configured (or served by the wildcard entry).
+pub(super) fn database<'a>(
+    config: &'a Config,
+    name: &str,
+) -> Option<std::borrow::Cow<'a, DatabaseConfig>> {
+    config.database(name)
 }

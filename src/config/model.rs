@@ -195,6 +195,26 @@ pub struct Config {
     pub metrics: MetricsConfig,
 }
 
+/// The name of the wildcard database entry: `[databases."*"]`.
+pub const WILDCARD_DATABASE: &str = "*";
+
+impl Config {
+    /// The database a client names: its own `[databases.NAME]` entry, else the wildcard
+    /// entry `[databases."*"]` made into one for `name` (the same name on the server).
+    pub fn database(&self, name: &str) -> Option<std::borrow::Cow<'_, DatabaseConfig>> {
+        if name.is_empty() || name == WILDCARD_DATABASE {
+            return None;
+        }
+        if let Some(d) = self.databases.get(name) {
+            return Some(std::borrow::Cow::Borrowed(d));
+        }
+        let mut d = self.databases.get(WILDCARD_DATABASE)?.clone();
+        d.name = name.to_string();
+        d.dbname = name.to_string();
+        Some(std::borrow::Cow::Owned(d))
+    }
+}
+
 /// `[pooler]`, defaults applied.
 #[derive(Debug, Clone)]
 pub struct PoolerConfig {

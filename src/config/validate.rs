@@ -190,7 +190,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let users = users(&mut c, &raw.users);
     let agent = agent(&mut c, &raw.agent, cluster.as_ref());
     if let Some(db) = pooler.auth_query.as_ref().and_then(|a| a.dbname.as_ref()) {
-        if !databases.contains_key(db) {
+        if !databases.contains_key(db) && !databases.contains_key(WILDCARD_DATABASE) {
             c.bad(
                 "pooler.auth_dbname",
                 format!("no database {db:?}"),
@@ -624,7 +624,7 @@ fn databases(
             name.clone(),
             DatabaseConfig {
                 name: name.clone(),
-                dbname: c.nonempty(&format!("{key}.dbname"), &d.dbname, name),
+                dbname: wildcard_dbname(c, &key, name, &d.dbname),
                 backend,
                 user: d.user.clone(),
                 password: d.password.clone(),
@@ -661,6 +661,18 @@ fn databases(
         );
     }
     out
+}
+
+/// `dbname` of `[databases.NAME]`; the wildcard entry maps each name to itself, so it has none.
+fn wildcard_dbname(c: &mut Checker, key: &str, name: &str, dbname: &Option<String>) -> String {
+    if name == WILDCARD_DATABASE && dbname.is_some() {
+        c.bad(
+            format!("{key}.dbname"),
+            "not allowed on the wildcard entry",
+            "it serves every database under its own name; remove dbname",
+        );
+    }
+    c.nonempty(&format!("{key}.dbname"), dbname, name)
 }
 
 /// The routing keys of `[databases.NAME]`.

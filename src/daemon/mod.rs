@@ -178,7 +178,7 @@ async fn janitor(admin: Arc<Admin>, stop: CancellationToken) {
         }
         let config = ctx.config();
         for p in ctx.pools.all() {
-            if config.databases.contains_key(&*p.database) {
+            if config.database(&p.database).is_some() {
                 p.maintain();
             } else {
                 p.close_idle();
@@ -233,12 +233,12 @@ pub fn install(ctx: &SessionCtx, c: Config) -> Result<(), DaemonError> {
     ctx.set_config(c.clone(), secrets);
     ctx.set_front_door(front);
     for pool in ctx.pools.all() {
-        if let Some(db) = c.databases.get(&*pool.database) {
-            pool.set_settings(SessionCtx::pool_settings(&c, db, &pool.user));
+        if let Some(db) = c.database(&pool.database) {
+            pool.set_settings(SessionCtx::pool_settings(&c, &db, &pool.user));
         }
     }
     ctx.pools.set_limits(
-        |d| c.databases.get(d).map_or(0, |db| db.max_db_connections),
+        |d| c.database(d).map_or(0, |db| db.max_db_connections),
         |u| {
             c.users
                 .get(u)
@@ -248,7 +248,7 @@ pub fn install(ctx: &SessionCtx, c: Config) -> Result<(), DaemonError> {
         },
     );
     for client in ctx.clients.all() {
-        if !client.console && !c.databases.contains_key(&client.database) {
+        if !client.console && c.database(&client.database).is_none() {
             client.request_close(CloseReason::Shutdown);
         }
     }

@@ -309,11 +309,11 @@ impl SessionCtx {
         }
         let config = self.config();
         for pool in self.pools.writer_pools() {
-            let Some(db) = config.databases.get(&*pool.database) else {
+            let Some(db) = config.database(&pool.database) else {
                 continue;
             };
             if db.backend == Backend::Cluster {
-                if let Some(spec) = self.connect_spec(&config, db, &pool.user) {
+                if let Some(spec) = self.connect_spec(&config, &db, &pool.user) {
                     pool.retarget(spec);
                 }
             }
@@ -444,6 +444,16 @@ impl SessionCtx {
                 .scram_keys(user, &s.server_key)
                 .unwrap_or_default(),
             None => Credential::None,
+        }
+    }
+
+    /// Closes every idle pooled connection to server database `dbname` (before a client's
+    /// `DROP DATABASE`, which PostgreSQL refuses while others are connected).
+    pub fn close_idle_to(&self, dbname: &str) {
+        for pool in self.pools.all() {
+            if pool.spec().database == dbname {
+                pool.close_idle();
+            }
         }
     }
 

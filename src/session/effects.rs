@@ -68,6 +68,34 @@ pub fn of_text(text: &[u8], whole: bool) -> u8 {
     }
 }
 
+/// The database a client's first frame drops, when it is a simple-protocol
+/// `DROP DATABASE [IF EXISTS] name` (the pooler then closes its idle connections to it first:
+/// PostgreSQL refuses to drop a database others are connected to, waiting 5 s for them to go).
+pub fn dropped_database(buf: &[u8]) -> Option<String> {
+    if buf.first() != Some(&b'Q') {
+        return None;
+    }
+    let text = std::str::from_utf8(buf.get(crate::proto::HEADER_LEN..)?).ok()?;
+    let mut words = text.trim_start().splitn(3, char::is_whitespace);
+    let (drop, database) = (words.next()?, words.next()?);
+    if !drop.eq_ignore_ascii_case("drop") || !database.eq_ignore_ascii_case("database") {
+        return None;
+    }
+    let mut rest = words.next()?.trim_start();
+    let lower = rest.to_ascii_lowercase();
+    if let Some(after) = lower.strip_prefix("if exists") {
+        rest = rest[rest.len() - after.len()..].trim_start();
+    }
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let end = quoted.find('"')?;
+        return Some(quoted[..end].to_string());
+    }
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == ';' || c == '\0' || c == '(')
+        .unwrap_or(rest.len());
+    (end > 0).then(|| rest[..end].to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,7 +104,7 @@ mod tests {
     fn tags_map_to_effects() {
         assert_eq!(of_tag(b"SET\0"), SETTINGS);
         assert_eq!(of_tag(b"RESET\0"), SETTINGS);
-        assert_eq!(of_tag(b"DISCARD ALL\0"), SETTINGS);
+        assert_eq!(of_tag(b"DISCARD ALL\0"), SETTINGS | STATE);
         assert_eq!(of_tag(b"SELECT 1\0"), 0);
         assert_eq!(of_tag(b"SETX\0"), 0);
         assert_eq!(of_tag(b"INSERT 0 1\0"), 0);
@@ -84,6 +112,24 @@ mod tests {
         assert_eq!(of_tag(b"CREATE TABLE\0"), STATE);
         assert_eq!(of_tag(b"DECLARE CURSOR\0"), STATE);
         assert_eq!(of_tag(b"LOAD\0"), LOAD);
+    }
+
+    #[test]
+    fn drop_database_names_are_found() {
+        let q = |s: &str| {
+            let mut b = vec![b'Q', 0, 0, 0, 0];
+            b.extend_from_slice(s.as_bytes());
+            b.push(0);
+            dropped_database(&b)
+        };
+        assert_eq!(q("DROP DATABASE Foo;").as_deref(), Some("foo"));
+        assert_eq!(
+            q("  drop database if exists \"My Db\"").as_deref(),
+            Some("My Db")
+        );
+        assert_eq!(q("drop database x with (force)").as_deref(), Some("x"));
+        assert_eq!(q("drop table x"), None);
+        assert_eq!(q("select 1"), None);
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub async fn authenticate(
     let dbname = get("database")
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| user.clone());
-    let database = config.databases.get(&dbname).ok_or_else(|| {
+    let database = config.database(&dbname).ok_or_else(|| {
         LoginError::fatal(
             SqlState::InvalidCatalogName,
             format!("database \"{dbname}\" does not exist"),
@@ -159,7 +159,7 @@ pub async fn authenticate(
     }
     let method = auth_method(ctx, config, client, &database.name, &user)?;
     if method != HbaMethod::Trust && !ctx.listed(&user) {
-        ctx.auth.lookup(ctx, config, database, &user).await?;
+        ctx.auth.lookup(ctx, config, &database, &user).await?;
     }
     if let Some((client_key, server_key)) = check_password(ctx, method, client, &user).await? {
         ctx.auth.remember_keys(&user, client_key, server_key);
@@ -167,7 +167,7 @@ pub async fn authenticate(
     Ok(Login {
         application_name: get("application_name").unwrap_or_default(),
         user,
-        database: Arc::new(database.clone()),
+        database: Arc::new(database.into_owned()),
         wanted: ParamSet::new(wanted),
         route_hints: params
             .iter()

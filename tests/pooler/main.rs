@@ -19,6 +19,7 @@ mod transparency;
 mod transparency_cases;
 mod transparency_py;
 mod util;
+mod wildcard;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::sync::{Arc, OnceLock};
@@ -44,6 +45,7 @@ fn main() {
         routing::TESTS,
         transparency::TESTS,
         transparency_py::TESTS,
+        wildcard::TESTS,
     ]
     .concat();
     let trials = tests

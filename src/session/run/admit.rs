@@ -272,8 +272,8 @@ fn pool_for(
             // Settings from the configuration in force now, not the one this (slow)
             // login began with: a reload meanwhile found no pool to update.
             let now = ctx.config();
-            let settings = match now.databases.get(&db.name) {
-                Some(d) => SessionCtx::pool_settings(&now, d, &login.user),
+            let settings = match now.database(&db.name) {
+                Some(d) => SessionCtx::pool_settings(&now, &d, &login.user),
                 None => SessionCtx::pool_settings(config, db, &login.user),
             };
             (spec.clone(), settings)

@@ -94,8 +94,7 @@ impl Session {
         }
         let config = self.ctx.config();
         let cluster = config
-            .databases
-            .get(&*self.pool.database)
+            .database(&self.pool.database)
             .is_some_and(|d| d.backend == crate::config::Backend::Cluster);
         let until =
             *deadline.get_or_insert_with(|| Instant::now() + config.pooler.query_wait_timeout);

@@ -313,6 +313,9 @@ impl Session {
                     if let Some(r) = self.route.as_mut() {
                         r.observe(&buf);
                     }
+                    if let Some(db) = effects::dropped_database(&buf) {
+                        self.ctx.close_idle_to(&db);
+                    }
                     self.c2s.preload(buf);
                     return Ok(true);
                 }

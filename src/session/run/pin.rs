@@ -41,8 +41,7 @@ impl Session {
     fn session_features(&self) -> SessionFeatures {
         let config = self.ctx.config();
         config
-            .databases
-            .get(&*self.pool.database)
+            .database(&self.pool.database)
             .map_or(config.pooler.session_features, |d| d.session_features)
     }
 
