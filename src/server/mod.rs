@@ -45,6 +45,8 @@ pub enum ServerError {
         severity: String,
         code: String,
         message: String,
+        /// The ErrorResponse body as the server sent it (every field, for relaying).
+        body: bytes::Bytes,
     },
     /// TLS towards the server failed or was refused (`server_tls_sslmode`).
     #[error("TLS to server {node}: {message}")]
@@ -112,6 +114,7 @@ fn postgres_error(node: &str, body: &[u8]) -> ServerError {
             .and_then(|f| f.message())
             .unwrap_or("server error")
             .to_string(),
+        body: bytes::Bytes::copy_from_slice(body),
     }
 }
 

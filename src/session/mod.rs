@@ -31,6 +31,10 @@ pub enum LoginError {
     /// Something to tell the client before closing: SQLSTATE and message.
     #[error("{message}")]
     Fatal { code: SqlState, message: String },
+    /// The server refused the pooler's connection for this client (unknown database, no
+    /// CONNECT privilege...): its ErrorResponse body, relayed unchanged.
+    #[error("server refused the login")]
+    Server(bytes::Bytes),
     #[error("invalid startup packet: {0}")]
     Startup(ProtoError),
     #[error("protocol violation: {0}")]

@@ -31,14 +31,23 @@ async fn ask(url: &str, sql: &str) -> String {
 
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(d) => format!("{}: {}", d.code().code(), d.message()),
+        Some(d) => format!(
+            "{}: {} detail={:?} hint={:?}",
+            d.code().code(),
+            d.message(),
+            d.detail(),
+            d.hint()
+        ),
         None => format!("failed: {e}"),
     }
 }
 
 fn any_database(fx: &Fixture) -> Result<(), Failed> {
     let pg = fx.cluster.primary();
-    pg.psql("postgres", "drop database if exists tr_later")?;
+    pg.psql(
+        "postgres",
+        "drop database if exists tr_later; drop role if exists wc_nobody",
+    )?;
     pg.psql(
         "app",
         "drop role if exists wc_user; create role wc_user login password 'wc-pw';\n\
@@ -91,6 +100,20 @@ fn any_database(fx: &Fixture) -> Result<(), Failed> {
             ask(&via("tr_later", "wc_user", "wc-pw"), "select current_user").await,
             "wc_user"
         );
+        // A login the server refuses gets the server's error, every field of it (42501 and
+        // its detail here), as directly.
+        pg.psql(
+            "postgres",
+            "revoke connect on database tr_later from public; \
+             create role wc_nobody login password 'wc-pw'",
+        )?;
+        let nobody = |port: u16| {
+            format!("host=127.0.0.1 port={port} user=wc_nobody password=wc-pw dbname=tr_later")
+        };
+        let want = ask(&nobody(pg.port()), "select 1").await;
+        assert!(want.starts_with("42501"), "{want}");
+        assert_eq!(ask(&nobody(p.port), "select 1").await, want);
+        pg.psql("postgres", "drop role wc_nobody")?;
         // The pooler now holds idle connections to tr_later; dropping it still succeeds.
         let idle: i64 = pg
             .psql(

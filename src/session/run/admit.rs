@@ -6,7 +6,7 @@ use crate::config::PoolMode;
 use crate::net::stream::{ClientStream, Peer};
 use crate::pool::{Pool, PoolError};
 use crate::server::params::ParamSet;
-use crate::server::{Credential, ServerConn};
+use crate::server::{Credential, ServerConn, ServerError};
 use crate::session::cancel::CancelKey;
 use crate::session::clients::ClientInfo;
 use crate::session::ctx::{ConsoleLogin, SessionCtx};
@@ -15,8 +15,10 @@ use crate::session::login::{self, Login};
 use crate::session::route::Routed;
 use crate::session::sqlstate::SqlState;
 use crate::session::LoginError;
+use bytes::{BufMut, BytesMut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, Instrument};
 
 /// Decrements the client count when a session ends.
@@ -127,6 +129,13 @@ async fn report_login_error(client: &mut ClientStream, e: &LoginError) {
     match e {
         LoginError::Fatal { code, message } => {
             let _ = send_error(client, "FATAL", *code, message).await;
+        }
+        LoginError::Server(body) => {
+            let mut out = BytesMut::with_capacity(body.len() + 5);
+            out.put_u8(b'E');
+            out.put_i32(body.len() as i32 + 4);
+            out.put_slice(body);
+            let _ = client.write_all(&out).await;
         }
         LoginError::Startup(p) => {
             let msg = format!("invalid startup packet: {p}");
@@ -289,6 +298,8 @@ fn pool_for(
 /// A failed check-out at login, as the client's FATAL error.
 fn pool_login_error(e: PoolError) -> LoginError {
     match e {
+        // PostgreSQL's own FATAL (unknown database or role, no CONNECT privilege...).
+        PoolError::Server(ServerError::Postgres { body, .. }) => LoginError::Server(body),
         PoolError::Server(s) => {
             LoginError::fatal(SqlState::from_server(s.sqlstate()), s.to_string())
         }
