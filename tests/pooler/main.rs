@@ -7,6 +7,7 @@
 mod admin;
 mod auth_query;
 mod basic;
+mod exits;
 mod front_door;
 mod ops;
 mod prepared;
@@ -44,6 +45,7 @@ fn main() {
         ops::TESTS,
         routing::TESTS,
         transparency::TESTS,
+        exits::TESTS,
         transparency_py::TESTS,
         wildcard::TESTS,
     ]
