@@ -595,6 +595,8 @@ pub struct IdleServer {
     pub idle_for: Duration,
 }
 
+// Short-lived (one check-out decision); boxing the connection would cost an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Decision {
     Reuse(ServerConn),
     Connect(Slot),

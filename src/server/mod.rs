@@ -46,7 +46,7 @@ pub enum ServerError {
         code: String,
         message: String,
         /// The ErrorResponse body as the server sent it (every field, for relaying).
-        body: bytes::Bytes,
+        body: Box<[u8]>,
     },
     /// TLS towards the server failed or was refused (`server_tls_sslmode`).
     #[error("TLS to server {node}: {message}")]
@@ -114,7 +114,7 @@ fn postgres_error(node: &str, body: &[u8]) -> ServerError {
             .and_then(|f| f.message())
             .unwrap_or("server error")
             .to_string(),
-        body: bytes::Bytes::copy_from_slice(body),
+        body: body.into(),
     }
 }
 

@@ -34,7 +34,7 @@ pub enum LoginError {
     /// The server refused the pooler's connection for this client (unknown database, no
     /// CONNECT privilege...): its ErrorResponse body, relayed unchanged.
     #[error("server refused the login")]
-    Server(bytes::Bytes),
+    Server(Box<[u8]>),
     #[error("invalid startup packet: {0}")]
     Startup(ProtoError),
     #[error("protocol violation: {0}")]

@@ -247,6 +247,8 @@ impl Session {
             // Only after a close request (see `forward`): reset as if the client left.
             Box::pin(self.end_server(server, status::IDLE, true, fx)).await;
         } else if !followed || matches!(keep, pin::Keep::Close) {
+            // Whatever pinned the client is gone with the connection.
+            self.pin = None;
             self.pool.close(server);
         } else if matches!(keep, pin::Keep::Pin) {
             self.pinned = Some(Box::new(server));
