@@ -174,3 +174,15 @@ proptest! {
         prop_assert!(!verify_md5(&secret, &user, salt, b"md5nope"));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// The forwarder and the prepared-statement flow, driven sans-IO against scripted servers:
+    /// no panic, well-formed output, bounded buffers, and PostgreSQL's answers (see
+    /// `pgsluice::session::sansio::check`).
+    #[test]
+    fn forwarding_keeps_its_invariants(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        pgsluice::session::sansio::check(&pgsluice::session::sansio::Script::decode(&data));
+    }
+}

@@ -273,6 +273,16 @@ pub struct PoolerConfig {
     /// Named statements kept prepared per server connection (transaction and statement
     /// modes); 0 = named prepared statements are passed through untouched.
     pub max_prepared_statements: usize,
+    /// Largest client message read whole to be inspected (prepared statements); larger ones
+    /// stream where that is correct and are refused otherwise.
+    pub max_inspected_message: usize,
+    /// Named prepared statements one client may hold (transaction and statement modes).
+    pub max_client_prepared_statements: usize,
+    /// Distinct prepared statements tracked over all clients.
+    pub max_tracked_prepared_statements: usize,
+    /// Zero = off: close a client that holds a server and sent part of a message, without
+    /// sending more for this long.
+    pub client_message_timeout: Duration,
     pub max_startup_packet_size: usize,
     pub log_connections: bool,
     pub log_disconnections: bool,

@@ -86,6 +86,10 @@ min_pool_size = -1
 query_wait_timeout = "soonish"
 server_lifetime = -3.0
 max_packet_size = "lots"
+max_inspected_message = 100
+max_client_prepared_statements = 0
+max_tracked_prepared_statements = -1
+client_message_timeout = "whenever"
 max_startup_packet_size = 10
 [databases.app]
 host = "h"
@@ -101,6 +105,10 @@ host = "h"
         "pooler.query_wait_timeout:",
         "pooler.server_lifetime:",
         "pooler.max_packet_size:",
+        "pooler.max_inspected_message: 100 is too small",
+        "pooler.max_client_prepared_statements: 0 is out of range",
+        "pooler.max_tracked_prepared_statements: -1 is out of range",
+        "pooler.client_message_timeout:",
         "pooler.max_startup_packet_size:",
     ] {
         assert!(has(&p, key), "missing {key} in {p:#?}");

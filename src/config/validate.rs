@@ -380,6 +380,18 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             "at least 64 bytes",
         );
     }
+    let max_inspected = c.bytes(
+        "pooler.max_inspected_message",
+        &p.max_inspected_message,
+        1 << 20,
+    );
+    if max_inspected < 1024 {
+        c.bad(
+            "pooler.max_inspected_message",
+            format!("{max_inspected} is too small"),
+            "at least 1024 bytes",
+        );
+    }
     if max_packet < 1024 {
         c.bad(
             "pooler.max_packet_size",
@@ -534,6 +546,26 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             200,
             0,
             100_000,
+        ),
+        max_inspected_message: max_inspected.min(max_packet) as usize,
+        max_client_prepared_statements: c.count(
+            "pooler.max_client_prepared_statements",
+            p.max_client_prepared_statements,
+            10_000,
+            1,
+            10_000_000,
+        ),
+        max_tracked_prepared_statements: c.count(
+            "pooler.max_tracked_prepared_statements",
+            p.max_tracked_prepared_statements,
+            100_000,
+            1,
+            100_000_000,
+        ),
+        client_message_timeout: c.duration(
+            "pooler.client_message_timeout",
+            &p.client_message_timeout,
+            Duration::from_secs(30),
         ),
         max_startup_packet_size: max_startup as usize,
         log_connections: p.log_connections.unwrap_or(true),

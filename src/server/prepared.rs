@@ -87,7 +87,7 @@ impl ServerStatements {
     #[inline]
     pub fn touch(&mut self, id: u64) -> bool {
         let seg = self.segment;
-        self.tick += 1;
+        self.tick = self.tick.wrapping_add(1);
         match self.slots.get_mut(&id) {
             Some(s) if s.state == State::Ready || s.state == (State::Pending { seg }) => {
                 s.used = self.tick;
@@ -104,7 +104,7 @@ impl ServerStatements {
         if let Some(p) = prior {
             out.close_first = true;
             if p.state != State::Doubt {
-                self.live -= 1;
+                self.live = self.live.saturating_sub(1);
             }
         }
         while self.live + 1 > max.max(1) {
@@ -116,9 +116,9 @@ impl ServerStatements {
                 s.state = State::Doubt;
                 s.gen = s.gen.wrapping_add(1);
             }
-            self.live -= 1;
+            self.live = self.live.saturating_sub(1);
         }
-        self.tick += 1;
+        self.tick = self.tick.wrapping_add(1);
         let gen = prior.map_or(0, |p| p.gen.wrapping_add(1));
         self.slots.insert(
             id,
@@ -160,7 +160,7 @@ impl ServerStatements {
         if let Some(s) = self.slots.get_mut(&id) {
             if s.gen == gen && matches!(s.state, State::Pending { .. }) {
                 s.state = State::Doubt;
-                self.live -= 1;
+                self.live = self.live.saturating_sub(1);
             }
         }
     }

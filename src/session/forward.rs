@@ -23,6 +23,30 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// `max_inspected_message` unless configured.
+pub const DEFAULT_MAX_INSPECTED: usize = 1 << 20;
+
+/// A message that had to be read whole is larger than `max_inspected_message`.
+#[derive(Debug, thiserror::Error)]
+#[error("a message of type '{tag}' of {len} bytes exceeds max_inspected_message ({limit} bytes)")]
+pub struct Oversized {
+    pub tag: char,
+    pub len: usize,
+    pub limit: usize,
+}
+
+impl Oversized {
+    pub(crate) fn err(tag: u8, len: usize, limit: usize) -> io::Error {
+        let tag = char::from(tag);
+        io::Error::new(io::ErrorKind::InvalidData, Oversized { tag, len, limit })
+    }
+
+    /// The limit an I/O error of a forwarding run reports, if that is what it is.
+    pub fn from_io(e: &io::Error) -> Option<&Oversized> {
+        e.get_ref().and_then(|r| r.downcast_ref::<Oversized>())
+    }
+}
+
 /// How a forwarding run ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -54,6 +78,31 @@ impl Pipe {
     /// Whether nothing is buffered or half-received.
     pub fn is_empty(&self) -> bool {
         self.stream_left == 0 && self.buf.as_ref().is_none_or(|b| b.is_empty())
+    }
+
+    /// Whether the pipe waits for the rest of a message from its source: nothing decided is
+    /// left to write, and part of a frame (a header, a body read whole, a streamed body) has
+    /// arrived without the rest.
+    pub fn awaits_rest(&self) -> bool {
+        if self.ready > 0 {
+            return false;
+        }
+        if self.stream_left > 0 {
+            return true;
+        }
+        let Some(buf) = self.buf.as_ref().filter(|b| !b.is_empty()) else {
+            return false;
+        };
+        match frame_len(buf, usize::MAX) {
+            Ok(Some(total)) => total > buf.len(),
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Capacity of the pipe's buffer (what this direction holds in memory).
+    pub fn capacity(&self) -> usize {
+        self.buf.as_ref().map_or(0, |b| b.capacity())
     }
 
     /// Returns the buffer to the thread cache when it holds nothing.
@@ -101,6 +150,8 @@ impl Pipe {
 /// Per-transaction forwarding state shared by both directions.
 pub struct Forwarder {
     pub max_packet: usize,
+    /// Largest message read whole to be inspected (`max_inspected_message`).
+    pub max_inspected: usize,
     /// Transaction-ending requests (Query, Sync, FunctionCall) sent minus ReadyForQuery received.
     pub outstanding: u32,
     /// Status of the last ReadyForQuery.
@@ -132,6 +183,7 @@ impl Forwarder {
     pub fn new(max_packet: usize, statement_mode: bool, release_at_boundary: bool) -> Self {
         Self {
             max_packet,
+            max_inspected: DEFAULT_MAX_INSPECTED,
             outstanding: 0,
             status: tags::status::IDLE,
             statement_mode,
@@ -180,7 +232,9 @@ impl Forwarder {
             }
             if c2s.ready == 0 && !self.client_gone {
                 self.scan_client(c2s, s2c)?;
-                if c2s.ready == 0 && !self.client_gone {
+                // While a retry is arranged the client's frames wait: no more are read.
+                let held = self.flow.as_ref().is_some_and(|f| f.hold);
+                if c2s.ready == 0 && !self.client_gone && !held {
                     match read_in(cx, client, c2s) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => self.client_gone = true,
                         Poll::Ready(Ok(n)) => {
@@ -257,6 +311,13 @@ impl Forwarder {
             .then_some(Outcome::Boundary)
     }
 
+    /// Counts a transaction-ending request sent to the server.
+    fn request_sent(&mut self) -> io::Result<()> {
+        self.outstanding = more_outstanding(self.outstanding)?;
+        self.queries = self.queries.wrapping_add(1);
+        Ok(())
+    }
+
     fn server_gone(&self) -> Outcome {
         Outcome::ServerGone {
             fatal_sent: self.server_fatal,
@@ -297,8 +358,7 @@ impl Forwarder {
                         let text = buf.get(p.ready + HEADER_LEN..end).unwrap_or_default();
                         self.effects |= effects::of_text(text, end == p.ready + total);
                     }
-                    self.outstanding += 1;
-                    self.queries += 1;
+                    self.request_sent()?;
                 }
                 _ => {}
             }
@@ -342,6 +402,24 @@ impl Forwarder {
                 terminate = true;
                 break;
             }
+            if whole && total > self.max_inspected {
+                // Too large to read whole: a Bind or an unnamed Parse streams after the part
+                // the flow needs; anything else is refused before any of it is buffered.
+                let limits = (total, self.max_inspected);
+                match flow.oversized(tag, &src[pos..], pos, limits, &mut out, s2c) {
+                    Ok(Some(head)) => {
+                        let take = (total - head).min(avail - head);
+                        pos += head + take;
+                        stream_left = total - head - take;
+                        continue;
+                    }
+                    Ok(None) => {
+                        need = HEADER_LEN + 1;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             if whole && avail < total {
                 need = total - avail;
                 break;
@@ -360,11 +438,11 @@ impl Forwarder {
                 }
                 _ => {
                     if matches!(tag, b'Q' | b'S' | b'F') {
-                        self.outstanding += 1;
-                        self.queries += 1;
+                        self.outstanding = more_outstanding(self.outstanding)?;
+                        self.queries = self.queries.wrapping_add(1);
                     }
                     flow.client_other(tag, frame, s2c);
-                    self.outstanding -= std::mem::take(&mut flow.skipped_requests);
+                    self.outstanding = less_outstanding(self.outstanding, flow)?;
                 }
             }
             let take = total.min(avail);
@@ -386,6 +464,7 @@ impl Forwarder {
             buf.truncate(p.ready);
         }
         if need > 0 {
+            // At most `max_inspected` (checked above) beyond what is buffered.
             buf.reserve(need);
         }
         Ok(())
@@ -434,6 +513,9 @@ impl Forwarder {
                 p.stream_left = total - take;
                 continue;
             }
+            if total > self.max_inspected {
+                return Err(Oversized::err(tag, total, self.max_inspected));
+            }
             if avail < total {
                 buf.reserve(total - avail);
                 return Ok(());
@@ -441,7 +523,7 @@ impl Forwarder {
             let body = &buf[start + HEADER_LEN..start + total];
             if let Some(flow) = self.flow.as_deref_mut() {
                 let verdict = flow.server_frame(tag, body, c2s);
-                self.outstanding -= std::mem::take(&mut flow.skipped_requests);
+                self.outstanding = less_outstanding(self.outstanding, flow)?;
                 match verdict {
                     Verdict::Pass => {}
                     Verdict::Swallow => {
@@ -543,6 +625,24 @@ fn flush_both<C: AsyncWrite + Unpin, S: AsyncWrite + Unpin>(
     }
 }
 
+/// `outstanding` plus one request; past `u32::MAX` requests in flight the client is broken.
+fn more_outstanding(outstanding: u32) -> io::Result<u32> {
+    outstanding
+        .checked_add(1)
+        .ok_or_else(|| invalid("more than 4294967295 requests in flight"))
+}
+
+/// `outstanding` less the requests the flow found skipped (no ReadyForQuery will answer
+/// them); more skipped than in flight means the peers and the flow disagree.
+fn less_outstanding(outstanding: u32, flow: &mut Flow) -> io::Result<u32> {
+    let skipped = std::mem::take(&mut flow.skipped_requests);
+    outstanding.checked_sub(skipped).ok_or_else(|| {
+        invalid(format!(
+            "{skipped} requests skipped with {outstanding} in flight"
+        ))
+    })
+}
+
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
@@ -581,3 +681,7 @@ fn read_in<R: AsyncRead + Unpin>(
     }
     tokio_util::io::poll_read_buf(Pin::new(src), cx, buf)
 }
+
+#[cfg(test)]
+#[path = "forward_tests.rs"]
+mod tests;

@@ -16,6 +16,7 @@ pub mod prepared;
 pub mod prepared_flow;
 mod route;
 mod run;
+pub mod sansio;
 pub mod settings_track;
 pub mod sqlstate;
 

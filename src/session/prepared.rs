@@ -74,14 +74,21 @@ pub struct Registry {
 
 impl Registry {
     /// The statement for `key`: the bytes of a Parse body after the statement name (query text,
-    /// NUL, parameter count and type oids).
-    pub fn get_or_create(&self, key: &[u8]) -> Arc<Stmt> {
+    /// NUL, parameter count and type oids);
+    /// `None` when `key` is new and `max` statements are in use.
+    pub fn try_get_or_create(&self, key: &[u8], max: usize) -> Option<Arc<Stmt>> {
         let mut inner = match self.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         if let Some(s) = inner.map.get(key).and_then(Weak::upgrade) {
-            return s;
+            return Some(s);
+        }
+        if inner.map.len() >= max {
+            inner.map.retain(|_, w| w.strong_count() > 0);
+            if inner.map.len() >= max {
+                return None;
+            }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let stmt = Arc::new(Stmt::new(id, key));
@@ -90,7 +97,7 @@ impl Registry {
             inner.map.retain(|_, w| w.strong_count() > 0);
             inner.prune_at = (inner.map.len() * 2).max(1024);
         }
-        stmt
+        Some(stmt)
     }
 
     /// Statements some client still uses.
@@ -153,9 +160,15 @@ mod tests {
     #[test]
     fn same_text_and_types_share_a_statement() {
         let r = Registry::default();
-        let a = r.get_or_create(b"select $1\0\0\x01\0\0\0\x17");
-        let b = r.get_or_create(b"select $1\0\0\x01\0\0\0\x17");
-        let c = r.get_or_create(b"select $1\0\0\x01\0\0\0\x14");
+        let a = r
+            .try_get_or_create(b"select $1\0\0\x01\0\0\0\x17", usize::MAX)
+            .unwrap();
+        let b = r
+            .try_get_or_create(b"select $1\0\0\x01\0\0\0\x17", usize::MAX)
+            .unwrap();
+        let c = r
+            .try_get_or_create(b"select $1\0\0\x01\0\0\0\x14", usize::MAX)
+            .unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert_ne!(a.id, c.id);
         assert_eq!(&*a.name, format!("pgsl_{}", a.id).as_bytes());
@@ -166,7 +179,23 @@ mod tests {
         assert_eq!(r.len(), 2);
         drop((a, b));
         assert_eq!(r.len(), 1);
-        let again = r.get_or_create(b"select $1\0\0\x01\0\0\0\x17");
+        let again = r
+            .try_get_or_create(b"select $1\0\0\x01\0\0\0\x17", usize::MAX)
+            .unwrap();
         assert_ne!(again.id, c.id);
+    }
+
+    #[test]
+    fn the_total_cap_counts_statements_in_use() {
+        let r = Registry::default();
+        let a = r.try_get_or_create(b"select 1\0\0\0", 2).unwrap();
+        let b = r.try_get_or_create(b"select 2\0\0\0", 2).unwrap();
+        // A third distinct statement is refused; a known one is still found.
+        assert!(r.try_get_or_create(b"select 3\0\0\0", 2).is_none());
+        assert!(r.try_get_or_create(b"select 1\0\0\0", 2).is_some());
+        // Once a statement is no longer used, its place is free.
+        drop(b);
+        assert!(r.try_get_or_create(b"select 3\0\0\0", 2).is_some());
+        drop(a);
     }
 }

@@ -9,6 +9,7 @@ mod auth_query;
 mod basic;
 mod exits;
 mod front_door;
+mod hostile;
 mod ops;
 mod prepared;
 mod routing;
@@ -48,6 +49,7 @@ fn main() {
         exits::TESTS,
         transparency_py::TESTS,
         wildcard::TESTS,
+        hostile::TESTS,
     ]
     .concat();
     let trials = tests

@@ -4,7 +4,7 @@
 use super::{ascii, fake_answer, Flow, Out, Req, Retry, ABSENT};
 use crate::proto::tags::frontend;
 use crate::proto::{builders, ProtoError, HEADER_LEN};
-use crate::session::forward::Pipe;
+use crate::session::forward::{Oversized, Pipe};
 use crate::session::prepared::Stmt;
 use bytes::{BufMut, BytesMut};
 
@@ -80,13 +80,7 @@ impl Flow {
         let hit = self.ensure(&stmt, out, s2c);
         let o = out.replace();
         let start = o.len();
-        o.put_u8(frontend::BIND);
-        let len = frame.len() - 1 - name.len() + stmt.name.len();
-        o.put_i32(i32::try_from(len).map_err(|_| ProtoError::Malformed("Bind"))?);
-        o.put_slice(portal);
-        o.put_u8(0);
-        o.put_slice(&stmt.name);
-        o.put_u8(0);
+        bind_head(o, frame.len(), portal, name, &stmt.name)?;
         o.put_slice(rest.get(name.len() + 1..).unwrap_or_default());
         if hit && idle && self.queue.is_empty() {
             let mut bytes = crate::session::buffers::take();
@@ -97,6 +91,80 @@ impl Flow {
                 complete: false,
                 fired: false,
             });
+        }
+        self.push(Req::Bind, s2c);
+        Ok(())
+    }
+
+    /// A Parse or Bind of `total` bytes, more than `limit`, too large to read whole; `avail`
+    /// is what has arrived of it, at `at` in the scan. An unnamed Parse and a Bind are handled
+    /// from their head (header and names: a Bind's statement name is rewritten) and the rest
+    /// streams unchanged: returns the head's length, or `None` until the head has arrived.
+    /// Anything else (a named Parse is keyed by its whole text) is refused.
+    pub fn oversized(
+        &mut self,
+        tag: u8,
+        avail: &[u8],
+        at: usize,
+        (total, limit): (usize, usize),
+        out: &mut Out<'_>,
+        s2c: &mut Pipe,
+    ) -> std::io::Result<Option<usize>> {
+        let refuse = || Oversized::err(tag, total, limit);
+        let body = avail.get(HEADER_LEN..).unwrap_or_default();
+        // Where each of the first `names` NUL-terminated strings of the body ends.
+        let names = |n: usize| -> std::io::Result<Option<usize>> {
+            let seen = &body[..body.len().min(limit)];
+            let mut end = 0;
+            for _ in 0..n {
+                match seen[end..].iter().position(|&b| b == 0) {
+                    Some(i) => end += i + 1,
+                    None if seen.len() >= limit => return Err(refuse()),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(HEADER_LEN + end))
+        };
+        match tag {
+            frontend::PARSE => {
+                let Some(head) = names(1)? else {
+                    return Ok(None);
+                };
+                if head != HEADER_LEN + 1 {
+                    return Err(refuse());
+                }
+                self.capture(tag, false, &[]);
+                self.push(Req::Parse, s2c);
+                Ok(Some(head))
+            }
+            frontend::BIND => {
+                let Some(head) = names(2)? else {
+                    return Ok(None);
+                };
+                (out.start, out.end) = (at, at + head);
+                self.bind_streamed(&avail[HEADER_LEN..head], total, out, s2c)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                Ok(Some(head))
+            }
+            _ => Err(refuse()),
+        }
+    }
+
+    /// The head of a Bind whose parameters stream (never kept for a retry).
+    fn bind_streamed(
+        &mut self,
+        names: &[u8],
+        total: usize,
+        out: &mut Out<'_>,
+        s2c: &mut Pipe,
+    ) -> Result<(), ProtoError> {
+        self.capture(frontend::BIND, false, &[]);
+        let (portal, rest) = cstr(names, "Bind")?;
+        let (name, _) = cstr(rest, "Bind")?;
+        if let Some(stmt) = self.statements.get(name).filter(|_| !name.is_empty()) {
+            let stmt = stmt.clone();
+            self.ensure(&stmt, out, s2c);
+            bind_head(out.replace(), total, portal, name, &stmt.name)?;
         }
         self.push(Req::Bind, s2c);
         Ok(())
@@ -115,13 +183,25 @@ impl Flow {
                 "prepared statement \"{}\" already exists",
                 String::from_utf8_lossy(name)
             );
-            let mut err = BytesMut::new();
-            builders::error_response(&mut err, "ERROR", "42P05", &text);
-            builders::describe_statement(out.replace(), ascii(ABSENT));
-            self.push(Req::FakeError(err.to_vec().into_boxed_slice()), s2c);
+            self.refuse_parse("42P05", &text, out, s2c);
             return Ok(());
         }
-        let stmt = self.registry.get_or_create(key);
+        if self.statements.len() >= self.limits.per_client {
+            let text = format!(
+                "too many prepared statements for this client (max_client_prepared_statements = {})",
+                self.limits.per_client
+            );
+            self.refuse_parse("54000", &text, out, s2c);
+            return Ok(());
+        }
+        let Some(stmt) = self.registry.try_get_or_create(key, self.limits.total) else {
+            let text = format!(
+                "too many distinct prepared statements in the pooler (max_tracked_prepared_statements = {})",
+                self.limits.total
+            );
+            self.refuse_parse("54000", &text, out, s2c);
+            return Ok(());
+        };
         self.statements.insert(name, stmt.clone());
         let name: Box<[u8]> = name.into();
         if self.server.touch(stmt.id) {
@@ -135,6 +215,16 @@ impl Flow {
         let id = stmt.id;
         self.push(Req::ClientParse { id, gen, name }, s2c);
         Ok(())
+    }
+
+    /// Answers the client's Parse with an ERROR of the pooler's own instead of sending it: a
+    /// Describe of a statement no client has makes the server fail and skip to Sync as it
+    /// would have for the Parse, and its error is replaced by this one.
+    fn refuse_parse(&mut self, code: &str, text: &str, out: &mut Out<'_>, s2c: &mut Pipe) {
+        let mut err = BytesMut::new();
+        builders::error_response(&mut err, "ERROR", code, text);
+        builders::describe_statement(out.replace(), ascii(ABSENT));
+        self.push(Req::FakeError(err.to_vec().into_boxed_slice()), s2c);
     }
 
     /// Makes sure the server holds `stmt` before the frame being handled; true when it already
@@ -153,7 +243,7 @@ impl Flow {
 
     /// Writes the Close messages needed before a Parse of `stmt`; returns the Parse's gen.
     fn prepare_on_server(&mut self, stmt: &Stmt, out: &mut Out<'_>, s2c: &mut Pipe) -> u32 {
-        let p = self.server.prepare(stmt.id, self.max);
+        let p = self.server.prepare(stmt.id, self.limits.per_server);
         for victim in p.evict {
             let name = format!("pgsl_{victim}");
             builders::close_statement(out.replace(), &name);
@@ -218,13 +308,13 @@ impl Flow {
     pub(super) fn push(&mut self, req: Req, s2c: &mut Pipe) {
         if self.copy_in && matches!(req, Req::Sync) {
             // Ignored by the server in copy-in mode: no ReadyForQuery will answer it.
-            self.skipped_requests += 1;
+            self.skipped_requests = self.skipped_requests.saturating_add(1);
             return;
         }
         self.unsynced = !matches!(req, Req::Sync | Req::Query | Req::Call);
         if matches!(req, Req::Sync) {
             self.skipping = false;
-            self.server.segment += 1;
+            self.server.segment = self.server.segment.wrapping_add(1);
         } else if self.skipping {
             self.skipped(req);
             return;
@@ -237,6 +327,29 @@ impl Flow {
         }
         self.queue.push_back(req);
     }
+}
+
+/// Writes a Bind's header, portal and server-side statement name for a client Bind of `total`
+/// bytes (tag included) that named its statement `name`.
+fn bind_head(
+    o: &mut BytesMut,
+    total: usize,
+    portal: &[u8],
+    name: &[u8],
+    server_name: &[u8],
+) -> Result<(), ProtoError> {
+    let len = (total - 1)
+        .checked_sub(name.len())
+        .and_then(|l| l.checked_add(server_name.len()))
+        .and_then(|l| i32::try_from(l).ok())
+        .ok_or(ProtoError::Malformed("Bind"))?;
+    o.put_u8(frontend::BIND);
+    o.put_i32(len);
+    o.put_slice(portal);
+    o.put_u8(0);
+    o.put_slice(server_name);
+    o.put_u8(0);
+    Ok(())
 }
 
 /// Splits a NUL-terminated byte string off the front of `b`.

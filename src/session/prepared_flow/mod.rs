@@ -113,7 +113,7 @@ pub struct Flow {
     /// The serving connection's statements (swapped in for the run).
     pub server: ServerStatements,
     registry: Arc<Registry>,
-    max: usize,
+    limits: Limits,
     queue: VecDeque<Req>,
     /// The server skips until the next Sync.
     skipping: bool,
@@ -132,12 +132,12 @@ pub struct Flow {
 
 impl Flow {
     /// A client's state, empty.
-    pub fn new(registry: Arc<Registry>, max: usize) -> Self {
+    pub fn new(registry: Arc<Registry>, limits: Limits) -> Self {
         Self {
             statements: ClientStatements::default(),
             server: ServerStatements::default(),
             registry,
-            max,
+            limits,
             queue: VecDeque::new(),
             skipping: false,
             unsynced: false,
@@ -192,19 +192,30 @@ fn ascii(name: &[u8]) -> &str {
     std::str::from_utf8(name).unwrap_or_default()
 }
 
+/// How many named statements are kept (settings read at each transaction).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Prepared on one server connection (`max_prepared_statements`); 0 = feature off.
+    pub per_server: usize,
+    /// Names one client may hold (`max_client_prepared_statements`).
+    pub per_client: usize,
+    /// Distinct statements over all clients (`max_tracked_prepared_statements`).
+    pub total: usize,
+}
+
 /// Lends a client's flow (made on first use) and the serving connection's statements to a
-/// forwarding run; `None` when the feature is off (`max == 0`).
+/// forwarding run; `None` when the feature is off (`per_server == 0`).
 pub fn lend(
     slot: &mut Option<Box<Flow>>,
     server: &mut ServerStatements,
     registry: &Arc<Registry>,
-    max: usize,
+    limits: Limits,
 ) -> Option<Box<Flow>> {
-    if max == 0 {
+    if limits.per_server == 0 {
         return None;
     }
-    let mut flow = slot.take().unwrap_or_else(|| cache::take(registry, max));
-    flow.max = max;
+    let mut flow = slot.take().unwrap_or_else(|| cache::take(registry, limits));
+    flow.limits = limits;
     std::mem::swap(&mut flow.server, server);
     Some(flow)
 }
@@ -246,7 +257,7 @@ pub fn give_back(
 /// Per-thread cache of empty flows, so that clients without named statements hold none while
 /// idle and allocate none per transaction.
 mod cache {
-    use super::{Flow, Registry};
+    use super::{Flow, Limits, Registry};
     use std::cell::RefCell;
     use std::sync::Arc;
 
@@ -255,11 +266,11 @@ mod cache {
         static FLOWS: RefCell<Vec<Box<Flow>>> = const { RefCell::new(Vec::new()) };
     }
 
-    pub fn take(registry: &Arc<Registry>, max: usize) -> Box<Flow> {
+    pub fn take(registry: &Arc<Registry>, limits: Limits) -> Box<Flow> {
         FLOWS
             .with(|c| c.borrow_mut().pop())
             .filter(|f| Arc::ptr_eq(f.registry(), registry))
-            .unwrap_or_else(|| Box::new(Flow::new(registry.clone(), max)))
+            .unwrap_or_else(|| Box::new(Flow::new(registry.clone(), limits)))
     }
 
     pub fn give(flow: Box<Flow>) {

@@ -92,7 +92,7 @@ impl Flow {
             match self.queue.get(i) {
                 Some(Req::Sync) => {
                     self.queue.remove(i);
-                    self.skipped_requests += 1;
+                    self.skipped_requests = self.skipped_requests.saturating_add(1);
                 }
                 Some(Req::CopyEnd) => {
                     self.queue.remove(i);
@@ -142,7 +142,7 @@ impl Flow {
         self.counts.retries += 1;
         let mut out = Out::detached();
         let mut dummy = Pipe::default();
-        let p = self.server.prepare(r.stmt.id, self.max);
+        let p = self.server.prepare(r.stmt.id, self.limits.per_server);
         for victim in p.evict {
             builders::close_statement(out.replace(), &format!("pgsl_{victim}"));
             let gen = self.server.closing_gen(victim);
@@ -246,7 +246,9 @@ impl Flow {
                 self.statements.remove(&name);
             }
             Req::FakeClose { name, stmt } => self.statements.insert(&name, stmt),
-            Req::Query | Req::Call => self.skipped_requests += 1,
+            Req::Query | Req::Call => {
+                self.skipped_requests = self.skipped_requests.saturating_add(1)
+            }
             _ => {}
         }
     }

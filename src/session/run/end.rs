@@ -23,6 +23,10 @@ pub enum EndReason {
     Timeout,
     /// The client broke the protocol.
     ProtocolViolation,
+    /// A message that must be read whole exceeded `max_inspected_message`.
+    MessageTooLarge,
+    /// The client stopped in the middle of a message (`client_message_timeout`).
+    MessageTimeout,
 }
 
 impl EndReason {
@@ -38,6 +42,8 @@ impl EndReason {
             Self::ServerLost => "server connection lost",
             Self::Timeout => "timeout",
             Self::ProtocolViolation => "protocol violation",
+            Self::MessageTooLarge => "message too large (max_inspected_message)",
+            Self::MessageTimeout => "client_message_timeout",
         }
     }
 }

@@ -21,7 +21,7 @@ use super::buffers;
 use super::cancel::{CancelKey, CancelTarget};
 use super::clients::{now_us, ClientInfo, CloseReason, Registered};
 use super::ctx::{DbGate, SessionCtx};
-use super::forward::{Forwarder, Outcome, Pipe};
+use super::forward::{Forwarder, Outcome, Oversized, Pipe};
 use super::prepared_flow::{self, Flow};
 use super::route::Routed;
 use super::sqlstate::SqlState;
@@ -59,6 +59,28 @@ async fn readable(
         biased;
         r = client.readable() => Ok(r),
         why = info.closing(CloseReason::Shutdown) => Err(why),
+    }
+}
+
+/// Why a forwarding run failed, as the session's end, the SQLSTATE and the client's message.
+fn run_error(e: &std::io::Error) -> (EndReason, SqlState, String) {
+    if let Some(o) = Oversized::from_io(e) {
+        let why = EndReason::MessageTooLarge;
+        (why, SqlState::ProgramLimitExceeded, o.to_string())
+    } else if e.kind() == std::io::ErrorKind::TimedOut {
+        let why = if e.to_string() == "client_message_timeout" {
+            EndReason::MessageTimeout
+        } else {
+            EndReason::Timeout
+        };
+        (why, SqlState::ProtocolViolation, e.to_string())
+    } else {
+        let msg = format!("protocol violation: {e}");
+        (
+            EndReason::ProtocolViolation,
+            SqlState::ProtocolViolation,
+            msg,
+        )
     }
 }
 
@@ -147,10 +169,15 @@ impl Session {
         );
         // A pinned client's run starts with nothing sent: it ends after a request, not before.
         fwd.wait_for_request = self.pin.is_some();
+        fwd.max_inspected = config.pooler.max_inspected_message;
         if release {
-            let max = config.pooler.max_prepared_statements;
+            let limits = prepared_flow::Limits {
+                per_server: config.pooler.max_prepared_statements,
+                per_client: config.pooler.max_client_prepared_statements,
+                total: config.pooler.max_tracked_prepared_statements,
+            };
             let registry = &self.ctx.prepared;
-            fwd.flow = prepared_flow::lend(&mut self.flow, &mut server.prepared, registry, max);
+            fwd.flow = prepared_flow::lend(&mut self.flow, &mut server.prepared, registry, limits);
         }
         let outcome = tokio::select! {
             biased;
@@ -180,16 +207,6 @@ impl Session {
         server: ServerConn,
         mode: PoolMode,
     ) -> Option<EndReason> {
-        let fatal = |e: &std::io::Error| {
-            if e.kind() == std::io::ErrorKind::TimedOut {
-                (EndReason::Timeout, e.to_string())
-            } else {
-                (
-                    EndReason::ProtocolViolation,
-                    format!("protocol violation: {e}"),
-                )
-            }
-        };
         match outcome {
             Ok(Outcome::Boundary) => {
                 return Box::pin(self.boundary(server, mode, fwd.effects)).await
@@ -215,8 +232,7 @@ impl Session {
             }
             Err(e) => {
                 self.pool.close(server);
-                let (why, msg) = fatal(&e);
-                let code = SqlState::ProtocolViolation;
+                let (why, code, msg) = run_error(&e);
                 let _ = Box::pin(send_error(&mut self.client, "FATAL", code, &msg)).await;
                 return Some(why);
             }

@@ -34,8 +34,9 @@ impl Session {
     }
 
     /// Forwards one transaction, enforcing `query_timeout` (cancel, then close after twice the
-    /// timeout) and `idle_transaction_timeout` (close) when they are set. Both are checked on a
-    /// tick of a quarter of the shorter one, so they fire within 25% of their value.
+    /// timeout), `idle_transaction_timeout` (close) and `client_message_timeout` (close) when
+    /// they are set. They are checked on a tick of a quarter of the shortest one, so they fire
+    /// within 25% of their value.
     async fn forward_once(
         &mut self,
         fwd: &mut Forwarder,
@@ -43,42 +44,56 @@ impl Session {
         target: &CancelTarget,
         config: &crate::config::Config,
     ) -> std::io::Result<Outcome> {
-        let (qt, itt) = (
-            config.pooler.query_timeout,
-            config.pooler.idle_transaction_timeout,
-        );
+        let p = &config.pooler;
+        let limits = Timeouts {
+            query: p.query_timeout,
+            idle_transaction: p.idle_transaction_timeout,
+            client_message: p.client_message_timeout,
+        };
         let (client, c2s, s2c) = (&mut self.client, &mut self.c2s, &mut self.s2c);
-        if qt.is_zero() && itt.is_zero() {
+        if limits.shortest().is_none() {
             return fwd.run(client, &mut server.stream, c2s, s2c).await;
         }
-        Box::pin(forward_timed(
-            fwd, client, server, c2s, s2c, target, qt, itt,
-        ))
-        .await
+        forward_timed(fwd, client, server, (c2s, s2c), target, limits).await
     }
 }
 
-/// [`Session::forward`] with timeouts: ticks at a quarter of the shorter timeout.
-#[allow(clippy::too_many_arguments)]
+/// The timeouts of a forwarding run (zero = off).
+#[derive(Clone, Copy)]
+struct Timeouts {
+    query: Duration,
+    idle_transaction: Duration,
+    client_message: Duration,
+}
+
+impl Timeouts {
+    fn shortest(&self) -> Option<Duration> {
+        [self.query, self.idle_transaction, self.client_message]
+            .into_iter()
+            .filter(|d| !d.is_zero())
+            .min()
+    }
+}
+
+fn timed_out(what: &'static str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, what)
+}
+
+/// [`Session::forward`] with timeouts: ticks at a quarter of the shortest timeout.
 async fn forward_timed(
     fwd: &mut Forwarder,
     client: &mut ClientStream,
     server: &mut ServerConn,
-    c2s: &mut Pipe,
-    s2c: &mut Pipe,
+    (c2s, s2c): (&mut Pipe, &mut Pipe),
     target: &CancelTarget,
-    qt: Duration,
-    itt: Duration,
+    t: Timeouts,
 ) -> std::io::Result<Outcome> {
-    let shortest = [qt, itt]
-        .into_iter()
-        .filter(|d| !d.is_zero())
-        .min()
-        .unwrap_or(qt);
+    let shortest = t.shortest().unwrap_or(Duration::from_secs(1));
     let tick = (shortest / 4).max(Duration::from_millis(10));
     let snapshot = |f: &Forwarder| (f.queries, f.bytes_in, f.bytes_out);
     let mut last = snapshot(fwd);
-    let (mut idle_since, mut query_since) = (Instant::now(), Instant::now());
+    let now = Instant::now();
+    let (mut idle_since, mut query_since, mut heard_since) = (now, now, now);
     let mut cancelled = false;
     loop {
         tokio::select! {
@@ -93,29 +108,31 @@ async fn forward_timed(
         if now != last {
             idle_since = Instant::now();
         }
+        if now.1 != last.1 || !c2s.awaits_rest() {
+            heard_since = Instant::now();
+        }
         last = now;
+        if !t.client_message.is_zero() && heard_since.elapsed() >= t.client_message {
+            // Part of a message arrived and the rest does not: the server is not held for it.
+            return Err(timed_out("client_message_timeout"));
+        }
+        let qt = t.query;
         if !qt.is_zero() && fwd.outstanding > 0 {
             let running = query_since.elapsed();
             if running >= qt * 2 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "query_timeout",
-                ));
+                return Err(timed_out("query_timeout"));
             }
             if running >= qt && !cancelled {
                 cancelled = true;
                 target.send().await;
             }
         }
-        if !itt.is_zero()
+        if !t.idle_transaction.is_zero()
             && fwd.outstanding == 0
             && fwd.status != status::IDLE
-            && idle_since.elapsed() >= itt
+            && idle_since.elapsed() >= t.idle_transaction
         {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "idle transaction timeout",
-            ));
+            return Err(timed_out("idle transaction timeout"));
         }
     }
 }
