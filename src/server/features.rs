@@ -21,7 +21,8 @@ pub const LOADED: u8 = 32;
 
 /// One row of booleans, in the order of the flags above. At a transaction boundary only
 /// session-level advisory locks and holdable cursors remain, so no filter is needed for them.
-const PROBE_SQL: &str = "SELECT \
+/// The session's own `statement_timeout` may be shorter than the probe: lifted for it only.
+const PROBE_SQL: &str = "SET LOCAL statement_timeout = 0; SELECT \
     EXISTS (SELECT FROM pg_catalog.pg_listening_channels()), \
     EXISTS (SELECT FROM pg_catalog.pg_class \
             WHERE relnamespace = pg_catalog.pg_my_temp_schema()), \

@@ -18,6 +18,9 @@ pub const SETTINGS_SQL: &str = "SELECT name, pg_catalog.current_setting(name) \
      UNION ALL SELECT 'role', pg_catalog.current_setting('role') \
      WHERE pg_catalog.current_setting('role') <> 'none'";
 
+/// SQLSTATE of a statement cancelled (by `statement_timeout` here).
+const QUERY_CANCELED: &str = "57014";
+
 /// What one pipelined exchange produced.
 #[derive(Debug, Default)]
 pub struct Exchange {
@@ -114,28 +117,57 @@ impl ServerConn {
         }
         let mut sql = String::new();
         super::params::sync_sql(&self.params, want, &mut sql);
+        let applied = sql.len();
         sql.push_str(SETTINGS_SQL);
-        let mut out = BytesMut::with_capacity(sql.len() + 8);
-        builders::query(&mut out, &sql);
-        let ex = self.exchange(&out, 1).await?;
-        if let Some((_, e)) = ex.error {
-            return Err(e);
-        }
         // set_config() rows have one column and are skipped.
-        let set = settings_from_rows(ex.rows).intern();
+        let set = match self.read_settings(&sql).await {
+            Ok(rows) => settings_from_rows(rows),
+            Err(ServerError::Postgres { code, .. }) if code == QUERY_CANCELED => {
+                // A startup statement_timeout shorter than the read-back: apply, then read.
+                sql.truncate(applied);
+                if !sql.is_empty() {
+                    self.read_settings(&sql).await?;
+                }
+                self.session_settings().await?
+            }
+            Err(e) => return Err(e),
+        };
+        let set = set.intern();
         self.params = set.clone();
         Ok(set)
     }
 
     /// The settings this session has changed from its baseline, read from the server.
+    ///
+    /// A client's `statement_timeout` may be shorter than the read-back itself (`pg_settings`
+    /// builds every row): then its value is read first, the timeout lifted for the read-back
+    /// with SET LOCAL, and the value read first is the one kept.
     pub async fn session_settings(&mut self) -> Result<ParamSet, ServerError> {
-        let mut out = BytesMut::with_capacity(SETTINGS_SQL.len() + 8);
-        builders::query(&mut out, SETTINGS_SQL);
-        let ex = self.exchange(&out, 1).await?;
-        if let Some((_, e)) = ex.error {
-            return Err(e);
+        match self.read_settings(SETTINGS_SQL).await {
+            Err(ServerError::Postgres { code, .. }) if code == QUERY_CANCELED => {}
+            other => return other.map(settings_from_rows),
         }
-        Ok(settings_from_rows(ex.rows))
+        let sql = format!(
+            "SELECT pg_catalog.current_setting('statement_timeout');\
+             SET LOCAL statement_timeout = 0;{SETTINGS_SQL}"
+        );
+        let mut rows = self.read_settings(&sql).await?.into_iter();
+        let timeout = rows.next().and_then(|r| r.into_iter().next().flatten());
+        let set = settings_from_rows(rows.collect());
+        Ok(match timeout {
+            Some(t) => set.with("statement_timeout", &t),
+            None => set,
+        })
+    }
+
+    async fn read_settings(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, ServerError> {
+        let mut out = BytesMut::with_capacity(sql.len() + 8);
+        builders::query(&mut out, sql);
+        let ex = self.exchange(&out, 1).await?;
+        match ex.error {
+            Some((_, e)) => Err(e),
+            None => Ok(ex.rows),
+        }
     }
 }
 

@@ -16,6 +16,9 @@ pub const TESTS: &[(&str, crate::Body)] = &[
     ("transparency::settings_do_not_leak", |fx| {
         run(fx, "settings")
     }),
+    ("transparency::tiny_statement_timeout", |fx| {
+        run(fx, "tiny_statement_timeout")
+    }),
     ("transparency::set_local_and_rollback", |fx| {
         run(fx, "set_local")
     }),

@@ -35,6 +35,23 @@ pub const CASES: &[Case] = &[
         one_server: true,
     },
     Case {
+        // A statement_timeout shorter than the pooler's own read-back of the settings.
+        name: "tiny_statement_timeout",
+        setup: "",
+        steps: &[
+            (A, "set statement_timeout = 1"),
+            (A, "show statement_timeout"),
+            (B, "show statement_timeout"),
+            (B, "select pg_sleep(0.01)"),
+            (A, "set work_mem = '5MB'"),
+            (A, "show work_mem"),
+            (A, "reset statement_timeout"),
+            (A, "show statement_timeout"),
+            (A, "show work_mem"),
+        ],
+        one_server: true,
+    },
+    Case {
         // SET LOCAL, a SET rolled back, a SET undone by ROLLBACK TO SAVEPOINT.
         name: "set_local",
         setup: "",
