@@ -123,15 +123,19 @@ impl CancelMap {
 
     /// Forwards a cancel for `(pid, secret)`; unknown or forged keys are ignored.
     pub async fn cancel(&self, pid: i32, secret: i32) {
-        let target = match self.slots.lock() {
-            Ok(m) => m.get(&(pid, secret)).and_then(|slot| slot.get()),
-            Err(_) => None,
-        };
-        let Some(t) = target else {
+        let Some(t) = self.target(pid, secret) else {
             tracing::debug!(pid, "cancel request with unknown key ignored");
             return;
         };
         t.send().await;
+    }
+
+    /// The server session a key's client is using now, if the key is known.
+    fn target(&self, pid: i32, secret: i32) -> Option<CancelTarget> {
+        match self.slots.lock() {
+            Ok(m) => m.get(&(pid, secret)).and_then(|slot| slot.get()),
+            Err(_) => None,
+        }
     }
 
     /// Clients registered now.
@@ -142,5 +146,51 @@ impl CancelMap {
     /// Whether no client is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(pid: i32) -> CancelTarget {
+        let spec = crate::server::ConnectSpec {
+            node: "n".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            user: "u".into(),
+            database: "d".into(),
+            credential: crate::server::Credential::None,
+            connect_timeout: std::time::Duration::from_secs(1),
+            keepalive: false,
+            tls: Default::default(),
+        };
+        CancelTarget {
+            spec: Arc::new(spec),
+            pid,
+            secret: 7,
+        }
+    }
+
+    #[test]
+    fn keys_are_told_apart_by_pid_and_secret() {
+        let map = Arc::new(CancelMap::default());
+        let issued = map.register();
+        // A session-mode client told a backend pid equal to another client's id.
+        let real = map.register_as(Some(issued.pid));
+        assert_eq!(real.wire_pid, issued.pid);
+        assert_ne!(real.pid, issued.pid, "client ids stay unique");
+        issued.slot.set(Some(target(100)));
+        real.slot.set(Some(target(200)));
+        let hit = |k: &CancelKey| map.target(k.wire_pid, k.secret).map(|t| t.pid);
+        assert_eq!(hit(&issued), Some(100));
+        assert_eq!(hit(&real), Some(200));
+        assert!(
+            map.target(issued.pid, issued.secret ^ 1).is_none(),
+            "forged secret"
+        );
+        drop(real);
+        assert_eq!(hit(&issued), Some(100));
+        assert_eq!(map.len(), 1);
     }
 }
