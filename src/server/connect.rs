@@ -192,6 +192,7 @@ async fn login(
         created: now,
         last_used: now,
         prepared: Default::default(),
+        adopted: None,
         slot: None,
     })
 }

@@ -135,6 +135,9 @@ pub struct ServerConn {
     pub last_used: Instant,
     /// Named statements the pooler prepared here (transaction and statement modes).
     pub prepared: prepared::ServerStatements,
+    /// The last startup settings adopted here and what they read back as (`adopt`): a login
+    /// with the same settings on a connection still tagged with them needs no query.
+    pub adopted: Option<(Arc<ParamSet>, Arc<ParamSet>)>,
     /// The pool capacity this connection holds while checked out (unset while idle in a pool
     /// or outside pools): dropping the connection gives it back (see [`crate::pool::Slot`]).
     pub slot: Option<crate::pool::Slot>,
