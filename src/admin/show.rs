@@ -192,8 +192,9 @@ impl Admin {
                 "node",
                 "paused",
                 "role",
+                "cl_pinned",
             ],
-            "ssiiiiiiiiiiiiissis",
+            "ssiiiiiiiiiiiiissisi",
         );
         let view = self.ctx.cluster_view();
         for p in sorted_pools(&self.ctx.pools.all()) {
@@ -233,13 +234,14 @@ impl Admin {
                 b(self.ctx.gate.is_paused() || self.ctx.gate.db(&p.database).is_paused()),
                 view.index(&p.spec().node)
                     .map(|i| view.nodes[i].role.as_str().to_string()),
+                s(p.stats.pinned.load(std::sync::atomic::Ordering::Relaxed)),
             ]);
         }
         // The console's pseudo-pool: its clients (this session included) are active.
         let console = clients.iter().filter(|c| c.console).count();
         let mut row = vec![s(CONSOLE_DB), s(CONSOLE_DB), s(console)];
         row.extend((0..12).map(|_| s(0)));
-        row.extend([s("statement"), None, b(false), s("console")]);
+        row.extend([s("statement"), None, b(false), s("console"), s(0)]);
         t.row(row);
         t
     }
@@ -454,7 +456,10 @@ fn sorted_pools(pools: &[Arc<Pool>]) -> Vec<Arc<Pool>> {
     v
 }
 
-/// The database entry of `name`, if configured.
-pub(super) fn database<'a>(config: &'a Config, name: &str) -> Option<&'a DatabaseConfig> {
-    config.databases.get(name)
+/// The database entry of `name`, if configured (or served by the wildcard entry).
+pub(super) fn database<'a>(
+    config: &'a Config,
+    name: &str,
+) -> Option<std::borrow::Cow<'a, DatabaseConfig>> {
+    config.database(name)
 }

@@ -117,8 +117,8 @@ impl AuthCache {
         let db = aq
             .dbname
             .as_ref()
-            .and_then(|n| config.databases.get(n))
-            .unwrap_or(db);
+            .and_then(|n| config.database(n))
+            .unwrap_or(std::borrow::Cow::Borrowed(db));
         let failed = |why: String| {
             warn!(auth_user = %aq.user, database = %db.name, error = %why, "auth_query failed");
             LookupFailed
@@ -130,7 +130,7 @@ impl AuthCache {
             Some((_, server)) => server,
             None => {
                 let mut spec = backend
-                    .connect_spec(config, db, &aq.user)
+                    .connect_spec(config, &db, &aq.user)
                     .ok_or_else(|| failed("no primary node is known".into()))?;
                 spec.user = aq.user.clone();
                 spec.credential = backend.credential_for(&aq.user);

@@ -197,7 +197,7 @@ impl Backend {
         let truth = Arc::new(truth);
         self.truth.store(truth.clone());
         for pool in self.pools.writer_pools() {
-            let Some(db) = config.databases.get(&*pool.database) else {
+            let Some(db) = config.database(&pool.database) else {
                 continue;
             };
             if db.backend != DbBackend::Cluster {
@@ -206,7 +206,7 @@ impl Backend {
             let moved = match &truth.primary {
                 Some(node) => {
                     let moved = *pool.spec().node != *node.name;
-                    pool.retarget(self.spec_on(config, db, &pool.user, node));
+                    pool.retarget(self.spec_on(config, &db, &pool.user, node));
                     moved
                 }
                 None => {

@@ -39,8 +39,8 @@ impl Backend {
                         // Settings from the configuration in force now, not the one a slow
                         // login began with: a reload meanwhile found no pool to update.
                         let now = self.config.load();
-                        let settings = match now.databases.get(&db.name) {
-                            Some(d) => Self::pool_settings(&now, d, user),
+                        let settings = match now.database(&db.name) {
+                            Some(d) => Self::pool_settings(&now, &d, user),
                             None => Self::pool_settings(&config, db, user),
                         };
                         (spec.clone(), settings)
@@ -179,16 +179,26 @@ impl Backend {
         }
     }
 
+    /// Closes every idle pooled connection to server database `dbname` (before a client's
+    /// `DROP DATABASE`, which PostgreSQL refuses while others are connected).
+    pub fn close_idle_to(&self, dbname: &str) {
+        for pool in self.pools.all() {
+            if pool.spec().database == dbname {
+                pool.close_idle();
+            }
+        }
+    }
+
     /// Puts a reloaded configuration's pool settings and caps in force (the configuration
     /// itself is already in force, so that a pool created meanwhile reads it).
     pub fn refresh_pools(&self, c: &Config) {
         for pool in self.pools.all() {
-            if let Some(db) = c.databases.get(&*pool.database) {
-                pool.set_settings(Self::pool_settings(c, db, &pool.user));
+            if let Some(db) = c.database(&pool.database) {
+                pool.set_settings(Self::pool_settings(c, &db, &pool.user));
             }
         }
         self.pools.set_limits(
-            |d| c.databases.get(d).map_or(0, |db| db.max_db_connections),
+            |d| c.database(d).map_or(0, |db| db.max_db_connections),
             |u| Self::user_max(c, u),
         );
     }

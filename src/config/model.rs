@@ -37,6 +37,39 @@ impl PoolMode {
     }
 }
 
+/// What transaction and statement modes do when a client creates session-scoped state (LISTEN,
+/// temporary objects, session advisory locks, WITH HOLD cursors, SQL-level PREPARE, LOAD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionFeatures {
+    /// Keep the client on its server connection while the state exists.
+    Pin,
+    /// Undo the state and fail the client's next request with an error naming the feature.
+    Error,
+    /// Do nothing: the state stays on the server connection, which serves other clients.
+    Ignore,
+}
+
+impl SessionFeatures {
+    /// Parses the configuration spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pin" => Some(Self::Pin),
+            "error" => Some(Self::Error),
+            "ignore" => Some(Self::Ignore),
+            _ => None,
+        }
+    }
+
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pin => "pin",
+            Self::Error => "error",
+            Self::Ignore => "ignore",
+        }
+    }
+}
+
 /// How clients prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthType {
@@ -176,6 +209,26 @@ pub struct Config {
     pub control: ControlConfig,
 }
 
+/// The name of the wildcard database entry: `[databases."*"]`.
+pub const WILDCARD_DATABASE: &str = "*";
+
+impl Config {
+    /// The database a client names: its own `[databases.NAME]` entry, else the wildcard
+    /// entry `[databases."*"]` made into one for `name` (the same name on the server).
+    pub fn database(&self, name: &str) -> Option<std::borrow::Cow<'_, DatabaseConfig>> {
+        if name.is_empty() || name == WILDCARD_DATABASE {
+            return None;
+        }
+        if let Some(d) = self.databases.get(name) {
+            return Some(std::borrow::Cow::Borrowed(d));
+        }
+        let mut d = self.databases.get(WILDCARD_DATABASE)?.clone();
+        d.name = name.to_string();
+        d.dbname = name.to_string();
+        Some(std::borrow::Cow::Owned(d))
+    }
+}
+
 /// `[pooler]`, defaults applied.
 #[derive(Debug, Clone)]
 pub struct PoolerConfig {
@@ -186,6 +239,8 @@ pub struct PoolerConfig {
     pub workers: usize,
     pub max_client_conn: usize,
     pub pool_mode: PoolMode,
+    /// Session-scoped state in transaction and statement modes.
+    pub session_features: SessionFeatures,
     pub default_pool_size: usize,
     pub min_pool_size: usize,
     pub reserve_pool_size: usize,
@@ -285,6 +340,8 @@ pub struct DatabaseConfig {
     pub min_pool_size: usize,
     pub reserve_pool_size: usize,
     pub pool_mode: PoolMode,
+    /// Session-scoped state in transaction and statement modes.
+    pub session_features: SessionFeatures,
     /// 0 = unlimited.
     pub max_db_connections: usize,
     /// Where transactions go (cluster databases only; see docs/routing.md).

@@ -63,6 +63,8 @@ pub struct RawPooler {
     pub workers: Option<i64>,
     pub max_client_conn: Option<i64>,
     pub pool_mode: Option<String>,
+    /// `pin`, `error` or `ignore`.
+    pub session_features: Option<String>,
     pub default_pool_size: Option<i64>,
     pub min_pool_size: Option<i64>,
     pub reserve_pool_size: Option<i64>,
@@ -141,6 +143,8 @@ pub struct RawDatabase {
     pub min_pool_size: Option<i64>,
     pub reserve_pool_size: Option<i64>,
     pub pool_mode: Option<String>,
+    /// `pin`, `error` or `ignore` (default: the `[pooler]` value).
+    pub session_features: Option<String>,
     pub max_db_connections: Option<i64>,
     /// `primary`, `read-only` or `auto`.
     pub policy: Option<String>,

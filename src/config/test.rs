@@ -426,3 +426,33 @@ fn log_format_text_json_or_error() {
         "{p:#?}"
     );
 }
+
+#[test]
+fn session_features_default_and_per_database() {
+    let c = from_str(MINIMAL, "t").unwrap();
+    assert_eq!(c.pooler.session_features, SessionFeatures::Pin);
+    assert_eq!(c.databases["app"].session_features, SessionFeatures::Pin);
+    let text = "[pooler]\nsession_features = \"ignore\"\n[databases.a]\nhost = \"h\"\n\
+                [databases.b]\nhost = \"h\"\nsession_features = \"error\"\n";
+    let c = from_str(text, "t").unwrap();
+    assert_eq!(c.databases["a"].session_features, SessionFeatures::Ignore);
+    assert_eq!(c.databases["b"].session_features, SessionFeatures::Error);
+    let p = problems("[databases.a]\nhost = \"h\"\nsession_features = \"sticky\"\n");
+    assert!(has(&p, "databases.a.session_features"), "{p:?}");
+}
+
+#[test]
+fn wildcard_database_serves_any_name_as_itself() {
+    let text = "[databases.\"*\"]\nhost = \"h\"\npool_size = 3\n[databases.app]\nhost = \"x\"\n";
+    let c = from_str(text, "t").unwrap();
+    let d = c.database("made_later").unwrap();
+    assert_eq!(
+        (d.name.as_str(), d.dbname.as_str(), d.pool_size),
+        ("made_later", "made_later", 3)
+    );
+    assert_eq!(c.database("app").unwrap().dbname, "app");
+    assert!(c.database("*").is_none());
+    assert!(from_str(MINIMAL, "t").unwrap().database("other").is_none());
+    let p = problems("[databases.\"*\"]\nhost = \"h\"\ndbname = \"x\"\n");
+    assert!(has(&p, "databases.*.dbname"), "{p:?}");
+}

@@ -160,6 +160,19 @@ fn clients(o: &mut Out, ctx: &Backend, pools: &[Arc<Pool>]) {
         );
     }
     o.family(
+        "pgsluice_pool_pinned_clients",
+        "gauge",
+        "Transaction-mode clients kept on one server connection by session-scoped state \
+         (LISTEN, temporary objects, advisory locks, WITH HOLD cursors, PREPARE, LOAD).",
+    );
+    for p in pools {
+        o.sample(
+            "pgsluice_pool_pinned_clients",
+            &pool_labels(p).get(),
+            p.stats.pinned.load(Ordering::Relaxed),
+        );
+    }
+    o.family(
         "pgsluice_pool_max_wait_seconds",
         "gauge",
         "How long the longest-waiting client of the pool has waited so far.",

@@ -183,7 +183,7 @@ async fn janitor(admin: Arc<Admin>, stop: CancellationToken) {
         }
         let config = ctx.config();
         for p in ctx.pools.all() {
-            if config.databases.contains_key(&*p.database) {
+            if config.database(&p.database).is_some() {
                 p.maintain();
             } else {
                 p.close_idle();
@@ -239,7 +239,7 @@ pub fn install(ctx: &Backend, c: Config) -> Result<(), DaemonError> {
     ctx.set_front_door(front);
     ctx.refresh_pools(&c);
     for client in ctx.clients.all() {
-        if !client.console && !c.databases.contains_key(&client.database) {
+        if !client.console && c.database(&client.database).is_none() {
             client.request_close(CloseReason::Shutdown);
         }
     }

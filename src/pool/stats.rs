@@ -32,6 +32,8 @@ pub struct PoolStats {
     pub closed: AtomicU64,
     pub active: AtomicUsize,
     pub waiting: AtomicUsize,
+    /// Transaction-mode clients kept on their server connection by session-scoped state.
+    pub pinned: AtomicUsize,
     /// Per-transaction counters folded in by sessions at each boundary.
     pub xacts: AtomicU64,
     pub queries: AtomicU64,

@@ -1,7 +1,7 @@
 //! Opening a server connection: TCP connect with timeout, TLS negotiation (`server_tls_sslmode`),
 //! startup, authentication, initial state.
 
-use super::params::{ParamSet, TRACKED_REPORTED};
+use super::params::ParamSet;
 use super::{ServerConn, ServerError, ServerStream};
 use crate::auth::ScramClient;
 use crate::config::ServerTlsMode;
@@ -180,10 +180,6 @@ async fn login(
             _ => {}
         }
     }
-    let tracked = reported
-        .iter()
-        .filter(|(k, _)| TRACKED_REPORTED.contains(&k.as_str()))
-        .cloned();
     let now = Instant::now();
     Ok(ServerConn {
         stream,
@@ -191,11 +187,13 @@ async fn login(
         node: spec.node.clone(),
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         key,
-        params: ParamSet::new(tracked).intern(),
+        // Nothing changed by a session yet: the pool's baseline.
+        params: ParamSet::default().intern(),
         startup_params: Arc::new(reported),
         created: now,
         last_used: now,
         prepared: Default::default(),
+        adopted: None,
         slot: None,
     })
 }

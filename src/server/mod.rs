@@ -2,9 +2,11 @@
 //! (parameter sync, reset, rollback, health check) run between client transactions.
 
 pub mod connect;
+pub mod features;
 pub mod lookup;
 pub mod params;
 pub mod prepared;
+pub mod reset;
 pub mod stream;
 
 pub use connect::{connect, ConnectSpec, Credential};
@@ -43,6 +45,8 @@ pub enum ServerError {
         severity: String,
         code: String,
         message: String,
+        /// The ErrorResponse body as the server sent it (every field, for relaying).
+        body: Box<[u8]>,
     },
     /// TLS towards the server failed or was refused (`server_tls_sslmode`).
     #[error("TLS to server {node}: {message}")]
@@ -116,6 +120,7 @@ fn postgres_error(node: &str, body: &[u8]) -> ServerError {
             .and_then(|f| f.message())
             .unwrap_or("server error")
             .to_string(),
+        body: body.into(),
     }
 }
 
@@ -128,7 +133,7 @@ pub struct ServerConn {
     pub id: u64,
     /// Backend pid and secret, for cancel requests.
     pub key: (i32, i32),
-    /// The tracked settings this session has now.
+    /// The settings this session has changed from the pool's baseline (`source = 'session'`).
     pub params: Arc<ParamSet>,
     /// Every ParameterStatus the server sent at login (what a new client is shown).
     pub startup_params: Arc<Vec<(String, String)>>,
@@ -136,6 +141,9 @@ pub struct ServerConn {
     pub last_used: Instant,
     /// Named statements the pooler prepared here (transaction and statement modes).
     pub prepared: prepared::ServerStatements,
+    /// The last startup settings adopted here and what they read back as (`adopt`): a login
+    /// with the same settings on a connection still tagged with them needs no query.
+    pub adopted: Option<(Arc<ParamSet>, Arc<ParamSet>)>,
     /// The pool capacity this connection holds while checked out (unset while idle in a pool
     /// or outside pools): dropping the connection gives it back (see [`crate::pool::Slot`]).
     pub slot: Option<crate::pool::Slot>,

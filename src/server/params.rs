@@ -82,7 +82,13 @@ impl ParamSet {
 /// Uses `set_config()` so that list-valued settings such as `search_path` are parsed as they
 /// would be from a startup packet; names the client never set are `RESET`.
 pub fn sync_sql(have: &ParamSet, want: &ParamSet, sql: &mut String) {
-    for (k, v) in want.iter() {
+    // Timeouts last, so that a client's short statement_timeout cannot cut the sync itself.
+    let timeout = |k: &str| k.to_ascii_lowercase().ends_with("_timeout");
+    let ordered = want
+        .iter()
+        .filter(|(k, _)| !timeout(k))
+        .chain(want.iter().filter(|(k, _)| timeout(k)));
+    for (k, v) in ordered {
         if have.get(k) != Some(v) {
             let _ = write!(
                 sql,

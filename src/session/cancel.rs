@@ -1,5 +1,10 @@
-//! Cancel keys: each client gets a pooler-issued BackendKeyData; a CancelRequest carrying it is
-//! forwarded to the server session running that client's query, and to nothing else.
+//! Cancel keys: each client gets a BackendKeyData whose secret the pooler issues; a
+//! CancelRequest carrying it is forwarded to the server session running that client's query,
+//! and to nothing else.
+//!
+//! The pid a client is told is the pooler's own client id, except in session mode, where it
+//! is the backend's real pid (what `pg_backend_pid()` and a NOTIFY's sender show). Keys are
+//! therefore looked up by (pid, secret): a backend pid may equal another client's id.
 
 use crate::pool::Pool;
 use arc_swap::ArcSwapOption;
@@ -54,6 +59,19 @@ impl CancelSlot {
         self.key.store(key, Ordering::Release);
     }
 
+    /// Records `t` as the attached server, or none (not for the hot path: it stores the
+    /// place whether or not it changed).
+    pub fn set(&self, t: Option<CancelTarget>) {
+        match t {
+            Some(t) => {
+                self.spec.store(Some(t.spec));
+                let key = ((t.pid as u32 as u64) << 32) | t.secret as u32 as u64;
+                self.key.store(key, Ordering::Release);
+            }
+            None => self.detach(),
+        }
+    }
+
     /// The server was released.
     pub fn detach(&self) {
         self.key.store(0, Ordering::Release);
@@ -76,14 +94,17 @@ impl CancelSlot {
 /// All clients' keys.
 #[derive(Debug, Default)]
 pub struct CancelMap {
-    slots: Mutex<HashMap<i32, (i32, Arc<CancelSlot>)>>,
+    slots: Mutex<HashMap<(i32, i32), Arc<CancelSlot>>>,
     next_pid: AtomicI32,
 }
 
 /// Removes a client's key when its session ends.
 pub struct CancelKey {
     map: Arc<CancelMap>,
+    /// The pooler's id of the client (SHOW CLIENTS, KILL_CLIENT, logs).
     pub pid: i32,
+    /// The pid the client was told in BackendKeyData.
+    pub wire_pid: i32,
     pub secret: i32,
     pub slot: Arc<CancelSlot>,
 }
@@ -91,15 +112,19 @@ pub struct CancelKey {
 impl Drop for CancelKey {
     fn drop(&mut self) {
         if let Ok(mut m) = self.map.slots.lock() {
-            m.remove(&self.pid);
+            m.remove(&(self.wire_pid, self.secret));
         }
     }
 }
 
 impl CancelMap {
-    /// Issues a fresh key for a client.
+    /// Issues a fresh key for a client, told its pooler id as pid.
     pub fn register(self: &Arc<Self>) -> CancelKey {
-        let secret: i32 = rand::thread_rng().gen();
+        self.register_as(None)
+    }
+
+    /// Issues a fresh key; the client is told `wire_pid` (a backend's real pid) when given.
+    pub fn register_as(self: &Arc<Self>, wire_pid: Option<i32>) -> CancelKey {
         let slot = Arc::new(CancelSlot::default());
         let pid = loop {
             let pid = self
@@ -107,20 +132,25 @@ impl CancelMap {
                 .fetch_add(1, Ordering::Relaxed)
                 .wrapping_add(1)
                 & 0x7fff_ffff;
-            if pid == 0 {
-                continue;
+            if pid != 0 {
+                break pid;
             }
-            if let Ok(mut m) = self.slots.lock() {
-                if m.contains_key(&pid) {
-                    continue;
-                }
-                m.insert(pid, (secret, slot.clone()));
+        };
+        let wire_pid = wire_pid.unwrap_or(pid);
+        let secret = loop {
+            let secret: i32 = rand::thread_rng().gen();
+            let Ok(mut m) = self.slots.lock() else {
+                break secret;
+            };
+            if let std::collections::hash_map::Entry::Vacant(e) = m.entry((wire_pid, secret)) {
+                e.insert(slot.clone());
+                break secret;
             }
-            break pid;
         };
         CancelKey {
             map: self.clone(),
             pid,
+            wire_pid,
             secret,
             slot,
         }
@@ -128,18 +158,19 @@ impl CancelMap {
 
     /// Forwards a cancel for `(pid, secret)`; unknown or forged keys are ignored.
     pub async fn cancel(&self, pid: i32, secret: i32) {
-        let target = match self.slots.lock() {
-            Ok(m) => m
-                .get(&pid)
-                .filter(|(s, _)| *s == secret)
-                .and_then(|(_, slot)| slot.target()),
-            Err(_) => None,
-        };
-        let Some(t) = target else {
-            tracing::debug!(client_id = pid, "cancel request with unknown key ignored");
+        let Some(t) = self.target(pid, secret) else {
+            tracing::debug!(pid, "cancel request with unknown key ignored");
             return;
         };
         t.send().await;
+    }
+
+    /// The server session a key's client is using now, if the key is known.
+    fn target(&self, pid: i32, secret: i32) -> Option<CancelTarget> {
+        match self.slots.lock() {
+            Ok(m) => m.get(&(pid, secret)).and_then(|slot| slot.target()),
+            Err(_) => None,
+        }
     }
 
     /// Clients registered now.
@@ -150,5 +181,51 @@ impl CancelMap {
     /// Whether no client is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(pid: i32) -> CancelTarget {
+        let spec = crate::server::ConnectSpec {
+            node: "n".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            user: "u".into(),
+            database: "d".into(),
+            credential: crate::server::Credential::None,
+            connect_timeout: std::time::Duration::from_secs(1),
+            keepalive: false,
+            tls: Default::default(),
+        };
+        CancelTarget {
+            spec: Arc::new(spec),
+            pid,
+            secret: 7,
+        }
+    }
+
+    #[test]
+    fn keys_are_told_apart_by_pid_and_secret() {
+        let map = Arc::new(CancelMap::default());
+        let issued = map.register();
+        // A session-mode client told a backend pid equal to another client's id.
+        let real = map.register_as(Some(issued.pid));
+        assert_eq!(real.wire_pid, issued.pid);
+        assert_ne!(real.pid, issued.pid, "client ids stay unique");
+        issued.slot.set(Some(target(100)));
+        real.slot.set(Some(target(200)));
+        let hit = |k: &CancelKey| map.target(k.wire_pid, k.secret).map(|t| t.pid);
+        assert_eq!(hit(&issued), Some(100));
+        assert_eq!(hit(&real), Some(200));
+        assert!(
+            map.target(issued.pid, issued.secret ^ 1).is_none(),
+            "forged secret"
+        );
+        drop(real);
+        assert_eq!(hit(&issued), Some(100));
+        assert_eq!(map.len(), 1);
     }
 }

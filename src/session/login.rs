@@ -153,18 +153,18 @@ pub async fn authenticate(
     }
     // Whether the database exists is told only after authentication.
     let method = auth_method(ctx, config, client, &dbname, &user)?;
-    let lookup_db = config.databases.get(&dbname).or_else(|| {
+    let lookup_db = config.database(&dbname).or_else(|| {
         let aq = config.pooler.auth_query.as_ref()?;
-        config.databases.get(aq.dbname.as_ref()?)
+        config.database(aq.dbname.as_ref()?)
     });
     if let (true, Some(db)) = (method != HbaMethod::Trust && !ctx.listed(&user), lookup_db) {
         ctx.auth
-            .lookup(ctx, config, db, &user)
+            .lookup(ctx, config, &db, &user)
             .await
             .map_err(|e| LoginError::fatal(SqlState::ConnectionFailure, e.to_string()))?;
     }
     let keys = check_password(ctx, method, client, &user).await?;
-    let database = config.databases.get(&dbname).ok_or_else(|| {
+    let database = config.database(&dbname).ok_or_else(|| {
         LoginError::fatal(
             SqlState::InvalidCatalogName,
             format!("database \"{dbname}\" does not exist"),
@@ -176,7 +176,7 @@ pub async fn authenticate(
     Ok(Login {
         application_name: get("application_name").unwrap_or_default(),
         user,
-        database: Arc::new(database.clone()),
+        database: Arc::new(database.into_owned()),
         wanted: ParamSet::new(wanted),
         route_hints: params
             .iter()

@@ -7,6 +7,7 @@
 pub mod buffers;
 pub mod cancel;
 pub mod ctx;
+pub mod effects;
 pub mod forward;
 pub mod kdf;
 pub mod login;
@@ -15,6 +16,7 @@ pub mod prepared_flow;
 mod route;
 mod run;
 pub mod sansio;
+pub mod settings_track;
 pub mod sqlstate;
 
 pub use crate::backend::clients::ClientState;
@@ -41,6 +43,10 @@ pub enum LoginError {
     /// Something to tell the client before closing: SQLSTATE and message.
     #[error("{message}")]
     Fatal { code: SqlState, message: String },
+    /// The server refused the pooler's connection for this client (unknown database, no
+    /// CONNECT privilege...): its ErrorResponse body, relayed unchanged.
+    #[error("server refused the login")]
+    Server(Box<[u8]>),
     #[error("invalid startup packet: {0}")]
     Startup(ProtoError),
     #[error("protocol violation: {0}")]

@@ -25,6 +25,8 @@ pub enum SqlState {
     ProgramLimitExceeded,
     /// 57P03: the database does not accept connections now.
     CannotConnectNow,
+    /// 0A000: a session feature the pool's `session_features = "error"` refuses.
+    FeatureNotSupported,
 }
 
 impl SqlState {
@@ -41,6 +43,7 @@ impl SqlState {
             Self::TooManyConnections => "53300",
             Self::ProgramLimitExceeded => "54000",
             Self::CannotConnectNow => "57P03",
+            Self::FeatureNotSupported => "0A000",
         }
     }
 

@@ -10,6 +10,7 @@ mod auth_query;
 mod basic;
 mod console;
 mod control;
+mod exits;
 mod fencing;
 mod front_door;
 mod hostile;
@@ -23,8 +24,12 @@ mod security;
 mod server_tls;
 mod state;
 mod timeouts;
+mod transparency;
+mod transparency_cases;
+mod transparency_py;
 mod upstream;
 mod util;
+mod wildcard;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::sync::{Arc, OnceLock};
@@ -52,6 +57,10 @@ fn main() {
         routing::TESTS,
         fencing::TESTS,
         reload::TESTS,
+        transparency::TESTS,
+        exits::TESTS,
+        transparency_py::TESTS,
+        wildcard::TESTS,
         hostile::TESTS,
         logs::TESTS,
         import::TESTS,

@@ -508,7 +508,13 @@ fn schema_change_is_retried(fx: &Fixture) -> Result<(), Failed> {
 }
 
 fn sql_prepare_lasts_a_transaction(fx: &Fixture) -> Result<(), Failed> {
-    let pooler = ExtraPooler::start(fx, "auth_type = \"trust\"", "pool_size = 1");
+    // With `session_features = "pin"` (the default) the client keeps its server instead:
+    // see transparency::sql_prepare_pins.
+    let pooler = ExtraPooler::start(
+        fx,
+        "auth_type = \"trust\"",
+        "pool_size = 1\nsession_features = \"ignore\"",
+    );
     let mut a = Raw::tcp(pooler.port);
     let same = a.exchange(&query("prepare q as select 42; execute q"), 1, 0);
     assert!(same.iter().any(|m| m.0 == b'D'), "{same:?}");

@@ -103,6 +103,22 @@ host = "127.0.0.1"
 port = {pg}
 dbname = "app"
 pool_size = 1
+[databases.solo]
+host = "127.0.0.1"
+port = {pg}
+dbname = "app"
+pool_size = 1
+[databases.solo_session]
+host = "127.0.0.1"
+port = {pg}
+dbname = "app"
+pool_size = 1
+pool_mode = "session"
+[databases.app_strict]
+host = "127.0.0.1"
+port = {pg}
+dbname = "app"
+session_features = "error"
 [databases.forced]
 host = "127.0.0.1"
 port = {pg}

@@ -26,6 +26,10 @@ const POOL_MODES: Kind = Choice {
     what: "pool mode",
     of: &["session", "transaction", "statement"],
 };
+const SESSION_FEATURES: Kind = Choice {
+    what: "session_features value",
+    of: &["pin", "error", "ignore"],
+};
 const LOG_FORMATS: Kind = Choice {
     what: "log format",
     of: &["text", "json"],
@@ -115,6 +119,14 @@ pub static KEYS: &[Key] = &[
         "how long a client keeps a server connection",
     )
     .shown(|c| c.pooler.pool_mode.as_str().into()),
+    k(
+        "pooler.session_features",
+        SESSION_FEATURES,
+        Value("pin"),
+        Reload,
+        "session-scoped state in transaction mode: pin the client, error, or ignore",
+    )
+    .shown(|c| c.pooler.session_features.as_str().into()),
     k(
         "pooler.default_pool_size",
         POOL_SIZE,
@@ -670,6 +682,13 @@ pub static KEYS: &[Key] = &[
         Inherit("pooler.pool_mode"),
         Reload,
         "pool mode of this database",
+    ),
+    k(
+        "databases.*.session_features",
+        SESSION_FEATURES,
+        Inherit("pooler.session_features"),
+        Reload,
+        "session-scoped state of this database's clients in transaction mode",
     ),
     k(
         "databases.*.max_db_connections",

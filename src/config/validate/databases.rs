@@ -37,10 +37,21 @@ pub(super) fn databases(
             .choice_opt(&at("pool_mode"), &d.pool_mode)
             .and_then(PoolMode::parse)
             .unwrap_or(pooler.pool_mode);
+        let session_features = c
+            .choice_opt(&at("session_features"), &d.session_features)
+            .and_then(SessionFeatures::parse)
+            .unwrap_or(pooler.session_features);
         let max_db_connections = c
             .count_opt(&at("max_db_connections"), d.max_db_connections)
             .unwrap_or(pooler.max_db_connections);
         let routing = routing(c, &key, d, &backend);
+        if name == WILDCARD_DATABASE && d.dbname.is_some() {
+            c.bad(
+                at("dbname"),
+                "not allowed on the wildcard entry",
+                "it serves every database under its own name; remove dbname",
+            );
+        }
         let dbname = c.nonempty_opt(&at("dbname"), &d.dbname);
         out.insert(
             name.clone(),
@@ -54,6 +65,7 @@ pub(super) fn databases(
                 min_pool_size,
                 reserve_pool_size,
                 pool_mode,
+                session_features,
                 max_db_connections,
                 routing,
             },

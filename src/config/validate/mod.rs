@@ -23,7 +23,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let users = databases::users(&mut c, &raw.users);
     let agent = agent::agent(&mut c, &raw.agent, cluster.as_ref());
     if let Some(db) = pooler.auth_query.as_ref().and_then(|a| a.dbname.as_ref()) {
-        if !databases.contains_key(db) {
+        if !databases.contains_key(db) && !databases.contains_key(WILDCARD_DATABASE) {
             c.bad(
                 "pooler.auth_dbname",
                 format!("no database {db:?}"),

@@ -27,6 +27,10 @@ pub(super) fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
         workers: c.count("pooler.workers", p.workers),
         max_client_conn: c.count("pooler.max_client_conn", p.max_client_conn),
         pool_mode: PoolMode::parse(mode).unwrap_or(PoolMode::Transaction),
+        session_features: SessionFeatures::parse(
+            c.choice("pooler.session_features", &p.session_features),
+        )
+        .unwrap_or(SessionFeatures::Pin),
         default_pool_size: size,
         min_pool_size: min,
         reserve_pool_size: c.count("pooler.reserve_pool_size", p.reserve_pool_size),

@@ -18,6 +18,7 @@ pub use pipe::Pipe;
 use pipe::{read_in, write_out};
 
 use super::buffers;
+use super::effects;
 use super::prepared_flow::{Flow, Out, Verdict};
 use crate::proto::{frame_len, tags, views, HEADER_LEN};
 use bytes::BytesMut;
@@ -85,6 +86,14 @@ pub struct Forwarder {
     pub queries: u64,
     /// Named prepared statements (transaction and statement modes), lent for the run.
     pub flow: Option<Box<Flow>>,
+    /// Transaction and statement modes: CommandComplete tags are read whole and their
+    /// [`effects`] gathered here.
+    pub watch: bool,
+    /// [`effects`] flags of this run.
+    pub effects: u8,
+    /// No boundary before the client's first request (a pinned client's idle wait, during
+    /// which notifications still flow to it).
+    pub wait_for_request: bool,
 }
 
 impl Forwarder {
@@ -104,6 +113,9 @@ impl Forwarder {
             bytes_out: 0,
             queries: 0,
             flow: None,
+            watch: release_at_boundary,
+            effects: 0,
+            wait_for_request: false,
         }
     }
 
@@ -212,7 +224,9 @@ impl Forwarder {
         if self.statement_mode && self.status != tags::status::IDLE {
             return Some(Outcome::OpenTransaction);
         }
-        (self.release_at_boundary && self.status == tags::status::IDLE).then_some(Outcome::Boundary)
+        let asked = !self.wait_for_request || self.queries > 0;
+        (self.release_at_boundary && self.status == tags::status::IDLE && asked)
+            .then_some(Outcome::Boundary)
     }
 
     /// Counts a transaction-ending request sent to the server.
@@ -257,6 +271,11 @@ impl Forwarder {
                     return Ok(());
                 }
                 tags::frontend::QUERY | tags::frontend::SYNC | tags::frontend::FUNCTION_CALL => {
+                    if self.watch && buf[p.ready] == tags::frontend::QUERY {
+                        let end = (p.ready + total).min(buf.len());
+                        let text = buf.get(p.ready + HEADER_LEN..end).unwrap_or_default();
+                        self.effects |= effects::of_text(text, end == p.ready + total);
+                    }
                     self.request_sent()?;
                 }
                 _ => {}
@@ -325,6 +344,10 @@ impl Forwarder {
             }
             (out.start, out.end) = (pos, pos + total);
             let frame = &src[pos..pos + total.min(avail)];
+            if self.watch && matches!(tag, b'Q' | b'P') {
+                let text = frame.get(HEADER_LEN..).unwrap_or_default();
+                self.effects |= effects::of_text(text, frame.len() == total);
+            }
             match tag {
                 b'P' | b'B' | b'D' | b'C' => {
                     let idle = self.outstanding == 0 && self.status == tags::status::IDLE;
@@ -397,7 +420,8 @@ impl Forwarder {
             let tag = buf[start];
             let tracked = self.flow.is_some();
             let whole = matches!(tag, b'Z' | b'S' | b'E')
-                || (tracked && matches!(tag, b'1' | b'3' | b'C' | b'G'));
+                || ((tracked || self.watch) && tag == b'C')
+                || (tracked && matches!(tag, b'1' | b'3' | b'G'));
             if !whole {
                 if let Some(flow) = self.flow.as_deref_mut() {
                     flow.server_streamed(tag);
@@ -440,7 +464,13 @@ impl Forwarder {
                     self.status = views::ready_for_query(body).map_err(invalid)?;
                     self.outstanding = self.outstanding.saturating_sub(1);
                 }
+                tags::backend::COMMAND_COMPLETE if self.watch => {
+                    self.effects |= effects::of_tag(body);
+                }
                 tags::backend::PARAMETER_STATUS => {
+                    if self.watch {
+                        self.effects |= effects::SETTINGS;
+                    }
                     if let Ok((k, v)) = views::parameter_status(body) {
                         self.reported.push((k.to_string(), v.to_string()));
                     }

@@ -7,7 +7,7 @@ use crate::config::PoolMode;
 use crate::net::stream::{ClientStream, Peer};
 use crate::pool::{Pool, PoolError};
 use crate::server::params::ParamSet;
-use crate::server::ServerConn;
+use crate::server::{ServerConn, ServerError};
 use crate::session::cancel::CancelKey;
 use crate::session::clients::ClientInfo;
 use crate::session::ctx::{ConsoleLogin, SessionCtx};
@@ -16,8 +16,10 @@ use crate::session::login::{self, Login};
 use crate::session::route::Routed;
 use crate::session::sqlstate::SqlState;
 use crate::session::LoginError;
+use bytes::{BufMut, BytesMut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, Instrument};
 
 /// Decrements the client count when a session ends.
@@ -116,12 +118,16 @@ async fn admit(
         client,
         pool,
         key,
+        startup: view.clone(),
         view,
         reg,
         c2s: Pipe::default(),
         s2c: Pipe::default(),
         flow: None,
         config: None,
+        pin: None,
+        pinned: None,
+        refusal: None,
     };
     Some((session, server.map(Box::new), span))
 }
@@ -131,6 +137,13 @@ async fn report_login_error(client: &mut ClientStream, e: &LoginError) {
     match e {
         LoginError::Fatal { code, message } => {
             let _ = send_error(client, "FATAL", *code, message).await;
+        }
+        LoginError::Server(body) => {
+            let mut out = BytesMut::with_capacity(body.len() + 5);
+            out.put_u8(b'E');
+            out.put_i32(body.len() as i32 + 4);
+            out.put_slice(body);
+            let _ = client.write_all(&out).await;
         }
         LoginError::Startup(p) => {
             let msg = format!("invalid startup packet: {p}");
@@ -214,10 +227,10 @@ async fn login_phase(
         ));
     }
     let pool = pool_for(ctx, &db, &login)?;
-    // A server session tells us the parameters to show and spells the client's settings.
+    // A server session takes the client's settings and tells us how it spells them.
     let mut server = pool.checkout().await.map_err(pool_login_error)?;
-    let reported = match server.sync_params(&login.wanted.clone().intern()).await {
-        Ok(r) => r,
+    let canonical = match server.adopt(&login.wanted).await {
+        Ok(set) => set,
         Err(e) => {
             pool.close(server);
             return Err(LoginError::fatal(
@@ -226,17 +239,17 @@ async fn login_phase(
             ));
         }
     };
-    let canonical = canonical(&login.wanted, &reported).intern();
-    server.params = canonical.clone();
     let startup_params = server.startup_params.clone();
-    let key = ctx.cancels.register();
-    if let Err(e) = login::greet(client, &startup_params, &canonical, (key.pid, key.secret)).await {
+    let keep = pool.settings().mode == PoolMode::Session;
+    // Session mode shows the backend's real pid (cancel keys still come to the pooler).
+    let key = ctx.cancels.register_as(keep.then_some(server.key.0));
+    let shown = (key.wire_pid, key.secret);
+    if let Err(e) = login::greet(client, &startup_params, &canonical, shown).await {
         // The client is gone; the server, just brought in line, is clean.
         pool.release(server);
         return Err(e.into());
     }
     ctx.totals.logins.fetch_add(1, Ordering::Relaxed);
-    let keep = pool.settings().mode == PoolMode::Session;
     let server = if keep {
         Some(server)
     } else {
@@ -244,17 +257,6 @@ async fn login_phase(
         None
     };
     Ok(Some(Begun::Pool((login, pool, key, canonical, server))))
-}
-
-/// The client's settings with the server's spelling of those it reported.
-fn canonical(wanted: &ParamSet, reported: &[(String, String)]) -> ParamSet {
-    let mut set = wanted.clone();
-    for (k, v) in reported {
-        if set.get(k).is_some() {
-            set = set.with(k, v);
-        }
-    }
-    set
 }
 
 /// The pool of a logged-in client, created on first use.
@@ -274,6 +276,8 @@ fn pool_for(
 /// A failed check-out at login, as the client's FATAL error.
 fn pool_login_error(e: PoolError) -> LoginError {
     match e {
+        // PostgreSQL's own FATAL (unknown database or role, no CONNECT privilege...).
+        PoolError::Server(ServerError::Postgres { body, .. }) => LoginError::Server(body),
         PoolError::Server(s) => {
             LoginError::fatal(SqlState::from_server(s.sqlstate()), s.to_string())
         }

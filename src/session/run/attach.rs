@@ -4,7 +4,7 @@
 use super::{send_error, EndReason, Session};
 use crate::pool::PoolError;
 use crate::proto::{builders, tags::status};
-use crate::server::ServerConn;
+use crate::server::{ServerConn, ServerError};
 use crate::session::forward::Pipe;
 use crate::session::sqlstate::SqlState;
 use bytes::BytesMut;
@@ -21,6 +21,9 @@ impl Session {
     pub(super) async fn attach(&mut self) -> Result<ServerConn, EndReason> {
         let mut primary_deadline = None;
         loop {
+            if let Some(msg) = self.refusal.take() {
+                Box::pin(self.refuse_batch(SqlState::FeatureNotSupported, &msg)).await?;
+            }
             if let Some(msg) = self.route.as_mut().and_then(|r| r.broken.take()) {
                 Box::pin(self.refuse_batch(SqlState::ConnectionFailure, &msg)).await?;
             }
@@ -38,6 +41,15 @@ impl Session {
             let e = match self.pool.checkout().await {
                 Ok(mut server) => match server.sync_params(&self.view).await {
                     Ok(_) => return Ok(server),
+                    Err(ServerError::Postgres { message, .. }) if self.view != self.startup => {
+                        // The server refuses a setting the client made (a role dropped
+                        // since...): the client is told, and goes on with its startup ones.
+                        self.pool.close(server);
+                        self.view = self.startup.clone();
+                        let msg = format!("session settings could not be restored: {message}");
+                        Box::pin(self.refuse_batch(SqlState::ConnectionFailure, &msg)).await?;
+                        continue;
+                    }
                     Err(_) => {
                         self.pool.close(server);
                         continue;
@@ -91,8 +103,7 @@ impl Session {
         }
         let config = self.ctx.config();
         let cluster = config
-            .databases
-            .get(&*self.pool.database)
+            .database(&self.pool.database)
             .is_some_and(|d| d.backend == crate::config::Backend::Cluster);
         let until =
             *deadline.get_or_insert_with(|| Instant::now() + config.pooler.query_wait_timeout);

@@ -3,43 +3,53 @@
 use super::{send_error, Session};
 use crate::config::PoolMode;
 use crate::proto::{builders, tags::status};
-use crate::server::params::ParamSet;
 use crate::server::ServerConn;
 use crate::session::forward::{Forwarder, Pipe};
 use crate::session::sqlstate::SqlState;
+use crate::session::{effects, settings_track};
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 impl Session {
-    /// Gives a server back after the client left, clean or not.
-    pub(super) async fn end_server(&mut self, mut server: ServerConn, tx_status: u8, clean: bool) {
+    /// Gives a server back after the client left, clean or not: reset (bounded by
+    /// `server_connect_timeout`) or closed, never handed on dirty.
+    pub(super) async fn end_server(
+        &mut self,
+        mut server: ServerConn,
+        tx_status: u8,
+        clean: bool,
+        fx: u8,
+    ) {
         if !clean {
             self.pool.close(server);
             return;
         }
         let settings = self.pool.settings();
-        let mut sql = String::new();
-        if tx_status != status::IDLE {
-            sql.push_str("ROLLBACK;");
+        let session = settings.mode == PoolMode::Session;
+        if !session && self.pin.take().is_some() {
+            // Session-scoped state (temporary tables, LISTEN...) is never handed on.
+            self.pool.close(server);
+            return;
         }
-        if settings.mode == PoolMode::Session && !settings.reset_query.is_empty() {
-            sql.push_str(&settings.reset_query);
+        let touched = session || fx & effects::SETTINGS != 0;
+        // A tracked run (named statements on) ends clean only outside an extended batch.
+        let tracked = self.ctx.config().pooler.max_prepared_statements > 0;
+        let idle = tx_status == status::IDLE && !server.prepared.sql_prepared;
+        if !session && idle && tracked && !touched {
+            self.pool.release(server);
+            return;
         }
-        if !sql.is_empty() {
-            match server.control(&sql).await {
-                Ok(r) if r.status == status::IDLE => {
-                    if settings.mode == PoolMode::Session {
-                        server.params = ParamSet::default().intern();
-                        server.prepared.after_reset(&sql);
-                    }
-                }
-                _ => {
-                    self.pool.close(server);
-                    return;
-                }
-            }
+        let reset = if session {
+            settings.reset_query.as_str()
+        } else {
+            ""
+        };
+        let bound = self.ctx.config().pooler.server_connect_timeout;
+        let left = tokio::time::timeout(bound, settings_track::leave(&mut server, reset, touched));
+        match left.await {
+            Ok(Ok(())) => self.pool.release(server),
+            _ => self.pool.close(server),
         }
-        self.pool.release(server);
     }
 
     /// Tells the client its server is gone; true if the client may go on.

@@ -11,6 +11,7 @@ mod admit;
 mod attach;
 mod end;
 mod loss;
+mod pin;
 mod timed;
 
 pub use admit::serve;
@@ -24,11 +25,12 @@ use super::forward::{Forwarder, Outcome, Oversized, Pipe};
 use super::prepared_flow::{self, Flow};
 use super::route::Routed;
 use super::sqlstate::SqlState;
+use super::{effects, settings_track};
 use crate::config::{Config, PoolMode};
 use crate::net::stream::ClientStream;
 use crate::pool::Pool;
 use crate::proto::{builders, tags::status};
-use crate::server::params::{ParamSet, TRACKED_REPORTED};
+use crate::server::params::ParamSet;
 use crate::server::ServerConn;
 use bytes::BytesMut;
 use std::sync::atomic::Ordering;
@@ -87,7 +89,10 @@ struct Session {
     client: ClientStream,
     pool: Arc<Pool>,
     key: CancelKey,
+    /// The client's settings: its startup packet's, then what its SETs made of them.
     view: Arc<ParamSet>,
+    /// The startup packet's settings (what RESET, RESET ALL and DISCARD ALL go back to).
+    startup: Arc<ParamSet>,
     /// This client's entry in the registry (state for the console, close requests).
     reg: Registered,
     db_gate: Arc<DbGate>,
@@ -99,6 +104,12 @@ struct Session {
     route: Option<Box<Routed>>,
     /// The configuration snapshot the last transaction ran under.
     config: Option<Arc<Config>>,
+    /// Session-scoped state keeps this client on one server connection (`session_features`).
+    pin: Option<pin::Pinned>,
+    /// The server connection a pinned client keeps between transactions.
+    pinned: Option<Box<ServerConn>>,
+    /// An error for the client's next request (`session_features = "error"`).
+    refusal: Option<Box<str>>,
 }
 
 impl Session {
@@ -109,7 +120,7 @@ impl Session {
     async fn run(&mut self, mut held: Option<Box<ServerConn>>) -> EndReason {
         let idle_timeout = self.ctx.config().pooler.client_idle_timeout;
         loop {
-            let server = match held.take() {
+            let server = match held.take().or_else(|| self.pinned.take()) {
                 Some(s) => *s,
                 None => {
                     match self.wait_for_client(idle_timeout).await {
@@ -167,6 +178,8 @@ impl Session {
             mode == PoolMode::Statement,
             release,
         );
+        // A pinned client's run starts with nothing sent: it ends after a request, not before.
+        fwd.wait_for_request = self.pin.is_some();
         fwd.max_inspected = config.pooler.max_inspected_message;
         if release {
             let limits = prepared_flow::Limits {
@@ -211,16 +224,18 @@ impl Session {
         mode: PoolMode,
     ) -> Option<EndReason> {
         match outcome {
-            Ok(Outcome::Boundary) => return Box::pin(self.boundary(server, mode)).await,
+            Ok(Outcome::Boundary) => {
+                return Box::pin(self.boundary(server, mode, fwd.effects)).await
+            }
             Ok(Outcome::OpenTransaction) => {
-                Box::pin(self.end_server(server, status::IN_TRANSACTION, true)).await;
+                Box::pin(self.end_server(server, status::IN_TRANSACTION, true, fwd.effects)).await;
                 let msg = "transaction blocks not allowed in statement pooling mode";
                 let code = SqlState::ProtocolViolation;
                 let _ = Box::pin(send_error(&mut self.client, "FATAL", code, msg)).await;
                 return Some(EndReason::TransactionInStatementMode);
             }
             Ok(Outcome::ClientGone { clean }) => {
-                Box::pin(self.end_server(server, fwd.status, clean)).await;
+                Box::pin(self.end_server(server, fwd.status, clean, fwd.effects)).await;
                 return Some(EndReason::ClientClosed);
             }
             Ok(Outcome::ServerGone { fatal_sent }) => {
@@ -243,13 +258,32 @@ impl Session {
 
     /// At a transaction boundary: gives the server back; `Some(why)` when the session must
     /// end because a close was requested.
-    async fn boundary(&mut self, mut server: ServerConn, mode: PoolMode) -> Option<EndReason> {
+    async fn boundary(
+        &mut self,
+        mut server: ServerConn,
+        mode: PoolMode,
+        fx: u8,
+    ) -> Option<EndReason> {
         if let Some(r) = self.route.as_mut() {
             r.ended();
         }
+        let followed = mode == PoolMode::Session
+            || fx & effects::SETTINGS == 0
+            || Box::pin(self.follow_settings(&mut server)).await;
+        let keep = if mode == PoolMode::Session {
+            pin::Keep::Release
+        } else {
+            Box::pin(self.session_state(&mut server, fx)).await
+        };
         if mode == PoolMode::Session {
             // Only after a close request (see `forward`): reset as if the client left.
-            Box::pin(self.end_server(server, status::IDLE, true)).await;
+            Box::pin(self.end_server(server, status::IDLE, true, fx)).await;
+        } else if !followed || matches!(keep, pin::Keep::Close) {
+            // Whatever pinned the client is gone with the connection.
+            self.pin = None;
+            self.pool.close(server);
+        } else if matches!(keep, pin::Keep::Pin) {
+            self.pinned = Some(Box::new(server));
         } else if server.prepared.sql_prepared && Box::pin(server.deallocate_all()).await.is_err() {
             // SQL-level PREPARE lasts until the end of its transaction in these modes.
             self.pool.close(server);
@@ -261,6 +295,9 @@ impl Session {
         let info = &self.reg.info;
         info.idle();
         let why = info.close_requested()?;
+        if let Some(server) = self.pinned.take() {
+            self.pool.close(*server);
+        }
         let _ = Box::pin(self.send_close(why)).await;
         Some(EndReason::CloseRequested)
     }
@@ -310,6 +347,9 @@ impl Session {
                     if let Some(r) = self.route.as_mut() {
                         r.observe(&buf);
                     }
+                    if let Some(db) = effects::dropped_database(&buf) {
+                        self.ctx.close_idle_to(&db);
+                    }
                     self.c2s.preload(buf);
                     return Ok(true);
                 }
@@ -326,38 +366,20 @@ impl Session {
         t.transactions.fetch_add(1, Ordering::Relaxed);
         t.bytes_in.fetch_add(fwd.bytes_in, Ordering::Relaxed);
         t.bytes_out.fetch_add(fwd.bytes_out, Ordering::Relaxed);
-        let tracked = |k: &str| {
-            TRACKED_REPORTED.iter().any(|t| t.eq_ignore_ascii_case(k))
-                || self
-                    .ctx
-                    .config()
-                    .pooler
-                    .track_extra_parameters
-                    .iter()
-                    .any(|t| t.eq_ignore_ascii_case(k))
-        };
-        let reset = std::mem::take(&mut server.prepared.settings_reset);
-        if reset {
-            // DISCARD ALL / RESET: the server is at its defaults; the next sync re-applies
-            // this client's settings, as PostgreSQL itself restores startup-packet values.
-            server.params = ParamSet::default().intern();
-        }
-        if fwd.reported.is_empty() {
-            return;
-        }
-        let mut view = (*self.view).clone();
-        let mut changed = false;
-        for (k, v) in &fwd.reported {
-            if tracked(k) && view.get(k) != Some(v.as_str()) {
-                view = view.with(k, v);
-                changed = true;
+        // Settings are followed by reading them back (`settings_track`), not from the
+        // flow's tags or the reported values.
+        server.prepared.settings_reset = false;
+    }
+
+    /// After a transaction that may have changed settings: the client's view and the
+    /// server's tag from what the server now has; false when the server could not say.
+    async fn follow_settings(&mut self, server: &mut ServerConn) -> bool {
+        match settings_track::follow(server, &self.startup).await {
+            Ok(view) => {
+                self.view = view;
+                true
             }
-        }
-        if changed {
-            self.view = view.intern();
-            if !reset {
-                server.params = self.view.clone();
-            }
+            Err(_) => false,
         }
     }
 }
