@@ -243,6 +243,9 @@ pub struct PoolerConfig {
     pub probe_interval: Duration,
     /// How long a node that failed a probe or a connection is left out.
     pub ban_time: Duration,
+    /// How long new logins and transactions wait for a usable primary (fenced, unreachable,
+    /// lease run out, mid-failover) before they fail; zero = they fail at once.
+    pub primary_wait_timeout: Duration,
 }
 
 /// Where a database's server connections go.
@@ -375,6 +378,20 @@ pub struct AgentConfig {
     pub name: String,
     /// Where the state lives.
     pub state_store: StateStoreConfig,
+    /// The write lease of the poolers: a pooler under an agent sends writes only while its
+    /// topology was renewed (push or etcd) within it; zero = off.
+    pub topology_lease: Duration,
+}
+
+impl Config {
+    /// The write lease a pooler reading this file holds its topology under: `Some` when
+    /// `agent.topology_lease` is not zero and an agent manages the poolers (`agent.poolers`
+    /// listed, or the topology kept in etcd); `None` = discovery alone, no lease.
+    pub fn write_lease(&self) -> Option<Duration> {
+        let managed = !self.agent.poolers.is_empty()
+            || matches!(self.agent.state_store, StateStoreConfig::Etcd(_));
+        (managed && !self.agent.topology_lease.is_zero()).then_some(self.agent.topology_lease)
+    }
 }
 
 /// `[agent] state_store`.

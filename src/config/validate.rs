@@ -545,6 +545,11 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
             Duration::from_millis(500),
         ),
         ban_time: c.duration("pooler.ban_time", &p.ban_time, Duration::from_secs(10)),
+        primary_wait_timeout: c.duration(
+            "pooler.primary_wait_timeout",
+            &p.primary_wait_timeout,
+            Duration::from_secs(15),
+        ),
     }
 }
 
@@ -886,6 +891,18 @@ fn agent(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfig>) -> Agen
         );
     }
     let listen = c.socket("agent.listen", &a.listen, "127.0.0.1:9931");
+    let topology_lease = c.duration(
+        "agent.topology_lease",
+        &a.topology_lease,
+        Duration::from_secs(3),
+    );
+    if !topology_lease.is_zero() && topology_lease < Duration::from_millis(300) {
+        c.bad(
+            "agent.topology_lease",
+            format!("{topology_lease:?} is too short to renew three times over HTTP"),
+            "at least \"300ms\", or 0 to turn the lease off",
+        );
+    }
     AgentConfig {
         state_dir: PathBuf::from(a.state_dir.as_deref().unwrap_or("/var/lib/pgsluice")),
         probe_interval,
@@ -901,6 +918,7 @@ fn agent(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfig>) -> Agen
         warm: warm(c, a),
         name: agent_name(a, listen),
         state_store: state_store(c, a, cluster),
+        topology_lease,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The pooler's HTTP endpoint: `/metrics`, `/health`, and the control calls the agent uses
-//! (`/control/topology`, `/control/pause`, `/control/resume`).
+//! (`/control/topology`, which also renews the write lease, `/control/pause`, `/control/resume`).
 
 use super::metrics::render;
 use crate::session::SessionCtx;
@@ -49,6 +49,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn handle(ctx: Arc<SessionCtx>, req: Request<Incoming>) -> Reply {
+    // A push renews the write lease from its receipt: taken before the body is read.
+    let received = Instant::now();
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/health") => reply(StatusCode::OK, "ok\n"),
@@ -68,7 +70,7 @@ async fn handle(ctx: Arc<SessionCtx>, req: Request<Incoming>) -> Reply {
             )
         }
         (&Method::POST, "/control/topology") => match body_json::<Topology>(req).await {
-            Ok(t) => push_topology(&ctx, t),
+            Ok(t) => push_topology(&ctx, t, received),
             Err(e) => reply(StatusCode::BAD_REQUEST, e),
         },
         (&Method::POST, "/control/pause") => {
@@ -109,9 +111,14 @@ async fn body_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
     serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON: {e}"))
 }
 
-/// Installs a pushed topology if its epoch is higher than the one held.
-fn push_topology(ctx: &SessionCtx, t: Topology) -> Reply {
+/// Installs a pushed topology if its epoch is higher than the one held; the one held, pushed
+/// again, renews the write lease (the agent's heartbeat).
+fn push_topology(ctx: &SessionCtx, t: Topology, received: Instant) -> Reply {
     let (current, _) = ctx.topology();
+    if current.epoch > 0 && t == current {
+        ctx.writer.renew(received);
+        return reply(StatusCode::OK, "renewed\n");
+    }
     if !current.superseded_by(&t) && current.epoch > 0 {
         return reply(
             StatusCode::CONFLICT,
@@ -128,6 +135,7 @@ fn push_topology(ctx: &SessionCtx, t: Topology) -> Reply {
     };
     tracing::info!(epoch = t.epoch, primary = ?t.primary, fenced = ?t.fenced, "topology pushed");
     ctx.set_topology(t, primary);
+    ctx.writer.renew(received);
     reply(StatusCode::OK, "accepted\n")
 }
 

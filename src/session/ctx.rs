@@ -11,6 +11,7 @@ use crate::server::{ConnectSpec, Credential};
 use crate::session::auth_cache::AuthCache;
 use crate::session::cancel::CancelMap;
 use crate::session::clients::{ClientInfo, Clients, CloseReason, Registered};
+use crate::session::writer::WriteLease;
 use crate::tls::client::ServerTlsHandle;
 use crate::tls::FrontDoor;
 use crate::topology::Topology;
@@ -184,6 +185,8 @@ pub struct SessionCtx {
     pub pending: Arc<PendingLogins>,
     /// `auth_query` answers and SCRAM pass-through keys.
     pub auth: AuthCache,
+    /// The write lease: whether writes may go to the primary now (session::writer).
+    pub writer: WriteLease,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -220,6 +223,7 @@ impl SessionCtx {
             server_tls: ServerTlsHandle::default(),
             pending: PendingLogins::new(pending_cap),
             auth: AuthCache::default(),
+            writer: WriteLease::default(),
         })
     }
 
@@ -304,6 +308,7 @@ impl SessionCtx {
 
     /// Installs a topology and the primary's node; re-points cluster pools to it.
     pub fn set_topology(&self, topology: Topology, primary: Option<NodeConfig>) {
+        self.writer.installed(&topology);
         if let Ok(mut t) = self.topology.write() {
             *t = (topology, primary.clone());
         }

@@ -15,6 +15,7 @@ pub mod prepared;
 pub mod prepared_flow;
 mod route;
 mod run;
+pub mod writer;
 
 pub use ctx::SessionCtx;
 pub use run::serve;

@@ -113,7 +113,9 @@ async fn admit(
         hints.chain(login.wanted.iter()),
         key.pid as usize,
     );
+    let cluster = login.database.backend == crate::config::Backend::Cluster;
     let session = Session {
+        cluster,
         route,
         db_gate: ctx.gate.db(&pool.database),
         ctx,
@@ -202,28 +204,50 @@ async fn login_phase(
             ),
         ));
     }
-    let pool = pool_for(ctx, &config, &db, &login)?;
-    // A server session tells us the parameters to show and spells the client's settings.
-    let mut server = pool.checkout().await.map_err(pool_login_error)?;
-    let reported = match server.sync_params(&login.wanted.clone().intern()).await {
-        Ok(r) => r,
-        Err(e) => {
-            pool.close(server);
-            return Err(LoginError::fatal(static_code(e.sqlstate()), e.to_string()));
-        }
+    let pool = pool_for_login(ctx, &config, &db, &login).await?;
+    // A server session tells us the parameters to show and spells the client's settings;
+    // while a cluster database has no usable primary, the parameters its last server
+    // connection sent do (a login does not need the primary).
+    let cluster = db.backend == crate::config::Backend::Cluster;
+    let kept = (pool.database.clone(), pool.user.clone());
+    let cached = cluster.then(|| ctx.writer.params(&kept)).flatten();
+    let server = match &cached {
+        Some(_) if writer_blocked(ctx, &config) => None,
+        _ => match pool.checkout().await {
+            Ok(s) => Some(s),
+            Err(PoolError::Server(e)) if cached.is_some() && unreachable(e.sqlstate()) => None,
+            Err(e) => return Err(pool_login_error(e)),
+        },
     };
-    let canonical = canonical(&login.wanted, &reported).intern();
-    server.params = canonical.clone();
-    let startup_params = server.startup_params.clone();
+    let (startup_params, canonical, server) = match (server, cached) {
+        (Some(mut server), _) => {
+            let reported = match server.sync_params(&login.wanted.clone().intern()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    pool.close(server);
+                    return Err(LoginError::fatal(static_code(e.sqlstate()), e.to_string()));
+                }
+            };
+            let canonical = canonical(&login.wanted, &reported).intern();
+            server.params = canonical.clone();
+            if cluster {
+                ctx.writer.keep_params(kept, server.startup_params.clone());
+            }
+            (server.startup_params.clone(), canonical, Some(server))
+        }
+        (None, Some(params)) => (params, login.wanted.clone().intern(), None),
+        (None, None) => return Err(LoginError::fatal("08006", "no server connection")),
+    };
     let key = ctx.cancels.register();
     login::greet(client, &startup_params, &canonical, (key.pid, key.secret)).await?;
     ctx.totals.logins.fetch_add(1, Ordering::Relaxed);
     let keep = pool.settings().mode == PoolMode::Session;
-    let server = if keep {
-        Some(server)
-    } else {
-        pool.release(server);
-        None
+    let server = match server {
+        Some(server) if !keep => {
+            pool.release(server);
+            None
+        }
+        other => other,
     };
     Ok(Some(Begun::Pool((login, pool, key, canonical, server))))
 }
@@ -237,6 +261,56 @@ fn canonical(wanted: &ParamSet, reported: &[(String, String)]) -> ParamSet {
         }
     }
     set
+}
+
+/// Whether writes to a cluster database's primary are held now (session::writer).
+fn writer_blocked(ctx: &SessionCtx, config: &crate::config::Config) -> bool {
+    ctx.writer
+        .blocked(config.write_lease(), Instant::now())
+        .is_some()
+}
+
+/// Whether SQLSTATE `code` says the server cannot be reached (class 08, 57P).
+fn unreachable(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P")
+}
+
+/// [`pool_for`] for a login: while a cluster database has no usable primary, its existing
+/// pool serves (from kept parameters), or, before any, the login waits for a primary up to
+/// `primary_wait_timeout`.
+async fn pool_for_login(
+    ctx: &SessionCtx,
+    config: &crate::config::Config,
+    db: &crate::config::DatabaseConfig,
+    login: &Login,
+) -> Result<Arc<Pool>, LoginError> {
+    if db.backend != crate::config::Backend::Cluster || !writer_blocked(ctx, config) {
+        if let Ok(p) = pool_for(ctx, config, db, login) {
+            return Ok(p);
+        }
+    }
+    let pool_user = db.user.clone().unwrap_or_else(|| login.user.clone());
+    let existing = ctx.pools.writer_pools().into_iter().find(|p| {
+        *p.database == *db.name
+            && *p.user == *pool_user
+            && ctx
+                .writer
+                .params(&(p.database.clone(), p.user.clone()))
+                .is_some()
+    });
+    if let Some(p) = existing {
+        return Ok(p);
+    }
+    let lease = config.write_lease();
+    let deadline = Instant::now() + config.pooler.primary_wait_timeout;
+    let w = &ctx.writer;
+    let _ = w
+        .wait(deadline, |now| {
+            let known = ctx.topology().1.is_some();
+            w.blocked(lease, now).or((!known).then_some(""))
+        })
+        .await;
+    pool_for(ctx, config, db, login)
 }
 
 /// The pool of a logged-in client, created on first use.
@@ -339,6 +413,8 @@ struct Session {
     flow: Option<Box<Flow>>,
     /// Read routing to standbys (databases with a policy other than `primary`).
     route: Option<Box<Routed>>,
+    /// A `[cluster]` database: writes wait for a usable primary (session::writer).
+    cluster: bool,
 }
 
 impl Session {
@@ -587,7 +663,7 @@ impl Session {
     /// Checks a server out and brings its settings in line with this client's.
     ///
     /// On a cluster database whose primary cannot be reached, the transaction waits (up to
-    /// `query_wait_timeout`) for discovery or the agent to name a reachable primary, so that
+    /// `primary_wait_timeout`) for discovery or the agent to name a reachable primary, so that
     /// a client idle at a failover sees a delay rather than an error; past that, a routed
     /// session gets an ERROR for this transaction and keeps its connection.
     async fn attach(&mut self) -> Result<ServerConn, &'static str> {
@@ -603,6 +679,17 @@ impl Session {
                         break;
                     }
                     Err(msg) => Box::pin(self.refuse_batch("57P03", msg)).await?,
+                }
+            }
+            if self.route.as_ref().is_none_or(|r| r.on_replica.is_none()) {
+                if let Err(why) = self.await_writer().await {
+                    let msg = format!("no usable primary after primary_wait_timeout: {why}");
+                    if self.route.is_some() {
+                        Box::pin(self.refuse_batch("08006", &msg)).await?;
+                        continue;
+                    }
+                    let _ = send_error(&mut self.client, "FATAL", "08006", &msg).await;
+                    return Err("no usable primary");
                 }
             }
             let e = match self.pool.checkout().await {
@@ -643,6 +730,22 @@ impl Session {
         }
     }
 
+    /// Waits (up to `primary_wait_timeout`) until writes may go to a cluster database's
+    /// primary: the topology names an unfenced one and, under an agent, its lease is fresh.
+    async fn await_writer(&self) -> Result<(), &'static str> {
+        if !self.cluster {
+            return Ok(());
+        }
+        let w = &self.ctx.writer;
+        let config = self.ctx.config();
+        let lease = config.write_lease();
+        if w.blocked(lease, Instant::now()).is_none() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + config.pooler.primary_wait_timeout;
+        w.wait(deadline, |now| w.blocked(lease, now)).await
+    }
+
     /// Whether a failed check-out from a cluster database's primary should wait for a new
     /// primary: the node is unreachable (SQLSTATE class 08 or 57P) and the wait that
     /// `deadline` tracks has not run out.
@@ -660,7 +763,7 @@ impl Session {
             .get(&*self.pool.database)
             .is_some_and(|d| d.backend == crate::config::Backend::Cluster);
         let until =
-            *deadline.get_or_insert_with(|| Instant::now() + config.pooler.query_wait_timeout);
+            *deadline.get_or_insert_with(|| Instant::now() + config.pooler.primary_wait_timeout);
         cluster && Instant::now() < until
     }
 
@@ -769,36 +872,34 @@ impl Session {
             if mode != PoolMode::Session && !fatal_sent {
                 // Idle in a transaction on a node that died: the client's next batch gets
                 // the error, and the client goes on (see `attach`).
-                r.broken = Some(format!("server connection to node {node} lost"));
+                r.broken = Some(lost(&node));
                 return true;
             }
         }
         if mode == PoolMode::Session || fwd.outstanding == 0 {
             if !fatal_sent {
-                let _ = send_error(
-                    &mut self.client,
-                    "FATAL",
-                    "08006",
-                    &format!("server connection to node {node} lost"),
-                )
-                .await;
+                let _ = send_error(&mut self.client, "FATAL", "08006", &lost(&node)).await;
             }
             return false;
         }
         let mut out = BytesMut::new();
         if !fatal_sent {
-            builders::error_response(
-                &mut out,
-                "ERROR",
-                "08006",
-                &format!("server connection to node {node} lost"),
-            );
+            builders::error_response(&mut out, "ERROR", "08006", &lost(&node));
         }
         for _ in 0..fwd.outstanding.max(1) {
             builders::ready_for_query(&mut out, status::IDLE);
         }
         self.client.write_all(&out).await.is_ok()
     }
+}
+
+/// What a client whose transaction was running when its server died is told (08006): the
+/// transaction is lost; the next one waits for a usable primary (a failover is a pause).
+fn lost(node: &str) -> String {
+    format!(
+        "server connection to node {node} lost during the transaction (server crash or \
+         failover): it did not complete; the next transaction waits for a usable primary"
+    )
 }
 
 /// [`Session::forward`] with timeouts: ticks at a quarter of the shorter timeout.
