@@ -5,6 +5,10 @@
 //! which is what `fence::promote_after` relies on. The heartbeat pushes the last published
 //! topology again every `topology_lease / 3` (every [`REPUSH_EVERY`] with the lease off)
 //! while this agent acts; a pooler holding it answers 200 and renews its lease.
+//!
+//! With etcd, an agent that led keeps renewing while etcd does not answer (failsafe: an etcd
+//! outage alone stops no writes), until etcd shows another leader or a pooler answers 409
+//! (it holds a newer epoch: another agent fenced). It changes no topology meanwhile.
 
 use super::pooler::{Poolers, Reply};
 use super::store::StateStore;
@@ -31,8 +35,11 @@ pub struct Pushed {
 #[derive(Debug, Default)]
 pub struct Pushes {
     last: tokio::sync::Mutex<Option<Topology>>,
-    /// Whether this agent acts (holds the lock or the etcd lease): only then it renews.
+    /// Whether this agent took charge (holds the lock or led in etcd): only then it renews.
     pub acting: AtomicBool,
+    /// A renewal was answered 409: a pooler holds a newer topology, someone else fenced;
+    /// no renewal until this agent publishes again.
+    deposed: AtomicBool,
 }
 
 impl Pushes {
@@ -41,6 +48,7 @@ impl Pushes {
     pub async fn push(&self, poolers: &Poolers, topology: &Topology) -> Pushed {
         let mut last = self.last.lock().await;
         *last = Some(topology.clone());
+        self.deposed.store(false, Ordering::Release);
         let started = Instant::now();
         let replies = poolers.publish(topology).await;
         Pushed { started, replies }
@@ -53,8 +61,15 @@ impl Pushes {
             return;
         };
         for r in poolers.publish(t).await {
-            if let super::pooler::Outcome::Failed(why) = r.outcome {
-                tracing::debug!(url = %r.url, %why, "pooler did not take the renewal");
+            match r.outcome {
+                super::pooler::Outcome::Stale => {
+                    tracing::warn!(url = %r.url, epoch = t.epoch, "a pooler holds a newer topology: renewals stop");
+                    self.deposed.store(true, Ordering::Release);
+                }
+                super::pooler::Outcome::Failed(why) => {
+                    tracing::debug!(url = %r.url, %why, "pooler did not take the renewal")
+                }
+                _ => {}
             }
         }
     }
@@ -87,9 +102,11 @@ pub async fn run<S: StateStore>(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        // An agent that lost the etcd lease must not extend a topology another agent may
-        // be fencing: `may_act` is checked right before each renewal.
-        if pushes.acting.load(Ordering::Acquire) && store.may_act() {
+        // An agent another one replaced must not extend a topology that one may be fencing:
+        // `may_renew` (no other leader seen) and `deposed` (no pooler holds a newer epoch)
+        // are checked right before each renewal.
+        let deposed = pushes.deposed.load(Ordering::Acquire);
+        if pushes.acting.load(Ordering::Acquire) && store.may_renew() && !deposed {
             pushes.renew(&poolers).await;
         }
     }

@@ -134,7 +134,10 @@ pub async fn run<S: StateStore>(
             }
             _ => {}
         }
-        ctx.pushes.acting.store(acting, Ordering::Release);
+        if acting {
+            // Cleared only at shutdown: after a lost leadership, `may_renew` decides.
+            ctx.pushes.acting.store(true, Ordering::Release);
+        }
         let round = Round {
             now_ms: t0.elapsed().as_millis() as u64,
             probes: prober.round().await,
