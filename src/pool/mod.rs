@@ -110,6 +110,8 @@ pub struct Pool {
     born: Instant,
     /// The standby this pool serves reads on; unset for a pool that follows the primary.
     reads_on: std::sync::OnceLock<Arc<str>>,
+    /// Notified by [`Pool::retarget`]: connects still under way to the old node give up.
+    retargeted: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,6 +149,7 @@ impl Pool {
             stats: PoolStats::default(),
             born: Instant::now(),
             reads_on: std::sync::OnceLock::new(),
+            retargeted: tokio::sync::Notify::new(),
         })
     }
 
@@ -195,6 +198,7 @@ impl Pool {
         for c in stale {
             self.discard(c);
         }
+        self.retargeted.notify_waiters();
     }
 
     /// Checks a connection out, waiting in FIFO order up to `query_wait_timeout`.
@@ -325,11 +329,26 @@ impl Pool {
     async fn open(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
         let spec = self.spec();
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        match connect(&spec).await {
-            Ok(c) => Ok(c),
+        // Frees the slot unless a connection comes out of it, also when the caller drops
+        // this future mid-connect (a failover abandons a connect to the old primary).
+        let mut slot = OpenSlot(Some(self));
+        // A connect to a node the pool no longer points at (a partitioned old primary may
+        // answer nothing until `server_connect_timeout`) gives its slot up at once.
+        let moved = self.retargeted.notified();
+        let r = tokio::select! {
+            r = connect(&spec) => r,
+            _ = moved => Err(crate::server::ServerError::Io {
+                node: spec.node.to_string(),
+                source: std::io::Error::other("connect abandoned: the pool now points elsewhere"),
+            }),
+        };
+        match r {
+            Ok(c) => {
+                slot.0 = None;
+                Ok(c)
+            }
             Err(e) => {
                 self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
-                self.free_slot();
                 Err(e.into())
             }
         }
@@ -580,5 +599,16 @@ struct DecOnDrop<'a>(&'a AtomicUsize);
 impl Drop for DecOnDrop<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A slot taken for a connection being opened: freed on drop unless disarmed.
+struct OpenSlot<'a>(Option<&'a Arc<Pool>>);
+
+impl Drop for OpenSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            pool.free_slot();
+        }
     }
 }

@@ -213,11 +213,18 @@ async fn login_phase(
     let cached = cluster.then(|| ctx.writer.params(&kept)).flatten();
     let server = match &cached {
         Some(_) if writer_blocked(ctx, &config) => None,
-        _ => match pool.checkout().await {
-            Ok(s) => Some(s),
-            Err(PoolError::Server(e)) if cached.is_some() && unreachable(e.sqlstate()) => None,
-            Err(e) => return Err(pool_login_error(e)),
+        // The primary may be gone without a word (a partition): do not wait on it.
+        Some(_) => match tokio::time::timeout(LOGIN_WAIT, login_checkout(ctx, &pool, true)).await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(PoolError::Server(e))) if unreachable(e.sqlstate()) => None,
+            Ok(Err(e)) => return Err(pool_login_error(e)),
+            Err(_) => None,
         },
+        None => Some(
+            login_checkout(ctx, &pool, cluster)
+                .await
+                .map_err(pool_login_error)?,
+        ),
     };
     let (startup_params, canonical, server) = match (server, cached) {
         (Some(mut server), _) => {
@@ -261,6 +268,27 @@ fn canonical(wanted: &ParamSet, reported: &[(String, String)]) -> ParamSet {
         }
     }
     set
+}
+
+/// How long a login waits for a server connection when parameters are kept for its pool;
+/// then it completes from them.
+const LOGIN_WAIT: Duration = Duration::from_millis(500);
+
+/// A check-out for a login; on a cluster database, started again when a topology is
+/// installed meanwhile (its connect may be stuck on the old primary).
+async fn login_checkout(
+    ctx: &SessionCtx,
+    pool: &Arc<Pool>,
+    cluster: bool,
+) -> Result<ServerConn, PoolError> {
+    loop {
+        if !cluster {
+            return pool.checkout().await;
+        }
+        if let Some(r) = ctx.writer.unless_retargeted(pool.checkout()).await {
+            return r;
+        }
+    }
 }
 
 /// Whether writes to a cluster database's primary are held now (session::writer).
@@ -479,10 +507,19 @@ impl Session {
             let registry = &self.ctx.prepared;
             fwd.flow = prepared_flow::lend(&mut self.flow, &mut server.prepared, registry, max);
         }
+        let (ctx, node) = (self.ctx.clone(), server.node.clone());
+        let on_writer = self.cluster && self.route.as_ref().is_none_or(|r| r.on_replica.is_none());
+        let fenced = async {
+            match on_writer {
+                true => ctx.writer.fenced(&node, || ctx.topology().0).await,
+                false => std::future::pending().await,
+            }
+        };
         let outcome = tokio::select! {
             biased;
             o = self.forward(&mut fwd, &mut server, &target, &config) => Some(o),
             _ = info.closing(CloseReason::Killed) => None,
+            _ = fenced => Some(Ok(Outcome::ServerGone { fatal_sent: false })),
         };
         self.key.slot.set(None);
         prepared_flow::give_back(fwd.flow.take(), &mut self.flow, &mut server.prepared);
@@ -692,7 +729,15 @@ impl Session {
                     return Err("no usable primary");
                 }
             }
-            let e = match self.pool.checkout().await {
+            let checkout = self.pool.checkout();
+            let checked = match self.cluster {
+                true => self.ctx.writer.unless_retargeted(checkout).await,
+                false => Some(checkout.await),
+            };
+            let Some(checked) = checked else {
+                continue; // a new topology: check out again, maybe from elsewhere
+            };
+            let e = match checked {
                 Ok(mut server) => match server.sync_params(&self.view).await {
                     Ok(_) => return Ok(server),
                     Err(_) => {
