@@ -546,12 +546,13 @@ impl Session {
                 return Some("client closed");
             }
             Ok(Outcome::ServerGone { fatal_sent }) => {
+                let node = server.node.clone();
                 self.pool.close(server);
                 self.ctx
                     .totals
                     .server_errors
                     .fetch_add(1, Ordering::Relaxed);
-                if !Box::pin(self.server_lost(&fwd, fatal_sent, mode)).await {
+                if !Box::pin(self.server_lost(&fwd, fatal_sent, mode, node)).await {
                     return Some("server connection lost");
                 }
             }
@@ -908,11 +909,17 @@ impl Session {
     }
 
     /// Tells the client its server is gone; true if the client may go on.
-    async fn server_lost(&mut self, fwd: &Forwarder, fatal_sent: bool, mode: PoolMode) -> bool {
+    /// `node`: the server's node (the pool may point elsewhere already, after a failover).
+    async fn server_lost(
+        &mut self,
+        fwd: &Forwarder,
+        fatal_sent: bool,
+        mode: PoolMode,
+        node: Arc<str>,
+    ) -> bool {
         let _ = Forwarder::flush_to_client(&mut self.client, &mut self.s2c).await;
         self.s2c = Pipe::default();
         self.c2s = Pipe::default();
-        let node = self.pool.spec().node.clone();
         if let Some(r) = self.route.as_mut().filter(|_| fwd.outstanding == 0) {
             if mode != PoolMode::Session && !fatal_sent {
                 // Idle in a transaction on a node that died: the client's next batch gets
