@@ -13,9 +13,11 @@
 //! | [`etcd`] | a small etcd v3 client over its JSON gateway: kv, transactions, leases, watch |
 //! | [`server`] | a server connection: connect, authenticate, parameter sync, control queries |
 //! | [`pool`] | pools per (database, user): FIFO check-out, reserve, caps, janitor |
+//! | [`router`] | sans-IO routing: classify a transaction's first frames, choose primary or standby |
+//! | [`backend`] | what all sessions share: config snapshot, cluster truth and its one `apply`, pools by (database, user, target), clients, gate |
 //! | [`session`] | one task per client: login, transactions, forwarding fast path, cancel |
-//! | [`admin`] | the admin console (`pgsluice`/`pgbouncer` database): SHOW, PAUSE, RELOAD, ... |
-//! | [`daemon`] | the pooler daemon: wiring, discovery, HTTP endpoint, signals |
+//! | [`admin`] | the admin console (`pgsluice`/`pgbouncer` database): SHOW, PAUSE, RELOAD, ... (uses `backend`, never `session`) |
+//! | [`daemon`] | the pooler daemon: wiring, discovery, HTTP endpoint, signals, metrics (uses `backend`; sessions start through a `SessionStarter` the CLI hands it) |
 //! | [`cluster`] | throwaway local PostgreSQL clusters (primary + streaming standbys) for tests and the sandbox |
 //! | [`sandbox`] | `pgsluice sandbox`: a persistent local cluster, its config and the daemons, recorded in a state file |
 //! | [`agent`] | the replication manager: probes, failover state machine, actions, state store |
@@ -26,6 +28,7 @@
 pub mod admin;
 pub mod agent;
 pub mod auth;
+pub mod backend;
 pub mod cli;
 pub mod cluster;
 pub mod config;

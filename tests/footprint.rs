@@ -10,7 +10,8 @@ async fn client_task_future_stays_small() {
     let addr = listener.local_addr().expect("addr");
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let config = pgsluice::config::from_str("[databases.a]\nhost = 'h'\n", "t").expect("config");
-    let ctx = pgsluice::session::SessionCtx::new(std::sync::Arc::new(config), Default::default());
+    let backend = pgsluice::backend::Backend::new(std::sync::Arc::new(config), Default::default());
+    let ctx = pgsluice::session::SessionCtx::new(backend);
     let client = pgsluice::net::stream::ClientStream::Tcp(stream);
     let task = pgsluice::session::serve(ctx, client, pgsluice::net::stream::Peer::Unix);
     let size = std::mem::size_of_val(&task);

@@ -3,10 +3,10 @@
 //! share.
 
 use super::{show, Admin, AdminError, Command};
+use crate::backend::clients::CloseReason;
 use crate::config::{parse_duration, Config};
 use crate::pool::Pool;
 use crate::proto::builders;
-use crate::session::clients::CloseReason;
 use bytes::BytesMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -16,13 +16,12 @@ mod table;
 pub use parse::{parse, Command, ParseError, Show, ShutdownMode};
 pub use stats::Averages;
 
+use crate::backend::clients::{CloseReason, Registered};
+use crate::backend::{Backend, Console, ConsoleLogin};
 use crate::config::Config;
 use crate::net::frame_io::{read_frame, FrameIoError};
 use crate::net::stream::ClientStream;
 use crate::proto::{builders, tags::frontend};
-use crate::session::clients::{CloseReason, Registered};
-use crate::session::ctx::{Console, ConsoleLogin};
-use crate::session::SessionCtx;
 use bytes::BytesMut;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,7 +29,7 @@ use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
 
-pub use crate::session::ctx::CONSOLE_DATABASES;
+pub use crate::backend::CONSOLE_DATABASES;
 
 /// Largest console query accepted.
 const MAX_QUERY: usize = 64 * 1024;
@@ -70,7 +69,7 @@ impl From<ParseError> for AdminError {
 
 /// The console, shared by every console session.
 pub struct Admin {
-    pub ctx: Arc<SessionCtx>,
+    pub ctx: Arc<Backend>,
     ops: Arc<dyn Operations>,
     pub started: SystemTime,
     pub averages: Averages,
@@ -78,7 +77,7 @@ pub struct Admin {
 
 impl Admin {
     /// A console over `ctx`, with `ops` for reload and shutdown.
-    pub fn new(ctx: Arc<SessionCtx>, ops: Arc<dyn Operations>) -> Arc<Self> {
+    pub fn new(ctx: Arc<Backend>, ops: Arc<dyn Operations>) -> Arc<Self> {
         Arc::new(Self {
             ctx,
             ops,

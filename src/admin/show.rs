@@ -4,10 +4,9 @@
 
 use super::table::{s, Table};
 use super::{format_time, Admin, AdminError, Show};
+use crate::backend::clients::{now_us, ClientInfo, ClientState};
 use crate::config::{Backend, Config, DatabaseConfig};
 use crate::pool::Pool;
-use crate::session::clients::{now_us, ClientInfo};
-use crate::session::ClientState;
 use bytes::BytesMut;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

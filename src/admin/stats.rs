@@ -8,8 +8,8 @@
 
 use super::table::{s, Table};
 use super::{Admin, Show};
+use crate::backend::Backend;
 use crate::pool::Pool;
-use crate::session::SessionCtx;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -69,7 +69,7 @@ impl DbCounters {
 }
 
 /// Counters of every database now.
-pub fn totals(ctx: &SessionCtx) -> BTreeMap<String, DbCounters> {
+pub fn totals(ctx: &Backend) -> BTreeMap<String, DbCounters> {
     let mut m: BTreeMap<String, DbCounters> = ctx
         .config()
         .databases
@@ -90,7 +90,7 @@ pub struct Averages(Arc<Mutex<(Option<Sample>, Option<Sample>)>>);
 
 impl Averages {
     /// Takes a sample (the daemon calls this every stats period).
-    pub fn sample(&self, ctx: &SessionCtx) {
+    pub fn sample(&self, ctx: &Backend) {
         let now = (Instant::now(), totals(ctx));
         if let Ok(mut g) = self.0.lock() {
             let last = g.1.take();

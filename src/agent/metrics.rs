@@ -22,6 +22,7 @@ pub struct Metrics {
     switchovers: IntCounter,
     last_failover_seconds: Gauge,
     decision_state: IntGauge,
+    acting: IntGauge,
     warm: WarmMetrics,
 }
 
@@ -123,8 +124,13 @@ impl Metrics {
                 "pgsluice_agent_decision_state",
                 "0 healthy, 1 suspect, 2 vetoed, 3 blocked, 4 failing over, 5 discovering",
             )?,
+            acting: IntGauge::new(
+                "pgsluice_agent_acting",
+                "1 while this agent acts (the only agent, or the holder of the etcd leader lease)",
+            )?,
         };
         let r = &m.registry;
+        r.register(Box::new(m.acting.clone()))?;
         r.register(Box::new(m.node_up.clone()))?;
         r.register(Box::new(m.node_role.clone()))?;
         r.register(Box::new(m.lag_bytes.clone()))?;
@@ -167,6 +173,11 @@ impl Metrics {
     /// Sets the published epoch.
     pub fn set_epoch(&self, epoch: u64) {
         self.epoch.set(epoch.min(i64::MAX as u64) as i64);
+    }
+
+    /// Whether this agent acts (holds the lease) or only follows.
+    pub fn set_acting(&self, acting: bool) {
+        self.acting.set(i64::from(acting));
     }
 
     /// Sets the decision state.
@@ -245,6 +256,9 @@ mod tests {
         assert!(text.contains("pgsluice_agent_node_up{node=\"b\"} 0"));
         assert!(text.contains("pgsluice_agent_node_role{node=\"a\"} 1"));
         assert!(text.contains("pgsluice_agent_epoch 4"));
+        assert!(text.contains("pgsluice_agent_acting 0"));
+        m.set_acting(true);
+        assert!(m.render().contains("pgsluice_agent_acting 1"));
         assert!(text.contains("pgsluice_agent_failovers_total 1"));
         assert!(text.contains("pgsluice_agent_last_failover_duration_seconds 1.5"));
     }

@@ -124,11 +124,15 @@ pub async fn run<S: StateStore>(
         }
         match (acting, ctx.store.may_act()) {
             (false, true) => match take_charge(&ctx, &cfg).await {
-                Ok(f) => (fsm, acting) = (f, true),
+                Ok(f) => {
+                    (fsm, acting) = (f, true);
+                    ctx.metrics.set_acting(true);
+                }
                 Err(e) => tracing::error!(error = %e, "taking charge failed; retrying next round"),
             },
             (true, false) => {
                 acting = false;
+                ctx.metrics.set_acting(false);
                 let why = "stopped acting: the etcd lease is no longer held";
                 ctx.record("leadership_lost", None, why, 0).await;
             }

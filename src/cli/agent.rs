@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs until SIGTERM or SIGINT.
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    super::init_logging();
     let cfg = config::load(path)?;
+    super::logging::init(cfg.agent.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -7,6 +7,8 @@ mod check_config;
 mod clone;
 mod events;
 mod failover;
+mod import_pgbouncer;
+mod logging;
 mod pooler;
 mod rejoin;
 mod sandbox;
@@ -41,6 +43,9 @@ pub struct ConfigArg {
 pub enum Command {
     /// Check a configuration file: prints every problem, or "ok".
     CheckConfig(ConfigArg),
+    /// Convert a PgBouncer configuration (pgbouncer.ini, userlist.txt) to pgsluice TOML and
+    /// report what became of every key.
+    ImportPgbouncer(import_pgbouncer::ImportArgs),
     /// Run the connection pooler daemon in the foreground.
     Pooler(ConfigArg),
     /// A local cluster with the pgsluice daemons: `up`, `status`, `down [--purge]`.
@@ -65,6 +70,7 @@ pub enum Command {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::CheckConfig(c) => Ok(check_config::run(&c.config)),
+        Command::ImportPgbouncer(a) => import_pgbouncer::run(a),
         Command::Pooler(c) => pooler::run(&c.config),
         Command::Sandbox(a) => sandbox::run(a),
         Command::Agent(c) => agent::run(&c.config),
@@ -75,14 +81,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Rejoin(a) => rejoin::run(a),
         Command::Clone(a) => clone::run(a),
     }
-}
-
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

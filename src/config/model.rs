@@ -230,6 +230,8 @@ pub struct PoolerConfig {
     pub max_startup_packet_size: usize,
     pub log_connections: bool,
     pub log_disconnections: bool,
+    /// How log lines are written (read at start; a reload does not change it).
+    pub log_format: LogFormat,
     /// Zero = no periodic stats line.
     pub stats_period: Duration,
     pub tcp_keepalive: bool,
@@ -381,6 +383,8 @@ pub struct AgentConfig {
     /// The write lease of the poolers: a pooler under an agent sends writes only while its
     /// topology was renewed (push or etcd) within it; zero = off.
     pub topology_lease: Duration,
+    /// How log lines are written.
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -391,6 +395,27 @@ impl Config {
         let managed = !self.agent.poolers.is_empty()
             || matches!(self.agent.state_store, StateStoreConfig::Etcd(_));
         (managed && !self.agent.topology_lease.is_zero()).then_some(self.agent.topology_lease)
+    }
+}
+
+/// How a daemon writes its log lines on stderr (`[pooler] log_format`, `[agent] log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses the configuration spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(Self::Text),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
     }
 }
 

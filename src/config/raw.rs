@@ -101,6 +101,8 @@ pub struct RawPooler {
     pub max_startup_packet_size: Option<RawBytes>,
     pub log_connections: Option<bool>,
     pub log_disconnections: Option<bool>,
+    /// `text` or `json` log lines on stderr.
+    pub log_format: Option<String>,
     pub stats_period: Option<RawDuration>,
     pub tcp_keepalive: Option<bool>,
     pub shutdown_timeout: Option<RawDuration>,
@@ -236,6 +238,8 @@ pub struct RawAgent {
     pub lease_ttl: Option<RawDuration>,
     /// How long a pooler's topology stays fresh for writes without a renewal (0 = off).
     pub topology_lease: Option<RawDuration>,
+    /// `text` or `json` log lines on stderr.
+    pub log_format: Option<String>,
 }
 
 /// `[metrics]`: the pooler's HTTP endpoint (`/metrics`, `/health`, control).

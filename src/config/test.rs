@@ -371,3 +371,25 @@ fn write_lease_keys() {
     let p = problems("[pooler]\nprimary_wait_timeout = \"soon\"\n");
     assert!(has(&p, "pooler.primary_wait_timeout:"), "{p:?}");
 }
+
+#[test]
+fn log_format_text_json_or_error() {
+    let c = from_str(MINIMAL, "t").unwrap();
+    assert_eq!(c.pooler.log_format, LogFormat::Text);
+    assert_eq!(c.agent.log_format, LogFormat::Text);
+    let text =
+        format!("{MINIMAL}[pooler]\nlog_format = \"json\"\n[agent]\nlog_format = \"json\"\n");
+    let c = from_str(&text, "t").unwrap();
+    assert_eq!(c.pooler.log_format, LogFormat::Json);
+    assert_eq!(c.agent.log_format, LogFormat::Json);
+    let text = format!("{MINIMAL}[pooler]\nlog_format = \"xml\"\n[agent]\nlog_format = \"\"\n");
+    let p = problems(&text);
+    assert!(
+        has(&p, "pooler.log_format: \"xml\" is not a log format"),
+        "{p:#?}"
+    );
+    assert!(
+        has(&p, "agent.log_format: \"\" is not a log format"),
+        "{p:#?}"
+    );
+}

@@ -522,6 +522,7 @@ fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
         max_startup_packet_size: max_startup as usize,
         log_connections: p.log_connections.unwrap_or(true),
         log_disconnections: p.log_disconnections.unwrap_or(true),
+        log_format: log_format(c, "pooler.log_format", p.log_format.as_deref()),
         stats_period: c.duration(
             "pooler.stats_period",
             &p.stats_period,
@@ -919,7 +920,17 @@ fn agent(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfig>) -> Agen
         name: agent_name(a, listen),
         state_store: state_store(c, a, cluster),
         topology_lease,
+        log_format: log_format(c, "agent.log_format", a.log_format.as_deref()),
     }
+}
+
+/// `pooler.log_format` / `agent.log_format`, `text` by default.
+fn log_format(c: &mut Checker, key: &str, raw: Option<&str>) -> LogFormat {
+    let text = raw.unwrap_or("text");
+    LogFormat::parse(text).unwrap_or_else(|| {
+        c.bad(key, format!("{text:?} is not a log format"), "text or json");
+        LogFormat::Text
+    })
 }
 
 /// `agent.name`, by default `<host name>-<listen port>`.

@@ -5,9 +5,9 @@
 //! A topology pushed by an agent (epoch > 0) wins over discovery while its primary answers as
 //! a primary; a fenced node is never chosen, whatever it claims.
 
+use crate::backend::Backend;
 use crate::config::{ClusterConfig, NodeConfig};
 use crate::router::{lag_time, parse_lsn, ClusterView, NodeRole, NodeState};
-use crate::session::SessionCtx;
 use crate::topology::Topology;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -204,7 +204,7 @@ pub fn build_view(
 
 /// Probes every `pooler.probe_interval` until `stop`: installs the primary it finds and
 /// publishes the node view (roles, LSNs, lag, bans) the router reads.
-pub async fn run(ctx: Arc<SessionCtx>, stop: CancellationToken) {
+pub async fn run(ctx: Arc<Backend>, stop: CancellationToken) {
     let mut probers: HashMap<String, Prober> = HashMap::new();
     let mut history = VecDeque::new();
     loop {
@@ -216,15 +216,13 @@ pub async fn run(ctx: Arc<SessionCtx>, stop: CancellationToken) {
             let probes = probe_all(cluster, &mut probers, timeout).await;
             let roles: Vec<(NodeConfig, Role)> =
                 probes.iter().map(|(n, p)| (n.clone(), p.role)).collect();
-            let (topology, current) = ctx.topology();
+            let (topology, _) = ctx.topology();
             let chosen = choose(&topology, &roles);
-            if chosen.is_some()
-                && chosen.as_ref().map(|n| &n.name) != current.as_ref().map(|n| &n.name)
-            {
-                tracing::info!(primary = ?chosen.as_ref().map(|n| &n.name), "primary discovered");
-                ctx.set_topology(topology.clone(), chosen.clone());
+            if ctx.propose_primary(chosen) {
+                tracing::info!(primary = ?ctx.topology().1.map(|n| n.name), "primary discovered");
             }
-            let writer = chosen.or(current).map(|n| n.name);
+            let (topology, current) = ctx.topology();
+            let writer = current.map(|n| n.name);
             let prev = ctx.cluster_view();
             let times = (started, Instant::now(), config.pooler.ban_time);
             let view = build_view(

@@ -13,10 +13,10 @@
 //! sent before the agent wrote the fence; watch events install but never renew (an event may
 //! arrive late). The agent's pushes renew too, so an etcd outage alone stops no writes.
 
+use crate::backend::{ApplyError, Backend};
 use crate::config::EtcdConfig;
 use crate::etcd::watch::watch_for;
 use crate::etcd::{EtcdClient, EtcdError};
-use crate::session::SessionCtx;
 use crate::topology::Topology;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,34 +27,32 @@ pub const SESSION: Duration = Duration::from_secs(30);
 /// Pause after a failed session.
 pub const RETRY: Duration = Duration::from_secs(1);
 
-/// Installs `t` if its epoch is above the one held; returns whether it did. `sent`: the
-/// read that returned it started then, and renews the write lease from then (also when `t`
-/// is the topology held).
-pub fn install(ctx: &SessionCtx, t: Topology, sent: Option<Instant>) -> bool {
+/// Applies `t` (epoch-ordered, see [`Backend::apply`]); returns whether it was installed.
+/// `sent`: the read that returned it started then, and renews the write lease from then (also
+/// when `t` is the topology held); watch events pass `None` (they may arrive late).
+pub fn install(ctx: &Backend, t: Topology, sent: Option<Instant>) -> bool {
     let (current, _) = ctx.topology();
-    if current.epoch > 0 && !current.superseded_by(&t) {
-        if let Some(at) = sent.filter(|_| t == current) {
+    if current.epoch > 0 && t == current {
+        if let Some(at) = sent {
             ctx.writer.renew(at);
         }
         return false;
     }
-    let config = ctx.config();
-    let primary = match (&config.cluster, &t.primary) {
-        (Some(c), Some(p)) if !t.is_fenced(p) => match c.node(p) {
-            Some(n) => Some(n.clone()),
-            None => {
-                tracing::warn!(node = %p, "topology in etcd names an unknown node; ignored");
-                return false;
+    let (epoch, primary, fenced) = (t.epoch, t.primary.clone(), t.fenced.clone());
+    match ctx.apply(t) {
+        Ok(()) => {
+            if let Some(at) = sent {
+                ctx.writer.renew(at);
             }
-        },
-        _ => None,
-    };
-    tracing::info!(epoch = t.epoch, primary = ?t.primary, fenced = ?t.fenced, "topology from etcd");
-    ctx.set_topology(t, primary);
-    if let Some(at) = sent {
-        ctx.writer.renew(at);
+            tracing::info!(epoch, ?primary, ?fenced, "topology from etcd");
+            true
+        }
+        Err(ApplyError::Stale { .. }) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "topology in etcd not applied");
+            false
+        }
     }
-    true
 }
 
 /// The part of the stored state a pooler needs (the agent also keeps its action in flight).
@@ -74,7 +72,7 @@ fn topology_of(value: &[u8]) -> Option<Topology> {
     }
 }
 
-async fn session(ctx: &SessionCtx, client: &EtcdClient, key: &str) -> Result<(), EtcdError> {
+async fn session(ctx: &Backend, client: &EtcdClient, key: &str) -> Result<(), EtcdError> {
     let sent = Instant::now();
     let (kv, revision) = client.get(key).await?;
     if let Some(t) = kv.and_then(|kv| topology_of(&kv.value)) {
@@ -90,7 +88,7 @@ async fn session(ctx: &SessionCtx, client: &EtcdClient, key: &str) -> Result<(),
 }
 
 /// Reads the key every lease / 3 while a write lease applies, renewing it (see the top).
-async fn renew(ctx: &SessionCtx, client: &EtcdClient, key: &str, stop: &CancellationToken) {
+async fn renew(ctx: &Backend, client: &EtcdClient, key: &str, stop: &CancellationToken) {
     loop {
         let Some(lease) = ctx.config().write_lease() else {
             // No lease now (a reload may set one): look again later.
@@ -117,7 +115,7 @@ async fn renew(ctx: &SessionCtx, client: &EtcdClient, key: &str, stop: &Cancella
 }
 
 /// Follows the topology key until `stop`; renews the write lease from it meanwhile.
-pub async fn run(ctx: Arc<SessionCtx>, etcd: EtcdConfig, stop: CancellationToken) {
+pub async fn run(ctx: Arc<Backend>, etcd: EtcdConfig, stop: CancellationToken) {
     let client = EtcdClient::new(etcd.settings());
     let key = etcd.topology_key();
     tokio::join!(
@@ -126,7 +124,7 @@ pub async fn run(ctx: Arc<SessionCtx>, etcd: EtcdConfig, stop: CancellationToken
     );
 }
 
-async fn follow(ctx: &SessionCtx, client: &EtcdClient, key: &str, stop: &CancellationToken) {
+async fn follow(ctx: &Backend, client: &EtcdClient, key: &str, stop: &CancellationToken) {
     let mut failing = false;
     loop {
         let r = tokio::select! {

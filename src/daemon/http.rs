@@ -2,7 +2,7 @@
 //! (`/control/topology`, which also renews the write lease, `/control/pause`, `/control/resume`).
 
 use super::metrics::render;
-use crate::session::SessionCtx;
+use crate::backend::{ApplyError, Backend};
 use crate::topology::Topology;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,7 +24,7 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Reply {
 }
 
 /// Serves HTTP on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, ctx: Arc<SessionCtx>, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, ctx: Arc<Backend>, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -48,7 +48,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-async fn handle(ctx: Arc<SessionCtx>, req: Request<Incoming>) -> Reply {
+async fn handle(ctx: Arc<Backend>, req: Request<Incoming>) -> Reply {
     // A push renews the write lease from its receipt: taken before the body is read.
     let received = Instant::now();
     let path = req.uri().path().to_string();
@@ -111,36 +111,28 @@ async fn body_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
     serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON: {e}"))
 }
 
-/// Installs a pushed topology if its epoch is higher than the one held; the one held, pushed
-/// again, renews the write lease (the agent's heartbeat).
-fn push_topology(ctx: &SessionCtx, t: Topology, received: Instant) -> Reply {
+/// Applies a pushed topology (epoch-ordered, see [`Backend::apply`]); the one held, pushed
+/// again, renews the write lease (the agent's heartbeat), and so does an applied one.
+fn push_topology(ctx: &Backend, t: Topology, received: Instant) -> Reply {
     let (current, _) = ctx.topology();
     if current.epoch > 0 && t == current {
         ctx.writer.renew(received);
         return reply(StatusCode::OK, "renewed\n");
     }
-    if !current.superseded_by(&t) && current.epoch > 0 {
-        return reply(
-            StatusCode::CONFLICT,
-            format!("epoch {} is not above {}\n", t.epoch, current.epoch),
-        );
+    let (epoch, primary, fenced) = (t.epoch, t.primary.clone(), t.fenced.clone());
+    match ctx.apply(t) {
+        Ok(()) => {
+            ctx.writer.renew(received);
+            tracing::info!(epoch, ?primary, ?fenced, "topology pushed");
+            reply(StatusCode::OK, "accepted\n")
+        }
+        Err(e @ ApplyError::Stale { .. }) => reply(StatusCode::CONFLICT, format!("{e}\n")),
+        Err(e) => reply(StatusCode::BAD_REQUEST, format!("{e}\n")),
     }
-    let config = ctx.config();
-    let primary = match (&config.cluster, &t.primary) {
-        (Some(c), Some(p)) if !t.is_fenced(p) => match c.node(p) {
-            Some(n) => Some(n.clone()),
-            None => return reply(StatusCode::BAD_REQUEST, format!("unknown node {p:?}\n")),
-        },
-        _ => None,
-    };
-    tracing::info!(epoch = t.epoch, primary = ?t.primary, fenced = ?t.fenced, "topology pushed");
-    ctx.set_topology(t, primary);
-    ctx.writer.renew(received);
-    reply(StatusCode::OK, "accepted\n")
 }
 
 /// Holds new transactions and waits until no server connection is checked out.
-async fn pause(ctx: &SessionCtx, timeout: Duration) -> Reply {
+async fn pause(ctx: &Backend, timeout: Duration) -> Reply {
     ctx.gate.pause();
     let deadline = Instant::now() + timeout;
     loop {

@@ -14,8 +14,8 @@
 
 use super::reload;
 use crate::admin::{Operations, ShutdownMode};
+use crate::backend::Backend;
 use crate::config::Config;
-use crate::session::SessionCtx;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -36,7 +36,7 @@ const PARENT_ENV: &str = "PGSLUICE_HANDOVER_FROM";
 /// Shutdown state shared by signals, the console and the serve loop.
 pub struct Lifecycle {
     path: PathBuf,
-    ctx: Arc<SessionCtx>,
+    ctx: Arc<Backend>,
     /// Cancelled to stop accepting (and the background tasks).
     pub stop: CancellationToken,
     /// Cancelled to stop waiting for clients and exit now.
@@ -48,7 +48,7 @@ pub struct Lifecycle {
 
 impl Lifecycle {
     /// State for the daemon of the configuration at `path`.
-    pub fn new(path: PathBuf, ctx: Arc<SessionCtx>, stop: CancellationToken) -> Arc<Self> {
+    pub fn new(path: PathBuf, ctx: Arc<Backend>, stop: CancellationToken) -> Arc<Self> {
         Arc::new(Self {
             path,
             ctx,

@@ -4,10 +4,10 @@
 //! Names follow Prometheus conventions: `pgsluice_` prefix, base units (seconds, bytes),
 //! `_total` for counters. Every metric is listed with its meaning in `docs/operations.md`.
 
+use crate::backend::clients::{now_us, ClientState};
+use crate::backend::Backend;
 use crate::pool::hist::{Snapshot, BOUNDS_US};
 use crate::pool::Pool;
-use crate::session::clients::now_us;
-use crate::session::{ClientState, SessionCtx};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -101,7 +101,7 @@ fn pool_labels(p: &Pool) -> PoolLabels<'_> {
 }
 
 /// The text exposition of every pooler metric.
-pub fn render(ctx: &SessionCtx) -> String {
+pub fn render(ctx: &Backend) -> String {
     let mut o = Out {
         text: String::with_capacity(16 * 1024),
     };
@@ -114,7 +114,7 @@ pub fn render(ctx: &SessionCtx) -> String {
     o.text
 }
 
-fn clients(o: &mut Out, ctx: &SessionCtx, pools: &[Arc<Pool>]) {
+fn clients(o: &mut Out, ctx: &Backend, pools: &[Arc<Pool>]) {
     let all = ctx.clients.all();
     let connected = ctx.totals.clients.load(Ordering::Relaxed);
     let mut by_state = [0usize; 4];
@@ -236,7 +236,7 @@ fn servers(o: &mut Out, pools: &[Arc<Pool>]) {
     );
 }
 
-fn traffic(o: &mut Out, ctx: &SessionCtx, pools: &[Arc<Pool>]) {
+fn traffic(o: &mut Out, ctx: &Backend, pools: &[Arc<Pool>]) {
     let t = &ctx.totals;
     o.per_pool(
         pools,
@@ -326,7 +326,7 @@ fn traffic(o: &mut Out, ctx: &SessionCtx, pools: &[Arc<Pool>]) {
     }
 }
 
-fn state(o: &mut Out, ctx: &SessionCtx) {
+fn state(o: &mut Out, ctx: &Backend) {
     let config = ctx.config();
     o.family(
         "pgsluice_paused",

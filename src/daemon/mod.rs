@@ -10,10 +10,10 @@ pub mod metrics;
 
 use crate::admin::{Admin, ConsoleHandle};
 use crate::auth::{parse_userlist, Secret};
+use crate::backend::clients::CloseReason;
+use crate::backend::{Backend, SessionStarter};
 use crate::config::{self, Config};
 use crate::net::listener;
-use crate::session::clients::CloseReason;
-use crate::session::{self, SessionCtx};
 use lifecycle::Lifecycle;
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
@@ -43,6 +43,9 @@ pub enum DaemonError {
     Runtime(std::io::Error),
 }
 
+/// Builds the [`SessionStarter`] over the pooler's backend.
+pub type Sessions = fn(Arc<Backend>) -> SessionStarter;
+
 /// Reads the `auth_file` named by the configuration, if any.
 pub fn load_auth_file(config: &Config) -> Result<HashMap<String, Secret>, DaemonError> {
     let Some(path) = &config.pooler.auth_file else {
@@ -61,7 +64,7 @@ pub fn load_auth_file(config: &Config) -> Result<HashMap<String, Secret>, Daemon
 }
 
 /// Runs the pooler for the configuration at `path` until a shutdown signal.
-pub fn run_pooler(path: &Path) -> Result<(), DaemonError> {
+pub fn run_pooler(path: &Path, sessions: Sessions) -> Result<(), DaemonError> {
     let config = Arc::new(config::load(path)?);
     let secrets = load_auth_file(&config)?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -73,13 +76,14 @@ pub fn run_pooler(path: &Path) -> Result<(), DaemonError> {
         .thread_name("pgsluice-worker")
         .build()
         .map_err(DaemonError::Runtime)?;
-    rt.block_on(serve(path.to_path_buf(), config, secrets))
+    rt.block_on(serve(path.to_path_buf(), config, secrets, sessions))
 }
 
 async fn serve(
     path: PathBuf,
     config: Arc<Config>,
     secrets: HashMap<String, Secret>,
+    sessions: Sessions,
 ) -> Result<(), DaemonError> {
     let addr = config.pooler.listen;
     let listen_err = |source| DaemonError::Listen {
@@ -92,7 +96,8 @@ async fn serve(
             .map_err(listen_err)?,
         None => listener::bind(addr, config.pooler.so_reuseport, 4096).map_err(listen_err)?,
     };
-    let ctx = SessionCtx::new(config.clone(), secrets);
+    let ctx = Backend::new(config.clone(), secrets);
+    let start = sessions(ctx.clone());
     ctx.set_front_door(crate::tls::FrontDoor::load(&config.pooler)?);
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -132,25 +137,24 @@ async fn serve(
                 .to_string(),
             source,
         })?;
-        let (ctx, tracker) = (ctx.clone(), tracker.clone());
+        let (start, tracker) = (start.clone(), tracker.clone());
         tokio::spawn(listener::accept_loop(
             unix,
             stop.clone(),
             false,
             move |stream, peer| {
-                tracker.spawn(session::serve(ctx.clone(), stream, peer));
+                tracker.spawn(start(stream, peer));
             },
         ));
     }
     lifecycle::notify_ready();
-    let accept_ctx = ctx.clone();
     let accept_tracker = tracker.clone();
     listener::accept_loop(
         listener,
         stop.clone(),
         config.pooler.tcp_keepalive,
         move |stream, peer| {
-            accept_tracker.spawn(session::serve(accept_ctx.clone(), stream, peer));
+            accept_tracker.spawn(start(stream, peer));
         },
     )
     .await;
@@ -210,7 +214,7 @@ async fn janitor(admin: Arc<Admin>, stop: CancellationToken) {
 }
 
 /// Re-reads the configuration (and `auth_file`); an invalid one is refused, the old one kept.
-pub fn reload(path: &Path, ctx: &SessionCtx) -> Result<(), DaemonError> {
+pub fn reload(path: &Path, ctx: &Backend) -> Result<(), DaemonError> {
     lifecycle::notify_reloading(false);
     let result = config::load(path)
         .map_err(DaemonError::from)
@@ -225,28 +229,14 @@ pub fn reload(path: &Path, ctx: &SessionCtx) -> Result<(), DaemonError> {
 
 /// Puts a validated configuration in force: pool settings and caps apply to the next
 /// check-outs; clients of a removed database are closed at their next transaction boundary.
-pub fn install(ctx: &SessionCtx, c: Config) -> Result<(), DaemonError> {
+pub fn install(ctx: &Backend, c: Config) -> Result<(), DaemonError> {
     let secrets = load_auth_file(&c)?;
     let front = crate::tls::FrontDoor::load(&c.pooler)?;
     let c = Arc::new(c);
     // In force before the pools are updated: a pool created meanwhile (by a login) reads it.
     ctx.set_config(c.clone(), secrets);
     ctx.set_front_door(front);
-    for pool in ctx.pools.all() {
-        if let Some(db) = c.databases.get(&*pool.database) {
-            pool.set_settings(SessionCtx::pool_settings(&c, db, &pool.user));
-        }
-    }
-    ctx.pools.set_limits(
-        |d| c.databases.get(d).map_or(0, |db| db.max_db_connections),
-        |u| {
-            c.users
-                .get(u)
-                .map(|x| x.max_user_connections)
-                .filter(|m| *m > 0)
-                .unwrap_or(c.pooler.max_user_connections)
-        },
-    );
+    ctx.refresh_pools(&c);
     for client in ctx.clients.all() {
         if !client.console && !c.databases.contains_key(&client.database) {
             client.request_close(CloseReason::Shutdown);

@@ -7,15 +7,20 @@
 pub mod hist;
 mod limit;
 mod registry;
+mod slot;
+#[cfg(test)]
+mod tests;
 mod waiter;
 
 pub use limit::Limit;
 pub use registry::Pools;
+pub use slot::Slot;
 
 use crate::config::PoolMode;
 use crate::server::{connect, ConnectSpec, ServerConn, ServerError};
+use arc_swap::ArcSwap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -30,6 +35,10 @@ pub enum PoolError {
     Server(#[from] ServerError),
     #[error("pool is closed")]
     Closed,
+    /// The pool has no node to connect to: its node is fenced or the topology names no
+    /// primary (a failover is in progress). Transient: the session waits for a new target.
+    #[error("no primary node is available (fenced or failing over)")]
+    NoTarget,
 }
 
 /// Tunables of one pool (reloadable).
@@ -100,8 +109,12 @@ struct Inner {
 pub struct Pool {
     pub database: Arc<str>,
     pub user: Arc<str>,
-    spec: Mutex<Arc<ConnectSpec>>,
-    settings: Mutex<Arc<PoolSettings>>,
+    spec: ArcSwap<ConnectSpec>,
+    settings: ArcSwap<PoolSettings>,
+    /// Set while the pool's node must not be used (fenced, or no primary): check-outs fail
+    /// with [`PoolError::NoTarget`] and connections coming back are closed. Changed only with
+    /// `inner` locked, so that no connection slips between the flag and the idle list.
+    suspended: AtomicBool,
     inner: Mutex<Inner>,
     db_limit: Arc<Limit>,
     user_limit: Arc<Limit>,
@@ -110,7 +123,8 @@ pub struct Pool {
     born: Instant,
     /// The standby this pool serves reads on; unset for a pool that follows the primary.
     reads_on: std::sync::OnceLock<Arc<str>>,
-    /// Notified by [`Pool::retarget`]: connects still under way to the old node give up.
+    /// Notified by [`Pool::retarget`] and [`Pool::suspend`]: connects still under way to
+    /// the old node give up.
     retargeted: tokio::sync::Notify,
 }
 
@@ -134,8 +148,9 @@ impl Pool {
         Arc::new(Self {
             database: database.into(),
             user: user.into(),
-            spec: Mutex::new(Arc::new(spec)),
-            settings: Mutex::new(Arc::new(settings)),
+            spec: ArcSwap::from_pointee(spec),
+            settings: ArcSwap::from_pointee(settings),
+            suspended: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 idle: Vec::new(),
                 total: 0,
@@ -169,42 +184,98 @@ impl Pool {
 
     /// Current settings.
     pub fn settings(&self) -> Arc<PoolSettings> {
-        lock(&self.settings).clone()
+        self.settings.load_full()
+    }
+
+    /// The pool mode, read without taking a reference count (hot path).
+    pub fn mode(&self) -> PoolMode {
+        self.settings.load().mode
     }
 
     /// Replaces the settings (reload); applies to the next check-outs.
     pub fn set_settings(&self, s: PoolSettings) {
-        *lock(&self.settings) = Arc::new(s);
+        self.settings.store(Arc::new(s));
     }
 
     /// Where new connections go.
     pub fn spec(&self) -> Arc<ConnectSpec> {
-        lock(&self.spec).clone()
+        self.spec.load_full()
     }
 
-    /// Points new connections at another node; idle connections elsewhere are closed and
-    /// checked-out ones are closed when they come back.
+    /// Whether `node` is where this pool connects now (no reference count taken).
+    fn targets(&self, node: &str) -> bool {
+        *self.spec.load().node == *node
+    }
+
+    /// Points new connections at another node and lifts a suspension; idle connections
+    /// elsewhere are closed and checked-out ones are closed when they come back.
     pub fn retarget(self: &Arc<Self>, spec: ConnectSpec) {
         let node = spec.node.clone();
-        *lock(&self.spec) = Arc::new(spec);
-        let stale: Vec<ServerConn> = {
+        let (stale, waiting): (Vec<ServerConn>, usize) = {
             let mut inner = lock(&self.inner);
+            self.spec.store(Arc::new(spec));
+            self.suspended.store(false, Ordering::Release);
             let (keep, stale) = std::mem::take(&mut inner.idle)
                 .into_iter()
                 .partition(|c| c.node == node);
             inner.idle = keep;
-            stale
+            (stale, inner.waiters.len())
         };
         for c in stale {
             self.discard(c);
         }
         self.retargeted.notify_waiters();
+        if waiting > 0 {
+            self.spawn_refill(waiting);
+        }
     }
 
-    /// Checks a connection out, waiting in FIFO order up to `query_wait_timeout`.
+    /// Stops handing out connections to the pool's node (fenced, or no primary): idle
+    /// connections are closed before this returns, checked-out ones when they come back, and
+    /// check-outs fail with [`PoolError::NoTarget`] until [`Pool::retarget`] or
+    /// [`Pool::resume`].
+    pub fn suspend(self: &Arc<Self>) {
+        let idle = {
+            let mut inner = lock(&self.inner);
+            self.suspended.store(true, Ordering::SeqCst);
+            std::mem::take(&mut inner.idle)
+        };
+        self.retargeted.notify_waiters();
+        for c in idle {
+            self.discard(c);
+        }
+    }
+
+    /// Lifts a suspension without changing the node (a standby no longer fenced).
+    pub fn resume(self: &Arc<Self>) {
+        let _inner = lock(&self.inner);
+        self.suspended.store(false, Ordering::Release);
+    }
+
+    /// Whether a connection to `node` may still serve a transaction of this pool: the pool is
+    /// not suspended and still points there (checked after a check-out, see
+    /// `ClientInfo::active`).
+    pub fn serves(&self, node: &str) -> bool {
+        !self.suspended.load(Ordering::SeqCst) && self.targets(node)
+    }
+
+    /// A stable identity of this pool while it exists (for the client registry).
+    pub fn id(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+
+    /// Whether check-outs are refused because the pool's node must not be used.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::Acquire)
+    }
+
+    /// Checks a connection out, waiting in FIFO order up to `query_wait_timeout`. The connection
+    /// holds its [`Slot`]: dropping it (instead of [`Self::release`] or [`Self::close`]) closes
+    /// it and frees the slot.
     ///
     /// # Cancellation safety
-    /// Dropping the future leaves the queue and returns any connection already handed over.
+    /// Dropping the future leaves the queue, returns any connection already handed over and
+    /// frees a slot taken for a connection being opened.
     pub async fn checkout(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
         let settings = self.settings();
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
@@ -215,11 +286,14 @@ impl Pool {
                 if inner.closed {
                     return Err(PoolError::Closed);
                 }
+                if self.is_suspended() {
+                    return Err(PoolError::NoTarget);
+                }
                 match inner.idle.pop() {
-                    Some(conn) => Decision::Reuse(conn),
+                    Some(conn) => Decision::Reuse(self.adopt(conn)),
                     None if inner.total < settings.size && self.take_limits() => {
                         inner.total += 1;
-                        Decision::Connect
+                        Decision::Connect(Slot::counted(self.clone()))
                     }
                     None => {
                         let id = inner.next_waiter;
@@ -232,16 +306,20 @@ impl Pool {
             };
             match decision {
                 Decision::Reuse(conn) => match self.vet(conn, &settings, now).await {
-                    Some(conn) => return Ok(self.mark_active(conn)),
+                    Some(conn) => return Ok(activate(conn)),
                     None => continue,
                 },
-                Decision::Connect => return self.open().await.map(|c| self.mark_active(c)),
+                Decision::Connect(slot) => return self.open(slot).await.map(activate),
                 Decision::Wait(w) => break w,
             }
         };
-        self.wait(waiter, &settings)
-            .await
-            .map(|c| self.mark_active(c))
+        self.wait(waiter, &settings).await.map(activate)
+    }
+
+    /// Gives a connection taken from the idle list (or handed over) a slot of its own.
+    fn adopt(self: &Arc<Self>, mut conn: ServerConn) -> ServerConn {
+        conn.slot = Some(Slot::counted(self.clone()));
+        conn
     }
 
     async fn wait(
@@ -272,7 +350,7 @@ impl Pool {
                     self.stats.wait_time.observe(us);
                     match self.vet(conn, settings, Instant::now()).await {
                         Some(c) => return Ok(c),
-                        None => return Box::pin(self.checkout_after_discard()).await,
+                        None => return Box::pin(self.checkout()).await,
                     }
                 }
                 Some(None) => return Err(PoolError::Closed),
@@ -281,21 +359,15 @@ impl Pool {
             let now = Instant::now();
             if reserve_at.is_some_and(|r| now >= r) {
                 reserve_at = None;
-                if self.take_reserve(settings) {
+                if let Some(slot) = self.take_reserve(settings) {
                     drop(waiter);
-                    return self.open().await;
+                    return self.open(slot).await;
                 }
             }
             if deadline.is_some_and(|d| now >= d) {
                 return Err(PoolError::WaitTimeout);
             }
         }
-    }
-
-    async fn checkout_after_discard(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
-        let c = self.checkout().await?;
-        self.stats.active.fetch_sub(1, Ordering::Relaxed);
-        Ok(c)
     }
 
     fn take_limits(&self) -> bool {
@@ -309,29 +381,22 @@ impl Pool {
         true
     }
 
-    fn take_reserve(&self, settings: &PoolSettings) -> bool {
+    fn take_reserve(self: &Arc<Self>, settings: &PoolSettings) -> Option<Slot> {
         let mut inner = lock(&self.inner);
         if inner.reserve_in_use < settings.reserve_size && self.take_limits() {
             inner.reserve_in_use += 1;
             inner.total += 1;
-            true
+            Some(Slot::counted(self.clone()))
         } else {
-            false
+            None
         }
     }
 
-    fn mark_active(&self, c: ServerConn) -> ServerConn {
-        self.stats.active.fetch_add(1, Ordering::Relaxed);
-        c
-    }
-
-    /// Opens a connection whose slot (`total`, limits) is already taken.
-    async fn open(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
+    /// Opens a connection for `slot` (`total` and the limits already taken); the slot is freed
+    /// if the connect fails or is cancelled.
+    async fn open(self: &Arc<Self>, slot: Slot) -> Result<ServerConn, PoolError> {
         let spec = self.spec();
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        // Frees the slot unless a connection comes out of it, also when the caller drops
-        // this future mid-connect (a failover abandons a connect to the old primary).
-        let mut slot = OpenSlot(Some(self));
         // A connect to a node the pool no longer points at (a partitioned old primary may
         // answer nothing until `server_connect_timeout`) gives its slot up at once.
         let moved = self.retargeted.notified();
@@ -343,12 +408,19 @@ impl Pool {
             }),
         };
         match r {
-            Ok(c) => {
-                slot.0 = None;
+            Ok(mut c) => {
+                c.slot = Some(slot);
+                // Fenced or re-pointed while connecting: the connection goes to a node that
+                // must no longer serve this pool.
+                if self.is_suspended() || !self.targets(&c.node) {
+                    self.discard(c);
+                    return Err(PoolError::NoTarget);
+                }
                 Ok(c)
             }
             Err(e) => {
                 self.stats.connect_errors.fetch_add(1, Ordering::Relaxed);
+                drop(slot);
                 Err(e.into())
             }
         }
@@ -364,7 +436,7 @@ impl Pool {
         let expired = (!settings.lifetime.is_zero()
             && now.duration_since(conn.created) >= settings.lifetime)
             || self.is_stale(&conn);
-        if expired || !conn.is_quiet() || *conn.node != *self.spec().node {
+        if expired || !conn.is_quiet() || self.is_suspended() || !self.targets(&conn.node) {
             self.discard(conn);
             return None;
         }
@@ -384,13 +456,12 @@ impl Pool {
 
     /// Whether `conn` predates the last `RECONNECT`; such a connection is closed on release.
     fn is_stale(&self, conn: &ServerConn) -> bool {
+        self.is_stale_at(conn.created)
+    }
+
+    fn is_stale_at(&self, created: Instant) -> bool {
         let mark = self.stats.reconnect_mark_us.load(Ordering::Relaxed);
-        mark > 0
-            && (conn
-                .created
-                .saturating_duration_since(self.born)
-                .as_micros() as u64)
-                < mark
+        mark > 0 && (created.saturating_duration_since(self.born).as_micros() as u64) < mark
     }
 
     /// Closes idle connections now and the checked-out ones when they come back (`RECONNECT`).
@@ -401,8 +472,9 @@ impl Pool {
         self.close_idle();
     }
 
-    fn settle_stale(&self, conn: &ServerConn) -> bool {
-        let stale = self.is_stale(conn);
+    /// Counts a connection created at `created` out of `stale` if it predates `RECONNECT`.
+    pub(super) fn settle_stale(&self, created: Instant) -> bool {
+        let stale = self.is_stale_at(created);
         if stale {
             let _ = self
                 .stats
@@ -414,20 +486,38 @@ impl Pool {
         stale
     }
 
-    /// Returns a clean connection (idle, outside a transaction) to the pool.
+    /// Returns a clean connection (idle, outside a transaction) to the pool it came from.
     pub fn release(self: &Arc<Self>, mut conn: ServerConn) {
-        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(owner) = conn.slot.as_ref().and_then(Slot::pool) {
+            if !Arc::ptr_eq(owner, self) {
+                let owner = owner.clone();
+                return owner.release(conn);
+            }
+        }
         conn.last_used = Instant::now();
-        if self.settle_stale(&conn) || *conn.node != *self.spec().node {
+        if self.is_stale(&conn) || !self.targets(&conn.node) {
             self.discard(conn);
             return;
+        }
+        self.to_idle(conn);
+    }
+
+    /// Gives a connection whose slot this pool counts back to the idle list (or a waiter).
+    fn to_idle(self: &Arc<Self>, mut conn: ServerConn) {
+        match conn.slot.take() {
+            Some(slot) => slot.keep(),
+            None => {
+                // Not counted by this pool: it never enters the idle list.
+                self.stats.closed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         }
         self.give_back(conn);
     }
 
     fn give_back(self: &Arc<Self>, mut conn: ServerConn) {
         let mut inner = lock(&self.inner);
-        if inner.closed {
+        if inner.closed || self.is_suspended() {
             drop(inner);
             self.discard(conn);
             return;
@@ -443,23 +533,25 @@ impl Pool {
 
     /// Closes a checked-out connection that cannot be reused (dirty, broken).
     pub fn close(self: &Arc<Self>, conn: ServerConn) {
-        self.stats.active.fetch_sub(1, Ordering::Relaxed);
-        self.settle_stale(&conn);
         self.discard(conn);
     }
 
-    /// Drops a connection and frees its slot; wakes a waiter with a fresh connection if any.
-    fn discard(self: &Arc<Self>, conn: ServerConn) {
+    /// Drops a connection and frees its slot (through the slot's drop); wakes a waiter with a
+    /// fresh connection if any. An idle connection (no slot of its own) is given one first.
+    fn discard(self: &Arc<Self>, mut conn: ServerConn) {
         self.stats.closed.fetch_add(1, Ordering::Relaxed);
+        if conn.slot.is_none() {
+            conn.slot = Some(Slot::counted(self.clone()));
+        }
         drop(conn);
-        self.free_slot();
     }
 
-    fn free_slot(self: &Arc<Self>) {
+    /// Uncounts one connection; called only by [`Slot`]'s drop.
+    pub(super) fn free_slot(self: &Arc<Self>) {
         let has_waiters = {
             let mut inner = lock(&self.inner);
             inner.total = inner.total.saturating_sub(1);
-            if inner.reserve_in_use > 0 && inner.total < self.settings().size {
+            if inner.reserve_in_use > 0 && inner.total < self.settings.load().size {
                 inner.reserve_in_use -= 1;
             }
             !inner.waiters.is_empty() && !inner.closed
@@ -475,22 +567,22 @@ impl Pool {
     fn spawn_refill(self: &Arc<Self>, n: usize) {
         for _ in 0..n {
             let me = self.clone();
-            let reserved = {
+            let slot = {
                 let mut inner = lock(&me.inner);
-                let size = me.settings().size;
-                if inner.total < size && me.take_limits() {
+                let size = me.settings.load().size;
+                if !me.is_suspended() && !inner.closed && inner.total < size && me.take_limits() {
                     inner.total += 1;
-                    true
+                    Some(Slot::counted(me.clone()))
                 } else {
-                    false
+                    None
                 }
             };
-            if !reserved {
+            let Some(slot) = slot else {
                 return;
-            }
+            };
             tokio::spawn(async move {
-                if let Ok(c) = me.open().await {
-                    me.give_back(c);
+                if let Ok(c) = me.open(slot).await {
+                    me.to_idle(c);
                 }
             });
         }
@@ -588,10 +680,37 @@ pub struct IdleServer {
     pub idle_for: Duration,
 }
 
+// A transient on the check-out's stack: boxing the connection would cost an allocation per
+// check-out to save stack bytes.
+#[allow(clippy::large_enum_variant)]
 enum Decision {
     Reuse(ServerConn),
-    Connect,
+    Connect(Slot),
     Wait(Waiter),
+}
+
+/// Counts a checked-out connection as active (for as long as its slot lives).
+fn activate(mut conn: ServerConn) -> ServerConn {
+    let created = conn.created;
+    if let Some(s) = conn.slot.as_mut() {
+        s.activate(created);
+    }
+    conn
+}
+
+impl Drop for Pool {
+    /// Idle connections count against the shared database and user limits: give those back.
+    fn drop(&mut self) {
+        let inner = match self.inner.get_mut() {
+            Ok(i) => i,
+            Err(p) => p.into_inner(),
+        };
+        for conn in inner.idle.drain(..) {
+            drop(conn);
+            self.db_limit.release();
+            self.user_limit.release();
+        }
+    }
 }
 
 struct DecOnDrop<'a>(&'a AtomicUsize);
@@ -599,16 +718,5 @@ struct DecOnDrop<'a>(&'a AtomicUsize);
 impl Drop for DecOnDrop<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A slot taken for a connection being opened: freed on drop unless disarmed.
-struct OpenSlot<'a>(Option<&'a Arc<Pool>>);
-
-impl Drop for OpenSlot<'_> {
-    fn drop(&mut self) {
-        if let Some(pool) = self.0.take() {
-            pool.free_slot();
-        }
     }
 }

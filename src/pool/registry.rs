@@ -95,6 +95,14 @@ impl Pools {
         lock(&self.pools).values().cloned().collect()
     }
 
+    /// The standby read pools, with the node each serves.
+    pub fn node_pools(&self) -> Vec<(String, Arc<Pool>)> {
+        lock(&self.node_pools)
+            .iter()
+            .map(|((_, _, node), p)| (node.clone(), p.clone()))
+            .collect()
+    }
+
     /// Every pool (primary and per-node), for the janitor, the console and metrics.
     pub fn all(&self) -> Vec<Arc<Pool>> {
         let mut all: Vec<Arc<Pool>> = lock(&self.pools).values().cloned().collect();

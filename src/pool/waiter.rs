@@ -30,7 +30,8 @@ impl Waiter {
         let rx = self.rx.as_mut()?;
         let got = rx.await.ok();
         self.rx = None;
-        got
+        // Owned by a slot from here on: dropped, it frees its place in the pool.
+        got.map(|c| self.pool.adopt(c))
     }
 }
 

@@ -195,6 +195,7 @@ async fn login(
         created: now,
         last_used: now,
         prepared: Default::default(),
+        slot: None,
     })
 }
 

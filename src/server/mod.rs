@@ -130,6 +130,9 @@ pub struct ServerConn {
     pub last_used: Instant,
     /// Named statements the pooler prepared here (transaction and statement modes).
     pub prepared: prepared::ServerStatements,
+    /// The pool capacity this connection holds while checked out (unset while idle in a pool
+    /// or outside pools): dropping the connection gives it back (see [`crate::pool::Slot`]).
+    pub slot: Option<crate::pool::Slot>,
 }
 
 impl std::fmt::Debug for ServerConn {

@@ -114,7 +114,7 @@ impl CancelMap {
             Err(_) => None,
         };
         let Some(t) = target else {
-            tracing::debug!(pid, "cancel request with unknown key ignored");
+            tracing::debug!(client_id = pid, "cancel request with unknown key ignored");
             return;
         };
         t.send().await;

@@ -2,7 +2,7 @@
 //! and the greeting (ParameterStatus, BackendKeyData, ReadyForQuery).
 
 use super::ctx::{ConsoleLogin, SessionCtx, CONSOLE_DATABASES};
-use super::LoginError;
+use super::{LoginError, SqlState};
 use crate::auth::hba::{HbaClient, HbaMethod};
 use crate::auth::{verify_md5, verify_password, ScramServer, Secret};
 use crate::config::{AuthType, ClientTlsMode, Config, DatabaseConfig};
@@ -92,7 +92,10 @@ pub async fn read_startup(
                     ClientTlsMode::Require | ClientTlsMode::VerifyCa
                 );
                 if must && !client.is_tls() && client.peer_ip()?.is_some() {
-                    return Err(LoginError::fatal("28000", "SSL required"));
+                    return Err(LoginError::fatal(
+                        SqlState::InvalidAuthorization,
+                        "SSL required",
+                    ));
                 }
                 let unknown: Vec<&str> = params
                     .iter()
@@ -120,13 +123,13 @@ pub async fn authenticate(
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let user = get("user").filter(|u| !u.is_empty()).ok_or_else(|| {
         LoginError::fatal(
-            "28000",
+            SqlState::InvalidAuthorization,
             "no PostgreSQL user name specified in startup packet",
         )
     })?;
     if get("replication").is_some_and(|v| v != "false" && v != "0" && v != "off") {
         return Err(LoginError::fatal(
-            "08P01",
+            SqlState::ProtocolViolation,
             "replication connections are not supported by pgsluice",
         ));
     }
@@ -134,7 +137,10 @@ pub async fn authenticate(
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| user.clone());
     let database = config.databases.get(&dbname).ok_or_else(|| {
-        LoginError::fatal("3D000", format!("database \"{dbname}\" does not exist"))
+        LoginError::fatal(
+            SqlState::InvalidCatalogName,
+            format!("database \"{dbname}\" does not exist"),
+        )
     })?;
     let mut wanted = Vec::new();
     for (k, v) in &params {
@@ -145,7 +151,7 @@ pub async fn authenticate(
     if let Some(opts) = get("options") {
         let parsed = parse_options(&opts).map_err(|e| {
             LoginError::fatal(
-                "22023",
+                SqlState::InvalidParameterValue,
                 format!("invalid command-line argument for server process: {e}"),
             )
         })?;
@@ -153,7 +159,10 @@ pub async fn authenticate(
     }
     let method = auth_method(ctx, config, client, &database.name, &user)?;
     if method != HbaMethod::Trust && !ctx.listed(&user) {
-        ctx.auth.lookup(ctx, config, database, &user).await?;
+        ctx.auth
+            .lookup(ctx, config, database, &user)
+            .await
+            .map_err(|e| LoginError::fatal(SqlState::ConnectionFailure, e.to_string()))?;
     }
     if let Some((client_key, server_key)) = check_password(ctx, method, client, &user).await? {
         ctx.auth.remember_keys(&user, client_key, server_key);
@@ -193,7 +202,7 @@ pub async fn console_login(
         .map(|(_, v)| v.clone())
         .ok_or_else(|| {
             LoginError::fatal(
-                "28000",
+                SqlState::InvalidAuthorization,
                 "no PostgreSQL user name specified in startup packet",
             )
         })?;
@@ -207,7 +216,7 @@ pub async fn console_login(
     let admin = p.admin_users.contains(&user);
     if !admin && !p.stats_users.contains(&user) {
         return Err(LoginError::fatal(
-            "28000",
+            SqlState::InvalidAuthorization,
             format!("user \"{user}\" is not allowed to use the console (admin_users, stats_users)"),
         ));
     }
@@ -235,12 +244,15 @@ pub async fn greet_console(client: &mut ClientStream, key: (i32, i32)) -> std::i
 
 /// A login pushed out by newer ones beyond `max_pending_logins`.
 fn evicted() -> LoginError {
-    LoginError::fatal("53300", "too many logins in progress (max_pending_logins)")
+    LoginError::fatal(
+        SqlState::TooManyConnections,
+        "too many logins in progress (max_pending_logins)",
+    )
 }
 
 fn auth_failed(user: &str) -> LoginError {
     LoginError::fatal(
-        "28P01",
+        SqlState::InvalidPassword,
         format!("password authentication failed for user \"{user}\""),
     )
 }
@@ -283,12 +295,12 @@ fn auth_method(
     };
     match rule.map(|r| r.method) {
         Some(HbaMethod::Reject) => Err(LoginError::fatal(
-            "28000",
+            SqlState::InvalidAuthorization,
             format!("pg_hba.conf rejects connection for host \"{host}\", user \"{user}\", database \"{database}\", {ssl}"),
         )),
         Some(m) => Ok(m),
         None => Err(LoginError::fatal(
-            "28000",
+            SqlState::InvalidAuthorization,
             format!("no pg_hba.conf entry for host \"{host}\", user \"{user}\", database \"{database}\", {ssl}"),
         )),
     }
@@ -345,7 +357,7 @@ async fn check_password(
         views::sasl_initial_response(&first).map_err(|e| LoginError::Protocol(e.to_string()))?;
     if mech != "SCRAM-SHA-256" {
         return Err(LoginError::fatal(
-            "28000",
+            SqlState::InvalidAuthorization,
             "client selected an invalid SASL authentication mechanism",
         ));
     }
@@ -380,7 +392,7 @@ async fn read_password(
     })?;
     if f.tag != frontend::PASSWORD {
         return Err(LoginError::fatal(
-            "08P01",
+            SqlState::ProtocolViolation,
             format!("expected password response, got message type {}", f.tag),
         ));
     }

@@ -4,10 +4,8 @@
 //! Client states follow PgBouncer's: login, idle (no server, no buffer), waiting (for a
 //! server), active (forwarding).
 
-pub mod auth_cache;
 pub mod buffers;
 pub mod cancel;
-pub mod clients;
 pub mod ctx;
 pub mod forward;
 pub mod login;
@@ -15,10 +13,22 @@ pub mod prepared;
 pub mod prepared_flow;
 mod route;
 mod run;
-pub mod writer;
+pub mod sqlstate;
 
+pub use crate::backend::clients::ClientState;
+pub use crate::backend::{auth_cache, clients};
 pub use ctx::SessionCtx;
-pub use run::serve;
+pub use run::{serve, EndReason};
+pub use sqlstate::SqlState;
+
+use crate::backend::{Backend, SessionStarter};
+use std::sync::Arc;
+
+/// The session layer's entry point for the daemon: one task per accepted client.
+pub fn starter(backend: Arc<Backend>) -> SessionStarter {
+    let ctx = SessionCtx::new(backend);
+    Arc::new(move |client, peer| Box::pin(serve(ctx.clone(), client, peer)))
+}
 
 use crate::proto::ProtoError;
 
@@ -27,7 +37,7 @@ use crate::proto::ProtoError;
 pub enum LoginError {
     /// Something to tell the client before closing: SQLSTATE and message.
     #[error("{message}")]
-    Fatal { code: &'static str, message: String },
+    Fatal { code: SqlState, message: String },
     #[error("invalid startup packet: {0}")]
     Startup(ProtoError),
     #[error("protocol violation: {0}")]
@@ -40,20 +50,10 @@ pub enum LoginError {
 
 impl LoginError {
     /// A FATAL error for the client.
-    pub fn fatal(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn fatal(code: SqlState, message: impl Into<String>) -> Self {
         Self::Fatal {
             code,
             message: message.into(),
         }
     }
-}
-
-/// Client state, as the console shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ClientState {
-    Login,
-    Idle,
-    Waiting,
-    Active,
 }

@@ -5,6 +5,7 @@
 //! this state (boxed, so that other sessions pay one pointer).
 
 use super::ctx::SessionCtx;
+use crate::backend::Target;
 use crate::config::{DatabaseConfig, PoolMode, RoutePolicy};
 use crate::pool::Pool;
 use crate::router::{classify, Class, ClientRoute, Decision};
@@ -87,7 +88,7 @@ impl Routed {
                 let name = view.nodes[i].name.clone();
                 let pool = match self.replicas.iter().find(|(n, _)| *n == name) {
                     Some((_, p)) => p.clone(),
-                    None => match ctx.node_pool(&self.db, &self.user, &name) {
+                    None => match ctx.pool(&self.db, &self.user, Target::Standby(&name)) {
                         Some(p) => {
                             self.replicas.push((name.clone(), p.clone()));
                             p

@@ -7,9 +7,14 @@
 mod admin;
 mod auth_query;
 mod basic;
+mod fencing;
 mod front_door;
+mod hostile;
+mod import;
+mod logs;
 mod ops;
 mod prepared;
+mod reload;
 mod routing;
 mod security;
 mod server_tls;
@@ -39,6 +44,11 @@ fn main() {
         admin::TESTS,
         ops::TESTS,
         routing::TESTS,
+        fencing::TESTS,
+        reload::TESTS,
+        hostile::TESTS,
+        logs::TESTS,
+        import::TESTS,
     ]
     .concat();
     let trials = tests

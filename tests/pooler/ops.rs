@@ -237,7 +237,7 @@ fn systemd_units(_fx: &Fixture) -> Result<(), Failed> {
     let root = env!("CARGO_MANIFEST_DIR");
     for unit in ["pgsluice-pooler.service", "pgsluice-agent.service"] {
         let text = std::fs::read_to_string(format!("{root}/systemd/{unit}"))?;
-        let text = text.replace("/usr/local/bin/pgsluice", env!("CARGO_BIN_EXE_pgsluice"));
+        let text = text.replace("/usr/bin/pgsluice", env!("CARGO_BIN_EXE_pgsluice"));
         std::fs::write(dir.path().join(unit), text)?;
     }
     let out = std::process::Command::new("systemd-analyze")

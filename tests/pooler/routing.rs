@@ -61,6 +61,11 @@ pub fn teardown() {
     drop(taken);
 }
 
+/// Holds the routing lock without starting the shared cluster (tests with their own cluster).
+pub fn serial() -> MutexGuard<'static, Option<Routed>> {
+    SHARED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn shared() -> MutexGuard<'static, Option<Routed>> {
     let mut g = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     if g.is_none() {
@@ -74,6 +79,11 @@ impl Routed {
     /// every `probe` with databases `ro` (policy read-only) and `auto` (policy auto,
     /// read-your-writes, `max_replica_lag`).
     pub fn start(standbys: usize, probe: Duration) -> Routed {
+        Self::start_with(standbys, probe, "")
+    }
+
+    /// [`Routed::start`] with the pooler's HTTP endpoint on `http` (`""`: none).
+    pub fn start_with(standbys: usize, probe: Duration, http: &str) -> Routed {
         let spec = ClusterSpec::new(standbys)
             .user("app", PASSWORD)
             .database("app", Some("app"))
@@ -95,7 +105,7 @@ impl Routed {
             .expect("replicated");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = pgsluice::cluster::ports::free_port().expect("port");
-        let config = pooler_config(&cluster, port, probe);
+        let config = pooler_config(&cluster, port, probe, http);
         let path = dir.path().join("routing.toml");
         std::fs::write(&path, config).expect("config");
         let log = std::fs::File::create(dir.path().join("pooler.log")).expect("log");
@@ -151,7 +161,12 @@ impl Routed {
     }
 }
 
-fn pooler_config(cluster: &LocalCluster, port: u16, probe: Duration) -> String {
+fn pooler_config(cluster: &LocalCluster, port: u16, probe: Duration, http: &str) -> String {
+    let metrics = if http.is_empty() {
+        "enabled = false".to_string()
+    } else {
+        format!("enabled = true\nlisten = \"{http}\"")
+    };
     let layout = cluster.layout();
     let mut nodes = String::new();
     for n in cluster.nodes() {
@@ -173,6 +188,8 @@ stats_period = 0
 probe_interval = "{probe}ms"
 ban_time = "1s"
 admin_users = ["app"]
+[databases.app]
+dbname = "app"
 [databases.ro]
 dbname = "app"
 policy = "read-only"
@@ -189,7 +206,7 @@ superuser = "{su}"
 superuser_password = "{su_pw}"
 {nodes}
 [metrics]
-enabled = false
+{metrics}
 "#,
         probe = probe.as_millis(),
         su = layout.superuser,

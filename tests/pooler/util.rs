@@ -241,6 +241,16 @@ impl ExtraPooler {
     /// Starts a pooler in front of the fixture's primary with `pooler_keys` added to
     /// `[pooler]` and a database `app` with `db_keys`.
     pub fn start(fx: &Fixture, pooler_keys: &str, db_keys: &str) -> ExtraPooler {
+        Self::start_logging(fx, pooler_keys, db_keys, "warn")
+    }
+
+    /// [`ExtraPooler::start`] with `RUST_LOG` set to `rust_log`.
+    pub fn start_logging(
+        fx: &Fixture,
+        pooler_keys: &str,
+        db_keys: &str,
+        rust_log: &str,
+    ) -> ExtraPooler {
         let dir = tempfile::tempdir().expect("tempdir");
         let pooler_keys = pooler_keys.replace("{dir}", &dir.path().display().to_string());
         let port = pgsluice::cluster::ports::free_port().expect("port");
@@ -252,12 +262,13 @@ impl ExtraPooler {
         );
         let path = dir.path().join("extra.toml");
         std::fs::write(&path, config).expect("config");
+        let log = std::fs::File::create(dir.path().join("pooler.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_pgsluice"))
             .args(["pooler", "-c"])
             .arg(&path)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("pooler starts");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -271,6 +282,11 @@ impl ExtraPooler {
             config_path: path,
             _dir: dir,
         }
+    }
+
+    /// What the pooler wrote on stderr so far (`pooler.log` in its directory).
+    pub fn log(&self) -> Vec<u8> {
+        std::fs::read(self._dir.path().join("pooler.log")).unwrap_or_default()
     }
 
     /// The pooler's private directory (config; usable as `unix_socket_dir`).

@@ -2,8 +2,7 @@
 //! as `auth_user` over one dedicated connection and cached for `auth_cache_ttl`; and the
 //! SCRAM keys clients revealed at login (pass-through to the server).
 
-use super::ctx::SessionCtx;
-use super::LoginError;
+use super::Backend;
 use crate::auth::Secret;
 use crate::config::{AuthQuery, Config, DatabaseConfig};
 use crate::server::{connect, Credential, ServerConn};
@@ -100,11 +99,11 @@ impl AuthCache {
     /// message, the log the reason.
     pub async fn lookup(
         &self,
-        ctx: &SessionCtx,
+        backend: &Backend,
         config: &Config,
         db: &DatabaseConfig,
         user: &str,
-    ) -> Result<Option<Secret>, LoginError> {
+    ) -> Result<Option<Secret>, LookupFailed> {
         let Some(aq) = &config.pooler.auth_query else {
             return Ok(None);
         };
@@ -122,7 +121,7 @@ impl AuthCache {
             .unwrap_or(db);
         let failed = |why: String| {
             warn!(auth_user = %aq.user, database = %db.name, error = %why, "auth_query failed");
-            LoginError::fatal("08006", "authentication lookup failed (auth_query)")
+            LookupFailed
         };
         if conn.as_ref().is_some_and(|(name, _)| *name != db.name) {
             *conn = None;
@@ -130,11 +129,11 @@ impl AuthCache {
         let server = match &mut *conn {
             Some((_, server)) => server,
             None => {
-                let mut spec = ctx
+                let mut spec = backend
                     .connect_spec(config, db, &aq.user)
                     .ok_or_else(|| failed("no primary node is known".into()))?;
                 spec.user = aq.user.clone();
-                spec.credential = ctx.credential_for(&aq.user);
+                spec.credential = backend.credential_for(&aq.user);
                 let server = connect(&spec).await.map_err(|e| failed(e.to_string()))?;
                 &mut conn.insert((db.name.clone(), server)).1
             }
@@ -154,3 +153,9 @@ impl AuthCache {
         Ok(secret)
     }
 }
+
+/// The auth query could not be run (server unreachable, query error); the log says why, the
+/// client gets a generic message.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("authentication lookup failed (auth_query)")]
+pub struct LookupFailed;

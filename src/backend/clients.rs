@@ -6,37 +6,50 @@
 //! session to close sets a flag and wakes it through an `AtomicWaker`, so nothing on the hot
 //! path takes a lock.
 
-use super::ClientState;
 use crate::net::stream::Peer;
 use atomic_waker::AtomicWaker;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Client state, as the console shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    Login,
+    Idle,
+    Waiting,
+    Active,
+}
 
 /// Why a session was asked to close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum CloseReason {
+    /// The client's server connection is on a node a topology just fenced (or that stopped
+    /// being the primary): close now, even mid-transaction, so that nothing more reaches it.
+    Fenced = 1,
     /// `KILL_CLIENT` or `KILL db`: close now, even mid-transaction.
-    Killed = 1,
+    Killed = 2,
     /// Graceful shutdown: close at the next transaction boundary (an idle client at once).
-    Shutdown = 2,
+    Shutdown = 3,
     /// Draining after a hand-over: a client that has not run a transaction yet (it may have
     /// connected just before the new process took over) is left to run one and is closed at
     /// its first transaction boundary; see [`ClientInfo::has_run`].
-    Drain = 3,
+    Drain = 4,
 }
 
 impl CloseReason {
     fn from_u8(v: u8) -> Option<Self> {
         match v {
-            1 => Some(Self::Killed),
-            2 => Some(Self::Shutdown),
-            3 => Some(Self::Drain),
+            1 => Some(Self::Fenced),
+            2 => Some(Self::Killed),
+            3 => Some(Self::Shutdown),
+            4 => Some(Self::Drain),
             _ => None,
         }
     }
@@ -44,6 +57,10 @@ impl CloseReason {
     /// SQLSTATE and message told to the client.
     pub fn error(self) -> (&'static str, &'static str) {
         match self {
+            Self::Fenced => (
+                "08006",
+                "terminating connection because its server node was fenced (failover)",
+            ),
             Self::Killed => (
                 "57P01",
                 "terminating connection due to administrator command",
@@ -83,6 +100,9 @@ pub struct ClientInfo {
     wait_since_us: AtomicU64,
     /// Backend pid of the attached server connection (0 = none).
     server_pid: AtomicI32,
+    /// Identity of the pool the attached server came from (0 when none), so that a fence can
+    /// close the clients attached to that pool's node.
+    pool_id: AtomicUsize,
     /// Set when the client asks for its first server.
     has_run: AtomicBool,
     close: AtomicU8,
@@ -113,6 +133,7 @@ impl ClientInfo {
             request_time_us: AtomicU64::new(now),
             wait_since_us: AtomicU64::new(0),
             server_pid: AtomicI32::new(0),
+            pool_id: AtomicUsize::new(0),
             has_run: AtomicBool::new(false),
             close: AtomicU8::new(0),
             waker: AtomicWaker::new(),
@@ -128,10 +149,13 @@ impl ClientInfo {
             .store(ClientState::Waiting as u8, Ordering::Relaxed);
     }
 
-    /// The client got server `pid` and forwards.
-    pub fn active(&self, pid: i32) {
+    /// The client got server `pid` from the pool identified by `pool_id` and forwards.
+    /// The store is sequentially consistent: a fence that suspends the pool and then scans
+    /// the clients, and a session that stores here and then checks the pool, cannot both miss.
+    pub fn active(&self, pid: i32, pool_id: usize) {
         self.wait_since_us.store(0, Ordering::Relaxed);
         self.server_pid.store(pid, Ordering::Relaxed);
+        self.pool_id.store(pool_id, Ordering::SeqCst);
         self.state
             .store(ClientState::Active as u8, Ordering::Relaxed);
     }
@@ -139,6 +163,7 @@ impl ClientInfo {
     /// The client gave its server back.
     pub fn idle(&self) {
         self.server_pid.store(0, Ordering::Relaxed);
+        self.pool_id.store(0, Ordering::Relaxed);
         self.state.store(ClientState::Idle as u8, Ordering::Relaxed);
     }
 
@@ -266,6 +291,23 @@ impl Clients {
     pub fn get(&self, id: i32) -> Option<Arc<ClientInfo>> {
         self.map.lock().ok().and_then(|m| m.get(&id).cloned())
     }
+
+    /// Asks every client attached to a server of pool `pool_id` to close for `why`; returns
+    /// how many were asked.
+    pub fn close_attached(&self, pool_id: usize, why: CloseReason) -> usize {
+        let attached: Vec<Arc<ClientInfo>> = match self.map.lock() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(p) => p.into_inner().values().cloned().collect(),
+        };
+        let mut n = 0;
+        for c in attached {
+            if c.pool_id.load(Ordering::SeqCst) == pool_id {
+                c.request_close(why);
+                n += 1;
+            }
+        }
+        n
+    }
 }
 
 #[cfg(test)]
@@ -325,7 +367,7 @@ mod tests {
         assert_eq!(c.all().len(), 1);
         g.info.waiting(5);
         assert_eq!(g.info.state(), ClientState::Waiting);
-        g.info.active(42);
+        g.info.active(42, 1);
         assert_eq!(g.info.server_pid(), Some(42));
         drop(g);
         assert!(c.get(7).is_none());

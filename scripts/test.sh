@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): install or check what the tests need, then run
+# `cargo fmt --check`, `cargo clippy --all-targets -D warnings` and `cargo test --locked`.
+#
+# Installing needs root on Debian 12 (or similar) with apt. Without root, the script lists the
+# missing packages and stops, so that no test fails later for a missing program.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v pg_config >/dev/null 2>&1 || need_apt+=(postgresql-common)
+ls /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql-15)
+ls /usr/share/postgresql/15/extension/pg_prewarm.control >/dev/null 2>&1 || need_apt+=(postgresql-contrib-15)
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client-15)
+command -v pgbench >/dev/null 2>&1 || need_apt+=(postgresql-client-15)
+# The agent's etcd tests start a local etcd and use etcdctl.
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
+# promtool checks the /metrics output and the alerting rules in monitoring/; systemd-analyze
+# verifies the units in systemd/; dpkg-deb builds the package in packaging/.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
+# The prepared-statement driver test (tests/drivers/prepared_drivers.py) runs python3.
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: missing packages (run as root to install them): ${need_apt[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# Python drivers for tests/drivers/prepared_drivers.py.
+if ! python3 -c 'import psycopg, asyncpg' >/dev/null 2>&1; then
+  # Debian 12 marks the system Python as externally managed; the drivers go beside it.
+  python3 -m pip install -q --break-system-packages "psycopg[binary]" asyncpg 2>/dev/null \
+    || python3 -m pip install -q "psycopg[binary]" asyncpg
+fi
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked

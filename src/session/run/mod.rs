@@ -1,0 +1,342 @@
+//! The life of one client connection after accept: login, then transactions.
+//!
+//! - [`admit`]: the client cap, the login under its timeout, the pool and the session.
+//! - this file: the transaction loop (idle wait, check-out, forwarding, boundary).
+//! - [`attach`]: checking a server out for a transaction, waiting for a primary, refusing.
+//! - [`timed`]: forwarding under `query_timeout` and `idle_transaction_timeout`.
+//! - [`loss`]: giving a server back when the client leaves, and losing a server.
+//! - [`end`]: why a session ended; SQLSTATEs are in [`super::sqlstate`].
+
+mod admit;
+mod attach;
+mod end;
+mod loss;
+mod timed;
+
+pub use admit::serve;
+pub use end::EndReason;
+
+use super::buffers;
+use super::cancel::{CancelKey, CancelTarget};
+use super::clients::{now_us, ClientInfo, CloseReason, Registered};
+use super::ctx::{DbGate, SessionCtx};
+use super::forward::{Forwarder, Outcome, Pipe};
+use super::prepared_flow::{self, Flow};
+use super::route::Routed;
+use super::sqlstate::SqlState;
+use crate::config::PoolMode;
+use crate::net::stream::ClientStream;
+use crate::pool::Pool;
+use crate::proto::{builders, tags::status};
+use crate::server::params::{ParamSet, TRACKED_REPORTED};
+use crate::server::ServerConn;
+use bytes::BytesMut;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+/// Writes an ErrorResponse (`severity` FATAL or ERROR) to the client.
+async fn send_error(
+    client: &mut ClientStream,
+    severity: &str,
+    code: SqlState,
+    message: &str,
+) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    builders::error_response(&mut out, severity, code.code(), message);
+    client.write_all(&out).await
+}
+
+/// Waits until an idle client is readable; a close request (console, shutdown) ends the wait.
+async fn readable(
+    client: &ClientStream,
+    info: &ClientInfo,
+) -> Result<std::io::Result<()>, CloseReason> {
+    tokio::select! {
+        biased;
+        r = client.readable() => Ok(r),
+        why = info.closing(CloseReason::Shutdown) => Err(why),
+    }
+}
+
+struct Session {
+    ctx: Arc<SessionCtx>,
+    client: ClientStream,
+    pool: Arc<Pool>,
+    key: CancelKey,
+    view: Arc<ParamSet>,
+    /// This client's entry in the registry (state for the console, close requests).
+    reg: Registered,
+    db_gate: Arc<DbGate>,
+    c2s: Pipe,
+    s2c: Pipe,
+    /// Named prepared statements (transaction and statement modes), made on first use.
+    flow: Option<Box<Flow>>,
+    /// Read routing to standbys (databases with a policy other than `primary`).
+    route: Option<Box<Routed>>,
+    /// A `[cluster]` database: writes wait for a usable primary (backend::writer).
+    cluster: bool,
+}
+
+impl Session {
+    /// Runs transactions until the client leaves; returns why.
+    ///
+    /// Only the idle wait lives in this future; each transaction runs in a boxed future of its
+    /// own, so that an idle client's task stays small (DESIGN.md: under 1 KiB per idle client).
+    async fn run(&mut self, mut held: Option<Box<ServerConn>>) -> EndReason {
+        let idle_timeout = self.ctx.config().pooler.client_idle_timeout;
+        loop {
+            let server = match held.take() {
+                Some(s) => *s,
+                None => {
+                    match self.wait_for_client(idle_timeout).await {
+                        Ok(true) => {}
+                        Ok(false) => return EndReason::ClientClosed,
+                        Err(why) => return why,
+                    }
+                    let info = self.reg.info.clone();
+                    info.waiting(now_us());
+                    let attached = tokio::select! {
+                        biased;
+                        _ = info.closing(CloseReason::Killed) => Err(EndReason::Killed),
+                        r = Box::pin(async {
+                            self.ctx.gate.pass_db(&self.db_gate).await;
+                            self.attach().await
+                        }) => r,
+                    };
+                    match attached {
+                        Ok(s) => s,
+                        Err(why) => return why,
+                    }
+                }
+            };
+            if let Some(why) = Box::pin(self.transaction(server)).await {
+                return why;
+            }
+        }
+    }
+
+    /// One transaction on `server`; `Some(why)` when the session must end.
+    async fn transaction(&mut self, mut server: ServerConn) -> Option<EndReason> {
+        let config = self.ctx.config();
+        let mode = self.pool.settings().mode;
+        let target = CancelTarget {
+            spec: self.pool.spec(),
+            pid: server.key.0,
+            secret: server.key.1,
+        };
+        self.key.slot.set(Some(target.clone()));
+        let info = self.reg.info.clone();
+        info.active(server.key.0, self.pool.id());
+        if !self.pool.serves(&server.node) {
+            // Fenced or re-pointed since the check-out: nothing may reach that node now.
+            info.request_close(CloseReason::Fenced);
+        }
+        let started = Instant::now();
+        let release = mode != PoolMode::Session;
+        let mut fwd = Forwarder::new(
+            config.pooler.max_packet_size,
+            mode == PoolMode::Statement,
+            release,
+        );
+        if release {
+            let max = config.pooler.max_prepared_statements;
+            let registry = &self.ctx.prepared;
+            fwd.flow = prepared_flow::lend(&mut self.flow, &mut server.prepared, registry, max);
+        }
+        let outcome = tokio::select! {
+            biased;
+            o = self.forward(&mut fwd, &mut server, &target, &config) => Some(o),
+            _ = info.closing(CloseReason::Killed) => None,
+        };
+        self.key.slot.set(None);
+        prepared_flow::give_back(fwd.flow.take(), &mut self.flow, &mut server.prepared);
+        let Some(outcome) = outcome else {
+            // Killed from the console, or the node was fenced: the server's state is unknown,
+            // so it is closed.
+            self.pool.close(server);
+            if let Some(why @ CloseReason::Fenced) = info.close_requested() {
+                let _ = Box::pin(self.send_close(why)).await;
+                return Some(EndReason::Fenced);
+            }
+            return Some(EndReason::Killed);
+        };
+        self.account(&fwd, &mut server);
+        let us = started.elapsed().as_micros() as u64;
+        self.pool
+            .stats
+            .record_xact(fwd.queries, fwd.bytes_in, fwd.bytes_out, us);
+        Box::pin(self.settle(outcome, &fwd, server, mode)).await
+    }
+
+    /// What follows a forwarding run's `outcome`; `Some(why)` when the session must end.
+    async fn settle(
+        &mut self,
+        outcome: std::io::Result<Outcome>,
+        fwd: &Forwarder,
+        server: ServerConn,
+        mode: PoolMode,
+    ) -> Option<EndReason> {
+        let fatal = |e: &std::io::Error| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                (EndReason::Timeout, e.to_string())
+            } else {
+                (
+                    EndReason::ProtocolViolation,
+                    format!("protocol violation: {e}"),
+                )
+            }
+        };
+        match outcome {
+            Ok(Outcome::Boundary) => return Box::pin(self.boundary(server, mode)).await,
+            Ok(Outcome::OpenTransaction) => {
+                Box::pin(self.end_server(server, status::IN_TRANSACTION, true)).await;
+                let msg = "transaction blocks not allowed in statement pooling mode";
+                let code = SqlState::ProtocolViolation;
+                let _ = Box::pin(send_error(&mut self.client, "FATAL", code, msg)).await;
+                return Some(EndReason::TransactionInStatementMode);
+            }
+            Ok(Outcome::ClientGone { clean }) => {
+                Box::pin(self.end_server(server, fwd.status, clean)).await;
+                return Some(EndReason::ClientClosed);
+            }
+            Ok(Outcome::ServerGone { fatal_sent }) => {
+                self.pool.close(server);
+                let errors = &self.ctx.totals.server_errors;
+                errors.fetch_add(1, Ordering::Relaxed);
+                if !Box::pin(self.server_lost(fwd, fatal_sent, mode)).await {
+                    return Some(EndReason::ServerLost);
+                }
+            }
+            Err(e) => {
+                self.pool.close(server);
+                let (why, msg) = fatal(&e);
+                let code = SqlState::ProtocolViolation;
+                let _ = Box::pin(send_error(&mut self.client, "FATAL", code, &msg)).await;
+                return Some(why);
+            }
+        }
+        None
+    }
+
+    /// At a transaction boundary: gives the server back; `Some(why)` when the session must
+    /// end because a close was requested.
+    async fn boundary(&mut self, mut server: ServerConn, mode: PoolMode) -> Option<EndReason> {
+        if let Some(r) = self.route.as_mut() {
+            r.ended();
+        }
+        if mode == PoolMode::Session {
+            // Only after a close request (see `forward`): reset as if the client left.
+            Box::pin(self.end_server(server, status::IDLE, true)).await;
+        } else if server.prepared.sql_prepared && Box::pin(server.deallocate_all()).await.is_err() {
+            // SQL-level PREPARE lasts until the end of its transaction in these modes.
+            self.pool.close(server);
+        } else {
+            self.pool.release(server);
+        }
+        self.c2s.park();
+        self.s2c.park();
+        let info = &self.reg.info;
+        info.idle();
+        let why = info.close_requested()?;
+        let _ = Box::pin(self.send_close(why)).await;
+        Some(EndReason::CloseRequested)
+    }
+
+    /// Tells the client that a close request ends its session.
+    async fn send_close(&mut self, why: CloseReason) -> std::io::Result<()> {
+        let (code, msg) = why.error();
+        let mut out = BytesMut::new();
+        builders::error_response(&mut out, "FATAL", code, msg);
+        self.client.write_all(&out).await
+    }
+
+    /// Waits until the idle client sends something; false when it closed.
+    async fn wait_for_client(&mut self, idle_timeout: Duration) -> Result<bool, EndReason> {
+        loop {
+            let ready = if idle_timeout.is_zero() {
+                readable(&self.client, &self.reg.info).await
+            } else {
+                let wait = readable(&self.client, &self.reg.info);
+                match Box::pin(tokio::time::timeout(idle_timeout, wait)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let code = SqlState::ProtocolViolation;
+                        let msg = "client_idle_timeout";
+                        let _ = send_error(&mut self.client, "FATAL", code, msg).await;
+                        return Err(EndReason::IdleTimeout);
+                    }
+                }
+            };
+            let ready = match ready {
+                Ok(r) => r,
+                Err(why) => {
+                    let _ = self.send_close(why).await;
+                    return Err(EndReason::CloseRequested);
+                }
+            };
+            if ready.is_err() {
+                return Ok(false);
+            }
+            let mut buf = buffers::take();
+            match self.client.try_read_buf(&mut buf) {
+                Ok(0) => return Ok(false),
+                Ok(_) => {
+                    if buf.first() == Some(&b'X') && buf.len() == 5 {
+                        return Ok(false);
+                    }
+                    if let Some(r) = self.route.as_mut() {
+                        r.observe(&buf);
+                    }
+                    self.c2s.preload(buf);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => buffers::give(buf),
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+
+    /// Folds a run's counters and reported settings into the session.
+    fn account(&mut self, fwd: &Forwarder, server: &mut ServerConn) {
+        let t = &self.ctx.totals;
+        t.queries.fetch_add(fwd.queries, Ordering::Relaxed);
+        t.transactions.fetch_add(1, Ordering::Relaxed);
+        t.bytes_in.fetch_add(fwd.bytes_in, Ordering::Relaxed);
+        t.bytes_out.fetch_add(fwd.bytes_out, Ordering::Relaxed);
+        let tracked = |k: &str| {
+            TRACKED_REPORTED.iter().any(|t| t.eq_ignore_ascii_case(k))
+                || self
+                    .ctx
+                    .config()
+                    .pooler
+                    .track_extra_parameters
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(k))
+        };
+        let reset = std::mem::take(&mut server.prepared.settings_reset);
+        if reset {
+            // DISCARD ALL / RESET: the server is at its defaults; the next sync re-applies
+            // this client's settings, as PostgreSQL itself restores startup-packet values.
+            server.params = ParamSet::default().intern();
+        }
+        if fwd.reported.is_empty() {
+            return;
+        }
+        let mut view = (*self.view).clone();
+        let mut changed = false;
+        for (k, v) in &fwd.reported {
+            if tracked(k) && view.get(k) != Some(v.as_str()) {
+                view = view.with(k, v);
+                changed = true;
+            }
+        }
+        if changed {
+            self.view = view.intern();
+            if !reset {
+                server.params = self.view.clone();
+            }
+        }
+    }
+}
