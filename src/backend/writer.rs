@@ -6,7 +6,8 @@
 //! was renewed (an agent's push, an etcd read) within `agent.topology_lease`, measured on this
 //! process's monotonic clock from the renewal's receipt (from the request's start for etcd).
 //! A transaction that finds no usable primary waits, up to `pooler.primary_wait_timeout`, for
-//! one (a failover is a pause); in-flight transactions are not touched.
+//! one (a failover is a pause); transactions already running finish, except those on a node
+//! the agent fenced, which `Backend::apply` ends with 08006.
 
 use crate::topology::Topology;
 use std::collections::HashMap;
@@ -38,8 +39,6 @@ pub struct WriteLease {
     /// What the topology in force allows: [`NO_AGENT`], [`USABLE`] or [`HEADLESS`].
     state: AtomicU8,
     changed: Notify,
-    /// Notified when a topology is installed (the writer pools may point elsewhere now).
-    retargeted: Notify,
     /// Startup parameters of each (database, user) pool's last server login.
     params: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<Vec<(String, String)>>>>,
 }
@@ -51,7 +50,6 @@ impl Default for WriteLease {
             renewed: AtomicU64::new(0),
             state: AtomicU8::new(NO_AGENT),
             changed: Notify::new(),
-            retargeted: Notify::new(),
             params: Mutex::default(),
         }
     }
@@ -75,33 +73,6 @@ impl WriteLease {
         };
         self.state.store(state, Ordering::Release);
         self.changed.notify_waiters();
-        self.retargeted.notify_waiters();
-    }
-
-    /// Returns when a topology that fences `node` is in force, checked at each install: a
-    /// transaction running on a node the agent fenced ends with the failover's error
-    /// rather than waiting on a host that may answer nothing (a partition).
-    pub async fn fenced(&self, node: &str, topology: impl Fn() -> Topology) {
-        loop {
-            let notified = self.retargeted.notified();
-            if self.state.load(Ordering::Acquire) != USABLE && topology().is_fenced(node) {
-                return;
-            }
-            notified.await;
-            if topology().is_fenced(node) {
-                return;
-            }
-        }
-    }
-
-    /// Runs `f` unless a topology is installed first (`None` then): a check-out waiting on
-    /// a connect to the old primary (a partitioned host answers nothing until the connect
-    /// timeout) is abandoned and retried against the new one.
-    pub async fn unless_retargeted<F: std::future::Future>(&self, f: F) -> Option<F::Output> {
-        tokio::select! {
-            r = f => Some(r),
-            _ = self.retargeted.notified() => None,
-        }
     }
 
     /// When the lease runs out, if it was ever renewed.
