@@ -24,6 +24,11 @@ pub const LEASE_EXPIRED: &str =
 /// See [`NO_TOPOLOGY`].
 pub const NO_PRIMARY: &str = "failover in progress: no primary in the topology";
 
+/// A pool's key: (database, user).
+pub type PoolKey = (Arc<str>, Arc<str>);
+/// The ParameterStatus pairs a server sent at login.
+pub type StartupParams = Arc<Vec<(String, String)>>;
+
 /// No topology from an agent yet (epoch 0): discovery decides.
 const NO_AGENT: u8 = 0;
 /// The topology names an unfenced primary.
@@ -40,7 +45,7 @@ pub struct WriteLease {
     state: AtomicU8,
     changed: Notify,
     /// Startup parameters of each (database, user) pool's last server login.
-    params: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<Vec<(String, String)>>>>,
+    params: Mutex<HashMap<PoolKey, StartupParams>>,
 }
 
 impl Default for WriteLease {
@@ -124,14 +129,14 @@ impl WriteLease {
     }
 
     /// Keeps the startup parameters a server of pool `(db, user)` sent at its login.
-    pub fn keep_params(&self, key: (Arc<str>, Arc<str>), params: Arc<Vec<(String, String)>>) {
+    pub fn keep_params(&self, key: PoolKey, params: StartupParams) {
         if let Ok(mut m) = self.params.lock() {
             m.insert(key, params);
         }
     }
 
     /// The startup parameters kept for pool `(db, user)`.
-    pub fn params(&self, key: &(Arc<str>, Arc<str>)) -> Option<Arc<Vec<(String, String)>>> {
+    pub fn params(&self, key: &PoolKey) -> Option<StartupParams> {
         self.params.lock().ok()?.get(key).cloned()
     }
 }

@@ -286,6 +286,7 @@ pub struct Pooler {
     pub http_port: u16,
     /// The `[pooler]`, `[databases]`, `[users]`, `[metrics]` sections (for the shared config).
     pub sections: String,
+    log: PathBuf,
     child: std::process::Child,
 }
 
@@ -355,8 +356,16 @@ impl Pooler {
             port,
             http_port,
             sections,
+            log: dir.join("pooler.log"),
             child,
         }
+    }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let t = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// Its control base URL.
