@@ -389,11 +389,11 @@ pub struct AgentConfig {
 
 impl Config {
     /// The write lease a pooler reading this file holds its topology under: `Some` when
-    /// `agent.topology_lease` is not zero and an agent manages the poolers (`agent.poolers`
-    /// listed, or the topology kept in etcd); `None` = discovery alone, no lease.
+    /// `agent.topology_lease` is not zero and the agent pushes to the poolers (`agent.poolers`
+    /// listed; etcd reads renew too); `None` = no lease (discovery, or etcd alone: the epoch
+    /// still fences).
     pub fn write_lease(&self) -> Option<Duration> {
-        let managed = !self.agent.poolers.is_empty()
-            || matches!(self.agent.state_store, StateStoreConfig::Etcd(_));
+        let managed = !self.agent.poolers.is_empty();
         (managed && !self.agent.topology_lease.is_zero()).then_some(self.agent.topology_lease)
     }
 }
