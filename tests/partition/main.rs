@@ -223,6 +223,15 @@ fn partitions() {
             net.addr(p)
         )
     };
+    // Synchronous mode first: a commit acknowledged before the agent set it is asynchronous
+    // and may be lost by a failover, which is not what the checker is about.
+    let sync = (0..300).any(|_| {
+        sleep_ms(100);
+        c.nodes()[0]
+            .psql("postgres", "show synchronous_standby_names")
+            .is_ok_and(|v| v.starts_with("ANY"))
+    });
+    assert!(sync, "the agent never set synchronous_standby_names");
     let l1 = Load::start(&net.ns_path("c1"), "p1", &url("p1"), 2, ids.clone());
     let l2 = Load::start(&net.ns_path("c2"), "p2", &url("p2"), 2, ids.clone());
     let loads = [&l1, &l2];
