@@ -16,6 +16,10 @@ command -v pgbench >/dev/null 2>&1 || need_apt+=(postgresql-client-15)
 # The agent's etcd tests start a local etcd and use etcdctl.
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
+# The partition tests (tests/partition) build network namespaces (root) and start PostgreSQL
+# inside them as its OS user with setpriv.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 # promtool checks the /metrics output and the alerting rules in monitoring/; systemd-analyze
 # verifies the units in systemd/; dpkg-deb builds the package in packaging/.
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)

@@ -10,7 +10,9 @@
 //!    after the promotion) is then awaited, bounded, and recorded.
 
 use super::ctx::{slot_name, Ctx};
+use super::fence::Promote;
 use super::fsm::Plan;
+use super::heartbeat::Pushed;
 use super::local::LocalPg;
 use super::sql::literal;
 use super::store::{InFlight, Persisted, StateStore, Step};
@@ -52,7 +54,7 @@ pub async fn failover<S: StateStore>(
             },
         )
         .await?;
-    ctx.publish(&fenced).await;
+    let pushed = ctx.publish(&fenced).await;
     let old = plan.old_primary.as_deref();
     ctx.record(
         "fenced",
@@ -61,14 +63,11 @@ pub async fn failover<S: StateStore>(
         fenced.epoch,
     )
     .await;
-    let result = resume(
-        ctx,
-        InFlight {
-            step: Step::StopOld,
-            ..inflight
-        },
-    )
-    .await;
+    let inflight = InFlight {
+        step: Step::StopOld,
+        ..inflight
+    };
+    let result = resume_fenced(ctx, inflight, Some(pushed)).await;
     if result.is_ok() {
         ctx.metrics.failover_done(started.elapsed().as_secs_f64());
     }
@@ -100,9 +99,19 @@ pub fn fenced_topology(base: &Topology, old: Option<&str>) -> Topology {
 /// (the fenced topology stays: the state machine decides again) and the error returned.
 pub async fn resume<S: StateStore>(
     ctx: &Ctx<S>,
-    mut inflight: InFlight,
+    inflight: InFlight,
 ) -> Result<Topology, AgentError> {
-    let result = run_steps(ctx, &mut inflight).await;
+    resume_fenced(ctx, inflight, None).await
+}
+
+/// [`resume`], given the fence push when it was just made (else the fence is pushed again
+/// before the promotion).
+async fn resume_fenced<S: StateStore>(
+    ctx: &Ctx<S>,
+    mut inflight: InFlight,
+    fence: Option<Pushed>,
+) -> Result<Topology, AgentError> {
+    let result = run_steps(ctx, &mut inflight, fence).await;
     if let Err(e) = &result {
         let st = ctx.store.load().await?;
         let epoch = st.topology.epoch;
@@ -149,6 +158,7 @@ async fn advance<S: StateStore>(
 async fn run_steps<S: StateStore>(
     ctx: &Ctx<S>,
     inflight: &mut InFlight,
+    fence: Option<Pushed>,
 ) -> Result<Topology, AgentError> {
     if inflight.step <= Step::StopOld {
         if let Some(old) = inflight.old_primary.clone() {
@@ -158,6 +168,7 @@ async fn run_steps<S: StateStore>(
     }
     let mut catch_up = None;
     if inflight.step <= Step::Promote {
+        confirm_fence(ctx, fence).await?;
         promote(ctx, &inflight.candidate).await?;
         // Warm failover: load the latest hot set while the others are repointed.
         catch_up = ctx.warm.start_catch_up(&inflight.candidate);
@@ -170,6 +181,46 @@ async fn run_steps<S: StateStore>(
     let topo = publish_final(ctx, inflight, &[]).await?;
     super::warmth::record_catch_up(ctx, &inflight.candidate, catch_up).await;
     Ok(topo)
+}
+
+/// Makes sure no pooler still sends writes to the old primary before the candidate is
+/// promoted: every pooler acknowledged the fence, or the lease of each one that did not has
+/// surely run out (`fence::promote_after`). `fence` is the fence push just made; without
+/// it (an agent resuming after a restart) the stored, fenced topology is pushed again.
+async fn confirm_fence<S: StateStore>(
+    ctx: &Ctx<S>,
+    fence: Option<Pushed>,
+) -> Result<(), AgentError> {
+    let Some(lease) = ctx.write_lease() else {
+        return Ok(());
+    };
+    let epoch = ctx.store.load().await?.topology.epoch;
+    let pushed = match fence {
+        Some(p) => p,
+        None => {
+            let t = ctx.store.load().await?.topology;
+            ctx.pushes.push(&ctx.poolers, &t).await
+        }
+    };
+    let elapsed = pushed.started.elapsed();
+    match super::fence::promote_after(&pushed.replies, elapsed, Some(lease)) {
+        Promote::Now => {
+            let n = pushed.replies.len();
+            let d = format!("{n} pooler(s) acknowledged the fence at epoch {epoch}");
+            ctx.record("fence_acknowledged", None, d, epoch).await;
+        }
+        Promote::After(wait, silent) => {
+            let d = format!(
+                "{} did not acknowledge the fence: promoting once their lease ({lease:?}) \
+                 has surely run out, in {} ms",
+                silent.join(", "),
+                wait.as_millis()
+            );
+            ctx.record("fence_lease_wait", None, d, epoch).await;
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Ok(())
 }
 
 /// Persists (clearing the in-flight record) and publishes the topology with the candidate as

@@ -3,6 +3,7 @@
 
 use super::events::{run_hook, Event};
 use super::fsm::{FsmConfig, NodeSpec, Round};
+use super::heartbeat::{Pushed, Pushes};
 use super::metrics::Metrics;
 use super::pooler::{Outcome, Poolers};
 use super::probe::Prober;
@@ -31,6 +32,8 @@ pub struct Ctx<S> {
     pub conns: Arc<Conns>,
     /// Warm failover: hot set, warmth, catch-up.
     pub warm: Arc<super::warmth::Warmer>,
+    /// Serialised topology pushes and the heartbeat's topology.
+    pub pushes: Arc<Pushes>,
 }
 
 /// The physical replication slot pgsluice keeps for `node` on its upstream (the node name,
@@ -68,7 +71,19 @@ impl<S: StateStore> Ctx<S> {
             metrics,
             conns: Arc::default(),
             warm: Arc::new(warm),
+            pushes: Arc::default(),
         })
+    }
+
+    /// The poolers' write lease the agent must respect before promoting: `None` when it is
+    /// off (`topology_lease = 0`) or no pooler is managed (none listed, no etcd).
+    pub fn write_lease(&self) -> Option<Duration> {
+        let managed = !self.poolers.is_empty()
+            || matches!(
+                self.agent.state_store,
+                crate::config::StateStoreConfig::Etcd(_)
+            );
+        (managed && !self.agent.topology_lease.is_zero()).then_some(self.agent.topology_lease)
     }
 
     /// The state machine's static inputs.
@@ -223,9 +238,10 @@ impl<S: StateStore> Ctx<S> {
     }
 
     /// Pushes `topology` to every pooler; each pooler that does not accept it is an event.
-    pub async fn publish(&self, topology: &Topology) {
+    pub async fn publish(&self, topology: &Topology) -> Pushed {
         self.metrics.set_epoch(topology.epoch);
-        for r in self.poolers.publish(topology).await {
+        let pushed = self.pushes.push(&self.poolers, topology).await;
+        for r in pushed.replies.clone() {
             match r.outcome {
                 Outcome::Ok => {}
                 Outcome::Stale => {
@@ -239,15 +255,16 @@ impl<S: StateStore> Ctx<S> {
                 }
             }
         }
+        pushed
     }
 
-    /// Pushes `topology` again without recording anything: at start, and periodically for
-    /// poolers that restarted or missed a push (those holding it already answer 409).
+    /// Pushes `topology` again without recording anything (taking charge); the heartbeat
+    /// then renews it.
     pub async fn republish(&self, topology: &Topology) {
         if topology.epoch == 0 {
             return; // nothing adopted yet: leave the poolers to their own discovery
         }
-        for r in self.poolers.publish(topology).await {
+        for r in self.pushes.push(&self.poolers, topology).await.replies {
             if let Outcome::Failed(why) = r.outcome {
                 tracing::debug!(url = %r.url, %why, "pooler did not take the topology");
             }

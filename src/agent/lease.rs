@@ -53,6 +53,8 @@ struct LeaseState {
     registered: i64,
     leader_rev: i64,
     valid_until: Option<Instant>,
+    /// The last answer etcd gave said this agent leads (kept while etcd fails to answer).
+    led_last: bool,
 }
 
 /// This agent's lease and leadership.
@@ -97,6 +99,12 @@ impl Leadership {
     /// Whether this agent leads right now.
     pub fn is_leader(&self) -> bool {
         self.fence().is_some()
+    }
+
+    /// Whether this agent may keep renewing the poolers' write lease: it leads, or etcd's
+    /// last answer said it led and etcd has not answered since (no other leader seen).
+    pub fn may_renew(&self) -> bool {
+        self.is_leader() || self.state.lock().is_ok_and(|s| s.led_last)
     }
 
     fn update(&self, f: impl FnOnce(&mut LeaseState)) {
@@ -145,6 +153,7 @@ impl Leadership {
         self.update(|s| {
             s.leader_rev = rev;
             s.valid_until = Some(sent + self.ttl);
+            s.led_last = rev > 0;
         });
         Ok(rev > 0)
     }

@@ -13,6 +13,8 @@
 //! | [`sql`] | connecting to nodes, text queries, quoting |
 //! | [`probe`] | one round trip per node per round: role, LSNs, receiver, slots, lag |
 //! | [`pooler`] | the poolers' control endpoints: publish topology, pause, resume |
+//! | [`heartbeat`] | pushes one at a time; renewal of the poolers' write lease |
+//! | [`fence`] | when the fence holds on every pooler: acknowledged or lease run out (pure) |
 //! | [`local`] | pg_ctl, pg_rewind, pg_basebackup and config files on this host |
 //! | [`store`] | the [`store::StateStore`] trait and the local state directory |
 //! | [`store_etcd`] | the state in etcd, for several agents |
@@ -38,7 +40,9 @@ pub mod client;
 pub mod ctx;
 pub mod election;
 pub mod events;
+pub mod fence;
 pub mod fsm;
+pub mod heartbeat;
 pub mod hotset;
 pub mod http;
 pub mod lease;

@@ -13,13 +13,11 @@ use super::AgentError;
 use crate::config::Config;
 use crate::topology::Topology;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
-
-/// How often the topology is pushed again to every pooler (a restarted pooler catches up).
-pub const REPUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What `/status` returns.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -96,6 +94,13 @@ pub async fn run<S: StateStore>(
         stop.clone(),
     );
     let warmer = tokio::spawn(warmer);
+    let heartbeat = tokio::spawn(super::heartbeat::run(
+        ctx.pushes.clone(),
+        ctx.poolers.clone(),
+        ctx.store.clone(),
+        ctx.agent.topology_lease,
+        stop.clone(),
+    ));
     // Under systemd (Type=notify): ready once the HTTP endpoint listens and the loop starts.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     // With etcd, the store may not answer yet: the agent then follows (probes, no action)
@@ -110,7 +115,6 @@ pub async fn run<S: StateStore>(
     let mut tick = tokio::time::interval(ctx.agent.probe_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let t0 = Instant::now();
-    let mut pushed = Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -146,6 +150,10 @@ pub async fn run<S: StateStore>(
             }
             _ => {}
         }
+        if acting {
+            // Cleared only at shutdown: after a lost leadership, `may_renew` decides.
+            ctx.pushes.acting.store(true, Ordering::Release);
+        }
         let round = Round {
             now_ms: t0.elapsed().as_millis() as u64,
             probes: prober.round().await,
@@ -162,13 +170,8 @@ pub async fn run<S: StateStore>(
             Ok(next) => fsm = next,
             Err(e) => tracing::error!(error = %e, "probe round failed"),
         }
-        if pushed.elapsed() >= REPUSH_EVERY {
-            pushed = Instant::now();
-            if let Ok(st) = ctx.store.load().await {
-                ctx.republish(&st.topology).await;
-            }
-        }
     }
+    ctx.pushes.acting.store(false, Ordering::Release);
     if let Ok(st) = ctx.store.load().await {
         let epoch = st.topology.epoch;
         ctx.record("agent_stopped", None, "shutdown requested", epoch)
@@ -177,6 +180,7 @@ pub async fn run<S: StateStore>(
     ctx.store.release().await;
     let _ = server.await;
     let _ = warmer.await;
+    let _ = heartbeat.await;
     Ok(())
 }
 

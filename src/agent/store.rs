@@ -144,6 +144,12 @@ pub trait StateStore: Send + Sync + 'static {
     fn may_act(&self) -> bool {
         true
     }
+    /// Whether this process may keep renewing the poolers' write lease with the topology it
+    /// published: while it may act, and for etcd also while etcd does not answer, as long as
+    /// no answer showed another leader (failsafe: an etcd outage alone stops no writes).
+    fn may_renew(&self) -> bool {
+        self.may_act()
+    }
     /// The agent's name when several agents share the store (recorded in events).
     fn agent_name(&self) -> Option<String> {
         None

@@ -236,6 +236,10 @@ impl StateStore for EtcdStore {
         self.lead.as_ref().is_some_and(|l| l.is_leader())
     }
 
+    fn may_renew(&self) -> bool {
+        self.lead.as_ref().is_some_and(|l| l.may_renew())
+    }
+
     fn agent_name(&self) -> Option<String> {
         self.lead.as_ref().map(|l| l.name().to_string())
     }

@@ -196,6 +196,7 @@ impl Backend {
     fn install(&self, config: &Config, truth: ClusterTruth) {
         let truth = Arc::new(truth);
         self.truth.store(truth.clone());
+        self.writer.installed(&truth.topology);
         for pool in self.pools.writer_pools() {
             let Some(db) = config.database(&pool.database) else {
                 continue;

@@ -16,6 +16,7 @@ mod cluster;
 pub mod console;
 pub mod gate;
 mod targets;
+pub mod writer;
 
 pub use cluster::{ApplyError, ClusterTruth};
 pub use console::{Console, ConsoleLogin, CONSOLE_DATABASES};
@@ -83,6 +84,8 @@ pub struct Backend {
     pub pending: Arc<PendingLogins>,
     /// `auth_query` answers and SCRAM pass-through keys.
     pub auth: AuthCache,
+    /// The write lease: whether writes may go to the primary now (`writer`).
+    pub writer: writer::WriteLease,
 }
 
 impl Backend {
@@ -107,6 +110,7 @@ impl Backend {
             server_tls: ServerTlsHandle::default(),
             pending: PendingLogins::new(pending_cap),
             auth: AuthCache::default(),
+            writer: writer::WriteLease::default(),
         })
     }
 

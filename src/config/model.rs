@@ -317,6 +317,9 @@ pub struct PoolerConfig {
     pub probe_interval: Duration,
     /// How long a node that failed a probe or a connection is left out.
     pub ban_time: Duration,
+    /// How long new logins and transactions wait for a usable primary (fenced, unreachable,
+    /// lease run out, mid-failover) before they fail; zero = they fail at once.
+    pub primary_wait_timeout: Duration,
 }
 
 /// Where a database's server connections go.
@@ -451,8 +454,22 @@ pub struct AgentConfig {
     pub name: String,
     /// Where the state lives.
     pub state_store: StateStoreConfig,
+    /// The write lease of the poolers: a pooler under an agent sends writes only while its
+    /// topology was renewed (push or etcd) within it; zero = off.
+    pub topology_lease: Duration,
     /// How log lines are written.
     pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The write lease a pooler reading this file holds its topology under: `Some` when
+    /// `agent.topology_lease` is not zero and the agent pushes to the poolers (`agent.poolers`
+    /// listed; etcd reads renew too); `None` = no lease (discovery, or etcd alone: the epoch
+    /// still fences).
+    pub fn write_lease(&self) -> Option<Duration> {
+        let managed = !self.agent.poolers.is_empty();
+        (managed && !self.agent.topology_lease.is_zero()).then_some(self.agent.topology_lease)
+    }
 }
 
 /// How a daemon writes its log lines on stderr (`[pooler] log_format`, `[agent] log_format`).

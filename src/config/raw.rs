@@ -125,6 +125,8 @@ pub struct RawPooler {
     pub probe_interval: Option<RawDuration>,
     /// How long a failing node is left out.
     pub ban_time: Option<RawDuration>,
+    /// How long new logins and transactions wait for a usable primary (failover).
+    pub primary_wait_timeout: Option<RawDuration>,
 }
 
 /// `[databases.NAME]`: a database clients may ask for, and where it lives.
@@ -249,6 +251,8 @@ pub struct RawAgent {
     pub etcd_password: Option<String>,
     /// The leader lease's time to live (whole seconds, at least 2).
     pub lease_ttl: Option<RawDuration>,
+    /// How long a pooler's topology stays fresh for writes without a renewal (0 = off).
+    pub topology_lease: Option<RawDuration>,
     /// `text` or `json` log lines on stderr.
     pub log_format: Option<String>,
 }

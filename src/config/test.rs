@@ -406,6 +406,25 @@ fn server_tls_keys() {
 }
 
 #[test]
+fn write_lease_keys() {
+    let cluster = "[cluster]\nname = \"c1\"\n[[cluster.nodes]]\nname = \"a\"\nhost = \"h\"\n";
+    // No agent pushes to this pooler: discovery alone, no lease.
+    let c = from_str(MINIMAL, "t").unwrap();
+    assert_eq!(c.agent.topology_lease, Duration::from_secs(3));
+    assert_eq!(c.write_lease(), None);
+    assert_eq!(c.pooler.primary_wait_timeout, Duration::from_secs(15));
+    let managed = format!("{cluster}[agent]\npoolers = [\"http://127.0.0.1:9930\"]\n");
+    let c = from_str(&managed, "t").unwrap();
+    assert_eq!(c.write_lease(), Some(Duration::from_secs(3)));
+    let off = format!("{managed}topology_lease = 0\n");
+    assert_eq!(from_str(&off, "t").unwrap().write_lease(), None);
+    let p = problems(&format!("{managed}topology_lease = \"100ms\"\n"));
+    assert!(has(&p, "agent.topology_lease: 100ms is too short"), "{p:?}");
+    let p = problems("[pooler]\nprimary_wait_timeout = \"soon\"\n");
+    assert!(has(&p, "pooler.primary_wait_timeout:"), "{p:?}");
+}
+
+#[test]
 fn log_format_text_json_or_error() {
     let c = from_str(MINIMAL, "t").unwrap();
     assert_eq!(c.pooler.log_format, LogFormat::Text);

@@ -30,6 +30,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 async fn handle(ctx: Arc<Backend>, req: Request<Incoming>) -> Reply {
+    // A push renews the write lease from its receipt: taken before the body is read.
+    let received = Instant::now();
     let config = ctx.config();
     let secret = config.control.secret_file.as_deref();
     let read_guard = |req: &Request<Incoming>| match config.control.protect_reads {
@@ -55,17 +57,17 @@ async fn handle(ctx: Arc<Backend>, req: Request<Incoming>) -> Reply {
             if let Err(r) = authorize(&req, secret) {
                 return r.into_reply();
             }
-            control(&ctx, &path, req).await
+            control(&ctx, &path, req, received).await
         }
         _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
     }
 }
 
 /// An authenticated control call.
-async fn control(ctx: &Backend, path: &str, req: Request<Incoming>) -> Reply {
+async fn control(ctx: &Backend, path: &str, req: Request<Incoming>, received: Instant) -> Reply {
     match path {
         "/control/topology" => match read_json::<Topology>(req).await {
-            Ok(t) => push_topology(ctx, t),
+            Ok(t) => push_topology(ctx, t, received),
             Err(r) => r.into_reply(),
         },
         "/control/pause" => match read_json::<PauseRequest>(req).await {
@@ -92,11 +94,18 @@ fn default_pause() -> u64 {
     10_000
 }
 
-/// Applies a pushed topology (epoch-ordered, see [`Backend::apply`]).
-fn push_topology(ctx: &Backend, t: Topology) -> Reply {
+/// Applies a pushed topology (epoch-ordered, see [`Backend::apply`]); the one held, pushed
+/// again, renews the write lease (the agent's heartbeat), and so does an applied one.
+fn push_topology(ctx: &Backend, t: Topology, received: Instant) -> Reply {
+    let (current, _) = ctx.topology();
+    if current.epoch > 0 && t == current {
+        ctx.writer.renew(received);
+        return reply(StatusCode::OK, TEXT, "renewed\n");
+    }
     let (epoch, primary, fenced) = (t.epoch, t.primary.clone(), t.fenced.clone());
     match ctx.apply(t) {
         Ok(()) => {
+            ctx.writer.renew(received);
             tracing::info!(epoch, ?primary, ?fenced, "topology pushed");
             reply(StatusCode::OK, TEXT, "accepted\n")
         }

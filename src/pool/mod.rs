@@ -72,6 +72,9 @@ pub struct Pool {
     born: Instant,
     /// The standby this pool serves reads on; unset for a pool that follows the primary.
     reads_on: std::sync::OnceLock<Arc<str>>,
+    /// Notified by [`Pool::retarget`] and [`Pool::suspend`]: connects still under way to
+    /// the old node give up.
+    retargeted: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,6 +113,7 @@ impl Pool {
             stats: PoolStats::default(),
             born: Instant::now(),
             reads_on: std::sync::OnceLock::new(),
+            retargeted: tokio::sync::Notify::new(),
         })
     }
 
@@ -174,6 +178,7 @@ impl Pool {
         for c in stale {
             self.discard(c);
         }
+        self.retargeted.notify_waiters();
         if waiting > 0 {
             self.spawn_refill(waiting);
         }
@@ -189,6 +194,7 @@ impl Pool {
             self.suspended.store(true, Ordering::SeqCst);
             std::mem::take(&mut inner.idle)
         };
+        self.retargeted.notify_waiters();
         for c in idle {
             self.discard(c);
         }
@@ -345,7 +351,17 @@ impl Pool {
     async fn open(self: &Arc<Self>, slot: Slot) -> Result<ServerConn, PoolError> {
         let spec = self.spec();
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        match connect(&spec).await {
+        // A connect to a node the pool no longer points at (a partitioned old primary may
+        // answer nothing until `server_connect_timeout`) gives its slot up at once.
+        let moved = self.retargeted.notified();
+        let r = tokio::select! {
+            r = connect(&spec) => r,
+            _ = moved => Err(crate::server::ServerError::Io {
+                node: spec.node.to_string(),
+                source: std::io::Error::other("connect abandoned: the pool now points elsewhere"),
+            }),
+        };
+        match r {
             Ok(mut c) => {
                 c.slot = Some(slot);
                 // Fenced or re-pointed while connecting: the connection goes to a node that

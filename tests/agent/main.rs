@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod etcd;
+mod lease;
 mod util;
 mod warm;
 

@@ -297,21 +297,49 @@ pub struct Pooler {
     pub http_port: u16,
     /// The `[pooler]`, `[databases]`, `[users]`, `[metrics]` sections (for the shared config).
     pub sections: String,
+    log: PathBuf,
     child: std::process::Child,
 }
 
 impl Pooler {
     /// Starts it with a configuration in `dir` describing `cluster`.
     pub fn start(cluster: &LocalCluster, dir: &Path) -> Pooler {
+        Pooler::start_with(cluster, dir, None, &[])
+    }
+
+    /// Starts one under an agent: its file lists its own control URL in `agent.poolers`
+    /// (so the write lease applies), with `agent_lines` (e.g. `topology_lease`) and
+    /// `pooler_lines` (e.g. `primary_wait_timeout`).
+    pub fn start_managed(
+        cluster: &LocalCluster,
+        dir: &Path,
+        agent_lines: &[&str],
+        pooler_lines: &[&str],
+    ) -> Pooler {
+        Pooler::start_with(cluster, dir, Some(agent_lines), pooler_lines)
+    }
+
+    fn start_with(
+        cluster: &LocalCluster,
+        dir: &Path,
+        managed: Option<&[&str]>,
+        pooler_lines: &[&str],
+    ) -> Pooler {
         let port = ports::free_port().unwrap();
         let http_port = ports::free_port().unwrap();
         let sections = format!(
             "[pooler]\nlisten_port = {port}\nauth_type = \"scram-sha-256\"\ndefault_pool_size = 8\n\
-             query_wait_timeout = \"30s\"\nserver_check_delay = \"1s\"\nstats_period = 0\n\
+             query_wait_timeout = \"30s\"\nserver_check_delay = \"1s\"\nstats_period = 0\n{}\n\
              [databases.app]\ndbname = \"app\"\n[users.app]\npassword = \"app-secret\"\n\
-             [metrics]\nlisten = \"127.0.0.1:{http_port}\"\n"
+             [metrics]\nlisten = \"127.0.0.1:{http_port}\"\n",
+            pooler_lines.join("\n")
         );
-        let spec = AgentSpec::tuned(cluster, &[100, 100, 100]);
+        let mut spec = AgentSpec::tuned(cluster, &[100, 100, 100]);
+        if let Some(lines) = managed {
+            spec.agent_lines = lines.iter().map(|l| l.to_string()).collect();
+            spec.agent_lines
+                .push(format!("poolers = [\"http://127.0.0.1:{http_port}\"]"));
+        }
         let state = dir.join("pooler-state");
         let listen: SocketAddr = format!("127.0.0.1:{}", ports::free_port().unwrap())
             .parse()
@@ -339,8 +367,16 @@ impl Pooler {
             port,
             http_port,
             sections,
+            log: dir.join("pooler.log"),
             child,
         }
+    }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let t = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// Its control base URL.

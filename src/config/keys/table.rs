@@ -436,6 +436,14 @@ pub static KEYS: &[Key] = &[
     )
     .shown(|c| secs(c.pooler.query_wait_timeout)),
     k(
+        "pooler.primary_wait_timeout",
+        Duration,
+        Value("15s"),
+        Reload,
+        "how long new logins and transactions wait for a usable primary (failover); 0 = fail at once",
+    )
+    .shown(|c| secs(c.pooler.primary_wait_timeout)),
+    k(
         "pooler.query_timeout",
         Duration,
         Value("0"),
@@ -951,6 +959,13 @@ pub static KEYS: &[Key] = &[
         Value(""),
         Restart,
         "HTTP control endpoints of the poolers topology is pushed to",
+    ),
+    k(
+        "agent.topology_lease",
+        Duration,
+        Value("3s"),
+        Restart,
+        "poolers send writes only while their topology was renewed within this; 0 = off",
     ),
     k(
         "agent.listen",

@@ -42,8 +42,17 @@ pub(super) fn agent(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfi
             "describe [[cluster.nodes]]",
         );
     }
+    let topology_lease = c.duration("agent.topology_lease", &a.topology_lease);
+    if !topology_lease.is_zero() && topology_lease < Duration::from_millis(300) {
+        c.bad(
+            "agent.topology_lease",
+            format!("{topology_lease:?} is too short to renew three times over HTTP"),
+            "at least \"300ms\", or 0 to turn the lease off",
+        );
+    }
     let listen = c.socket("agent.listen", &a.listen);
     AgentConfig {
+        topology_lease,
         state_dir: c.path("agent.state_dir", &a.state_dir).unwrap_or_default(),
         probe_interval,
         probe_timeout: c.duration("agent.probe_timeout", &a.probe_timeout),

@@ -55,6 +55,7 @@ pub(super) fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
         server_idle_timeout: c.duration("pooler.server_idle_timeout", &p.server_idle_timeout),
         server_lifetime: c.duration("pooler.server_lifetime", &p.server_lifetime),
         query_wait_timeout: c.duration("pooler.query_wait_timeout", &p.query_wait_timeout),
+        primary_wait_timeout: c.duration("pooler.primary_wait_timeout", &p.primary_wait_timeout),
         client_idle_timeout: c.duration("pooler.client_idle_timeout", &p.client_idle_timeout),
         query_timeout: c.duration("pooler.query_timeout", &p.query_timeout),
         idle_transaction_timeout: c.duration(

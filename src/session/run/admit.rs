@@ -19,6 +19,7 @@ use crate::session::LoginError;
 use bytes::{BufMut, BytesMut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, Instrument};
 
@@ -111,7 +112,9 @@ async fn admit(
         hints.chain(login.wanted.iter()),
         key.pid as usize,
     );
+    let cluster = login.database.backend == crate::config::Backend::Cluster;
     let session = Session {
+        cluster,
         route,
         db_gate: ctx.gate.db(&pool.database),
         ctx,
@@ -226,37 +229,125 @@ async fn login_phase(
             ),
         ));
     }
-    let pool = pool_for(ctx, &db, &login)?;
-    // A server session takes the client's settings and tells us how it spells them.
-    let mut server = pool.checkout().await.map_err(pool_login_error)?;
-    let canonical = match server.adopt(&login.wanted).await {
-        Ok(set) => set,
-        Err(e) => {
-            pool.close(server);
+    let pool = pool_for_login(ctx, &config, &db, &login).await?;
+    // A server session takes the client's settings and tells us how it spells them; while a
+    // cluster database has no usable primary, the parameters its last server connection sent
+    // do (a login does not need the primary).
+    let cluster = db.backend == crate::config::Backend::Cluster;
+    let kept = (pool.database.clone(), pool.user.clone());
+    let cached = cluster.then(|| ctx.writer.params(&kept)).flatten();
+    let server = match &cached {
+        Some(_) if writer_blocked(ctx, &config) => None,
+        // The primary may be gone without a word (a partition): do not wait on it.
+        Some(_) => match tokio::time::timeout(LOGIN_WAIT, pool.checkout()).await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(PoolError::Server(e))) if unreachable(e.sqlstate()) => None,
+            Ok(Err(PoolError::NoTarget)) | Err(_) => None,
+            Ok(Err(e)) => return Err(pool_login_error(e)),
+        },
+        None => Some(pool.checkout().await.map_err(pool_login_error)?),
+    };
+    let (startup_params, canonical, server) = match (server, cached) {
+        (Some(mut server), _) => {
+            let canonical = match server.adopt(&login.wanted).await {
+                Ok(set) => set,
+                Err(e) => {
+                    pool.close(server);
+                    return Err(LoginError::fatal(
+                        SqlState::from_server(e.sqlstate()),
+                        e.to_string(),
+                    ));
+                }
+            };
+            if cluster {
+                ctx.writer.keep_params(kept, server.startup_params.clone());
+            }
+            (server.startup_params.clone(), canonical, Some(server))
+        }
+        (None, Some(params)) => (params, login.wanted.clone().intern(), None),
+        (None, None) => {
             return Err(LoginError::fatal(
-                SqlState::from_server(e.sqlstate()),
-                e.to_string(),
-            ));
+                SqlState::ConnectionFailure,
+                "no server connection",
+            ))
         }
     };
-    let startup_params = server.startup_params.clone();
     let keep = pool.settings().mode == PoolMode::Session;
     // Session mode shows the backend's real pid (cancel keys still come to the pooler).
-    let key = ctx.cancels.register_as(keep.then_some(server.key.0));
+    let real_pid = server.as_ref().filter(|_| keep).map(|s| s.key.0);
+    let key = ctx.cancels.register_as(real_pid);
     let shown = (key.wire_pid, key.secret);
     if let Err(e) = login::greet(client, &startup_params, &canonical, shown).await {
         // The client is gone; the server, just brought in line, is clean.
-        pool.release(server);
+        if let Some(server) = server {
+            pool.release(server);
+        }
         return Err(e.into());
     }
     ctx.totals.logins.fetch_add(1, Ordering::Relaxed);
-    let server = if keep {
-        Some(server)
-    } else {
-        pool.release(server);
-        None
+    let keep = pool.settings().mode == PoolMode::Session;
+    let server = match server {
+        Some(server) if !keep => {
+            pool.release(server);
+            None
+        }
+        other => other,
     };
     Ok(Some(Begun::Pool((login, pool, key, canonical, server))))
+}
+
+/// How long a login waits for a server connection when parameters are kept for its pool;
+/// then it completes from them.
+const LOGIN_WAIT: Duration = Duration::from_millis(500);
+
+/// Whether writes to a cluster database's primary are held now (backend::writer).
+fn writer_blocked(ctx: &SessionCtx, config: &crate::config::Config) -> bool {
+    ctx.writer
+        .blocked(config.write_lease(), Instant::now())
+        .is_some()
+}
+
+/// Whether SQLSTATE `code` says the server cannot be reached (class 08, 57P).
+fn unreachable(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P")
+}
+
+/// [`pool_for`] for a login: while a cluster database has no usable primary, its existing
+/// pool serves (from kept parameters), or, before any, the login waits for a primary up to
+/// `primary_wait_timeout`.
+async fn pool_for_login(
+    ctx: &SessionCtx,
+    config: &crate::config::Config,
+    db: &crate::config::DatabaseConfig,
+    login: &Login,
+) -> Result<Arc<Pool>, LoginError> {
+    if db.backend != crate::config::Backend::Cluster || !writer_blocked(ctx, config) {
+        if let Ok(p) = pool_for(ctx, db, login) {
+            return Ok(p);
+        }
+    }
+    let pool_user = db.user.clone().unwrap_or_else(|| login.user.clone());
+    let existing = ctx.pools.writer_pools().into_iter().find(|p| {
+        *p.database == *db.name
+            && *p.user == *pool_user
+            && ctx
+                .writer
+                .params(&(p.database.clone(), p.user.clone()))
+                .is_some()
+    });
+    if let Some(p) = existing {
+        return Ok(p);
+    }
+    let lease = config.write_lease();
+    let deadline = Instant::now() + config.pooler.primary_wait_timeout;
+    let w = &ctx.writer;
+    let _ = w
+        .wait(deadline, |now| {
+            let known = ctx.topology().1.is_some();
+            w.blocked(lease, now).or((!known).then_some(""))
+        })
+        .await;
+    pool_for(ctx, db, login)
 }
 
 /// The pool of a logged-in client, created on first use.

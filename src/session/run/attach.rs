@@ -15,7 +15,7 @@ impl Session {
     /// Checks a server out and brings its settings in line with this client's.
     ///
     /// On a cluster database whose primary cannot be reached, the transaction waits (up to
-    /// `query_wait_timeout`) for discovery or the agent to name a reachable primary, so that
+    /// `primary_wait_timeout`) for discovery or the agent to name a reachable primary, so that
     /// a client idle at a failover sees a delay rather than an error; past that, a routed
     /// session gets an ERROR for this transaction and keeps its connection.
     pub(super) async fn attach(&mut self) -> Result<ServerConn, EndReason> {
@@ -36,6 +36,19 @@ impl Session {
                     Err(msg) => {
                         Box::pin(self.refuse_batch(SqlState::CannotConnectNow, msg)).await?
                     }
+                }
+            }
+            if self.route.as_ref().is_none_or(|r| r.on_replica.is_none()) {
+                if let Err(why) = self.await_writer().await {
+                    let msg = format!("no usable primary after primary_wait_timeout: {why}");
+                    if self.route.is_some() {
+                        Box::pin(self.refuse_batch(SqlState::ConnectionFailure, &msg)).await?;
+                        continue;
+                    }
+                    let _ =
+                        send_error(&mut self.client, "FATAL", SqlState::ConnectionFailure, &msg)
+                            .await;
+                    return Err(EndReason::NoServer);
                 }
             }
             let e = match self.pool.checkout().await {
@@ -91,6 +104,22 @@ impl Session {
         }
     }
 
+    /// Waits (up to `primary_wait_timeout`) until writes may go to a cluster database's
+    /// primary: the topology names an unfenced one and, under an agent, its lease is fresh.
+    async fn await_writer(&self) -> Result<(), &'static str> {
+        if !self.cluster {
+            return Ok(());
+        }
+        let w = &self.ctx.writer;
+        let lease = self.ctx.config_ref().write_lease();
+        if w.blocked(lease, Instant::now()).is_none() {
+            return Ok(());
+        }
+        let wait = self.ctx.config_ref().pooler.primary_wait_timeout;
+        w.wait(Instant::now() + wait, |now| w.blocked(lease, now))
+            .await
+    }
+
     /// Whether a failed check-out from a cluster database's primary should wait for a new
     /// primary: the node is unreachable (SQLSTATE class 08 or 57P) or fenced with no primary
     /// named yet, and the wait that `deadline` tracks has not run out.
@@ -106,7 +135,7 @@ impl Session {
             .database(&self.pool.database)
             .is_some_and(|d| d.backend == crate::config::Backend::Cluster);
         let until =
-            *deadline.get_or_insert_with(|| Instant::now() + config.pooler.query_wait_timeout);
+            *deadline.get_or_insert_with(|| Instant::now() + config.pooler.primary_wait_timeout);
         cluster && Instant::now() < until
     }
 

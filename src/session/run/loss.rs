@@ -63,7 +63,10 @@ impl Session {
         self.s2c = Pipe::default();
         self.c2s = Pipe::default();
         let node = self.pool.spec().node.clone();
-        let msg = format!("server connection to node {node} lost");
+        let msg = format!(
+            "server connection to node {node} lost during the transaction (server crash or \
+             failover): it did not complete; the next transaction waits for a usable primary"
+        );
         if let Some(r) = self.route.as_mut().filter(|_| fwd.outstanding == 0) {
             if mode != PoolMode::Session && !fatal_sent {
                 // Idle in a transaction on a node that died: the client's next batch gets

@@ -110,6 +110,8 @@ struct Session {
     pinned: Option<Box<ServerConn>>,
     /// An error for the client's next request (`session_features = "error"`).
     refusal: Option<Box<str>>,
+    /// A `[cluster]` database: writes wait for a usable primary (backend::writer).
+    cluster: bool,
 }
 
 impl Session {
