@@ -86,6 +86,18 @@ fn config(net: &Net, c: &LocalCluster, dir: &Path, pooler: &str) -> String {
          [metrics]\nlisten = \"{a}:9930\"\n",
         a = net.addr(pooler)
     ));
+    // The control plane's shared secret: the agent's pushes (fence, heartbeat) carry it.
+    let secret = dir.join("control.secret");
+    if !secret.exists() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&secret, "partition-test-control-secret-0123\n").expect("secret");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
+            .expect("secret mode");
+    }
+    s.push_str(&format!(
+        "[control]\nsecret_file = {:?}\n",
+        secret.display().to_string()
+    ));
     s
 }
 
