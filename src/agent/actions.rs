@@ -42,10 +42,10 @@ pub async fn failover<S: StateStore>(
         started_unix_ms: super::events::Event::now("", None, "", 0).unix_ms,
     };
     let fenced = fenced_topology(&base, plan.old_primary.as_deref());
-    ctx.store
-        .save(
+    let pushed = ctx
+        .commit(
             base.epoch,
-            &Persisted {
+            Persisted {
                 topology: fenced.clone(),
                 inflight: Some(InFlight {
                     step: Step::StopOld,
@@ -54,7 +54,6 @@ pub async fn failover<S: StateStore>(
             },
         )
         .await?;
-    let pushed = ctx.publish(&fenced).await;
     let old = plan.old_primary.as_deref();
     ctx.record(
         "fenced",
@@ -260,16 +259,14 @@ pub async fn publish_final<S: StateStore>(
             tracing::warn!(error = %e, "setting synchronous_standby_names failed");
         }
     }
-    ctx.store
-        .save(
-            cur.epoch,
-            &Persisted {
-                topology: topo.clone(),
-                inflight: None,
-            },
-        )
-        .await?;
-    ctx.publish(&topo).await;
+    ctx.commit(
+        cur.epoch,
+        Persisted {
+            topology: topo.clone(),
+            inflight: None,
+        },
+    )
+    .await?;
     let took = super::events::Event::now("", None, "", 0)
         .unix_ms
         .saturating_sub(inflight.started_unix_ms);

@@ -8,7 +8,7 @@ use super::metrics::Metrics;
 use super::pooler::{Outcome, Poolers};
 use super::probe::Prober;
 use super::sql::{conninfo_value, Conns, Rows, Target};
-use super::store::StateStore;
+use super::store::{Persisted, StateStore};
 use super::AgentError;
 use crate::config::{AgentConfig, ClusterConfig, Config, NodeConfig};
 use crate::topology::Topology;
@@ -235,6 +235,17 @@ impl<S: StateStore> Ctx<S> {
         if let Some(cmd) = &self.agent.event_command {
             run_hook(cmd, &e);
         }
+    }
+
+    /// The one "save, then publish" step: stores `next` over `expected_epoch` (the store's
+    /// compare-and-swap; a lost race is an error and nothing is pushed), then pushes its
+    /// topology to every pooler.
+    ///
+    /// # Errors
+    /// The store refused or failed; the poolers were not told.
+    pub async fn commit(&self, expected_epoch: u64, next: Persisted) -> Result<Pushed, AgentError> {
+        self.store.save(expected_epoch, &next).await?;
+        Ok(self.publish(&next.topology).await)
     }
 
     /// Pushes `topology` to every pooler; each pooler that does not accept it is an event.

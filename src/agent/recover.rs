@@ -151,16 +151,14 @@ async fn roll_back<S: StateStore>(
     if !topo.standbys.contains(&inflight.candidate) {
         topo.standbys.push(inflight.candidate.clone());
     }
-    ctx.store
-        .save(
-            st.topology.epoch,
-            &Persisted {
-                topology: topo.clone(),
-                inflight: None,
-            },
-        )
-        .await?;
-    ctx.publish(&topo).await;
+    ctx.commit(
+        st.topology.epoch,
+        Persisted {
+            topology: topo.clone(),
+            inflight: None,
+        },
+    )
+    .await?;
     let _ = ctx.poolers.resume().await;
     ctx.record(
         &format!("{}_rolled_back", inflight.op),

@@ -186,16 +186,14 @@ pub async fn publish_member<S: StateStore>(
     if !t.standbys.iter().any(|s| s == node) {
         t.standbys.push(node.to_string());
     }
-    ctx.store
-        .save(
-            cur.epoch,
-            &Persisted {
-                topology: t.clone(),
-                inflight: st.inflight,
-            },
-        )
-        .await?;
-    ctx.publish(&t).await;
+    ctx.commit(
+        cur.epoch,
+        Persisted {
+            topology: t.clone(),
+            inflight: st.inflight,
+        },
+    )
+    .await?;
     ctx.record("rejoined", Some(node), "streaming standby", t.epoch)
         .await;
     Ok(t)

@@ -261,16 +261,14 @@ async fn one_round<S: StateStore>(
                     .await
             }
             Action::Adopt(t) => {
-                ctx.store
-                    .save(
-                        topo.epoch,
-                        &Persisted {
-                            topology: t.clone(),
-                            inflight: None,
-                        },
-                    )
-                    .await?;
-                ctx.publish(&t).await;
+                ctx.commit(
+                    topo.epoch,
+                    Persisted {
+                        topology: t.clone(),
+                        inflight: None,
+                    },
+                )
+                .await?;
             }
             Action::Fence(node) => {
                 if let Err(e) = actions::soft_fence(ctx, &node).await {

@@ -189,16 +189,14 @@ async fn execute<S: StateStore>(
     ctx.sql(&old, "CHECKPOINT", ctx.sql_timeout() * 6).await?;
     let fenced = fenced_topology(&base, Some(&old));
     inflight.step = Step::StopOld;
-    ctx.store
-        .save(
-            base.epoch,
-            &Persisted {
-                topology: fenced.clone(),
-                inflight: Some(inflight.clone()),
-            },
-        )
-        .await?;
-    ctx.publish(&fenced).await;
+    ctx.commit(
+        base.epoch,
+        Persisted {
+            topology: fenced.clone(),
+            inflight: Some(inflight.clone()),
+        },
+    )
+    .await?;
     rep.step(format!(
         "published epoch {} with {old} fenced",
         fenced.epoch
@@ -302,16 +300,14 @@ pub async fn rollback<S: StateStore>(
     let st = ctx.store.load().await?;
     let mut topo = base.clone();
     topo.epoch = st.topology.epoch + 1;
-    ctx.store
-        .save(
-            st.topology.epoch,
-            &Persisted {
-                topology: topo.clone(),
-                inflight: None,
-            },
-        )
-        .await?;
-    ctx.publish(&topo).await;
+    ctx.commit(
+        st.topology.epoch,
+        Persisted {
+            topology: topo.clone(),
+            inflight: None,
+        },
+    )
+    .await?;
     ctx.record(
         "switchover_rolled_back",
         Some(&pg.name),
