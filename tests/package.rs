@@ -84,9 +84,29 @@ fn deb_contents_units_and_install() {
     let tree = dir.path().join("tree");
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree));
     units_refer_to_packaged_files(&tree);
+    // The example names /etc/pgsluice/control.secret, which the postinst makes: check it
+    // against a secret file of the same shape.
+    use std::os::unix::fs::PermissionsExt;
+    let secret = dir.path().join("control.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let example = std::fs::read_to_string(tree.join("etc/pgsluice/pgsluice.toml")).unwrap();
+    assert!(
+        example.contains("\"/etc/pgsluice/control.secret\""),
+        "{example}"
+    );
+    let checked = dir.path().join("checked.toml");
+    std::fs::write(
+        &checked,
+        example.replace(
+            "/etc/pgsluice/control.secret",
+            &secret.display().to_string(),
+        ),
+    )
+    .unwrap();
     let check = run(Command::new(tree.join("usr/bin/pgsluice"))
         .args(["check-config", "-c"])
-        .arg(tree.join("etc/pgsluice/pgsluice.toml")));
+        .arg(&checked));
     assert_eq!(check.trim(), "ok");
     install_into_scratch_root(dir.path(), &deb);
 }
@@ -177,6 +197,14 @@ fn install_into_scratch_root(dir: &Path, deb: &Path) {
         (state.uid(), state.gid(), state.mode() & 0o777),
         (uid, gid, 0o750)
     );
+    let made = std::fs::metadata(r.join("etc/pgsluice/control.secret")).unwrap();
+    assert_eq!(
+        (made.uid(), made.gid(), made.mode() & 0o777),
+        (0, gid, 0o640),
+        "the postinst makes the control secret, readable by the pgsluice group only"
+    );
+    let text = std::fs::read_to_string(r.join("etc/pgsluice/control.secret")).unwrap();
+    assert!(text.trim().len() >= 32, "a random secret: {text:?}");
     let conf = std::fs::metadata(r.join("etc/pgsluice/pgsluice.toml")).unwrap();
     assert_eq!(
         (conf.uid(), conf.gid(), conf.mode() & 0o777),
@@ -191,6 +219,10 @@ fn install_into_scratch_root(dir: &Path, deb: &Path) {
     assert!(
         !r.join("etc/pgsluice/pgsluice.toml").exists(),
         "purge removes the conffile"
+    );
+    assert!(
+        !r.join("etc/pgsluice/control.secret").exists(),
+        "purge removes the generated control secret"
     );
     assert!(!r
         .join("lib/systemd/system/pgsluice-pooler.service")
