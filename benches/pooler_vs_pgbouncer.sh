@@ -6,7 +6,8 @@
 # Usage: benches/pooler_vs_pgbouncer.sh [seconds-per-run] [repetitions] [client counts...]
 # Environment: CASES="name:pgbench-args:mode,..." (default: all), WORKERS=N pgsluice runtime threads (default 0 = one per core), IDLE="1000 10000" idle-client counts (or "none"), SKIP_BUILD=1 to use the
 # existing release binary, BASELINE=/path/to/another/pgsluice to run that binary too, interleaved as
-# target "baseline" with the same configuration (regression checks of one change).
+# target "baseline" with the same configuration (regression checks of one change);
+# SLUICE_KEYS="k = v;..." adds [pooler] keys to pgsluice's configuration only.
 # Example: benches/pooler_vs_pgbouncer.sh 5 3 1 16 64 256
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,11 +78,18 @@ listen = "127.0.0.1:$MPORT"
 TOML
 chown -R postgres "$WORK" 2>/dev/null || true
 "${AS[@]}" pgbouncer -q "$WORK/pgbouncer.ini" & PIDS+=($!)
+# SLUICE_KEYS="key = value;..." adds [pooler] keys to pgsluice's configuration only (not the
+# baseline's): the cost of one setting, interleaved.
+cp "$WORK/pgsluice.toml" "$WORK/baseline.src.toml"
+if [ -n "${SLUICE_KEYS:-}" ]; then
+  tr ';' '\n' <<<"$SLUICE_KEYS" >"$WORK/extra.keys"
+  sed -i "/^\[pooler\]$/r $WORK/extra.keys" "$WORK/pgsluice.toml"
+fi
 RUST_LOG=warn "$PGSLUICE" pooler -c "$WORK/pgsluice.toml" 2>"$WORK/pgsluice.log" & PIDS+=($!); SLUICE=$!
 TARGETS="pgbouncer pgsluice direct"
 if [ -n "${BASELINE:-}" ]; then
   sed -e "s/^listen_port = $SPORT/listen_port = $XPORT/" -e "s/:$MPORT/:$XMPORT/" \
-    "$WORK/pgsluice.toml" >"$WORK/baseline.toml"
+    "$WORK/baseline.src.toml" >"$WORK/baseline.toml"
   RUST_LOG=warn "$BASELINE" pooler -c "$WORK/baseline.toml" 2>"$WORK/baseline.log" & PIDS+=($!); BASE=$!
   TARGETS="pgbouncer pgsluice baseline direct"
 fi
