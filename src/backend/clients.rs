@@ -33,23 +33,27 @@ pub enum CloseReason {
     /// The client's server connection is on a node a topology just fenced (or that stopped
     /// being the primary): close now, even mid-transaction, so that nothing more reaches it.
     Fenced = 1,
+    /// The client holds a server and sent part of a message, then nothing more for
+    /// `client_message_timeout` (seen by the janitor): close now, the server with it.
+    Stalled = 2,
     /// `KILL_CLIENT` or `KILL db`: close now, even mid-transaction.
-    Killed = 2,
+    Killed = 3,
     /// Graceful shutdown: close at the next transaction boundary (an idle client at once).
-    Shutdown = 3,
+    Shutdown = 4,
     /// Draining after a hand-over: a client that has not run a transaction yet (it may have
     /// connected just before the new process took over) is left to run one and is closed at
     /// its first transaction boundary; see [`ClientInfo::has_run`].
-    Drain = 4,
+    Drain = 5,
 }
 
 impl CloseReason {
     fn from_u8(v: u8) -> Option<Self> {
         match v {
             1 => Some(Self::Fenced),
-            2 => Some(Self::Killed),
-            3 => Some(Self::Shutdown),
-            4 => Some(Self::Drain),
+            2 => Some(Self::Stalled),
+            3 => Some(Self::Killed),
+            4 => Some(Self::Shutdown),
+            5 => Some(Self::Drain),
             _ => None,
         }
     }
@@ -61,6 +65,7 @@ impl CloseReason {
                 "08006",
                 "terminating connection because its server node was fenced (failover)",
             ),
+            Self::Stalled => ("08P01", "client_message_timeout"),
             Self::Killed => (
                 "57P01",
                 "terminating connection due to administrator command",
@@ -100,6 +105,9 @@ pub struct ClientInfo {
     wait_since_us: AtomicU64,
     /// Backend pid of the attached server connection (0 = none).
     server_pid: AtomicI32,
+    /// Since when (ms since the epoch) the attached server waits for the rest of a client
+    /// message; 0 = it does not.
+    partial_since_ms: AtomicU64,
     /// Identity of the pool the attached server came from (0 when none), so that a fence can
     /// close the clients attached to that pool's node.
     pool_id: AtomicUsize,
@@ -134,6 +142,7 @@ impl ClientInfo {
             wait_since_us: AtomicU64::new(0),
             server_pid: AtomicI32::new(0),
             pool_id: AtomicUsize::new(0),
+            partial_since_ms: AtomicU64::new(0),
             has_run: AtomicBool::new(false),
             close: AtomicU8::new(0),
             waker: AtomicWaker::new(),
@@ -160,8 +169,27 @@ impl ClientInfo {
             .store(ClientState::Active as u8, Ordering::Relaxed);
     }
 
+    /// The forwarder went to sleep waiting for the client, with part of a message (`true`)
+    /// or none: one relaxed load per sleep, a clock read only when a stall begins.
+    pub fn mark_partial(&self, partial: bool) {
+        let since = self.partial_since_ms.load(Ordering::Relaxed);
+        if partial && since == 0 {
+            self.partial_since_ms
+                .store((now_us() / 1000).max(1), Ordering::Relaxed);
+        } else if !partial && since != 0 {
+            self.partial_since_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// How long (ms) the client has held its server with part of a message, if it does.
+    pub fn stalled_for_ms(&self, now_ms: u64) -> Option<u64> {
+        let since = self.partial_since_ms.load(Ordering::Relaxed);
+        (since != 0).then(|| now_ms.saturating_sub(since))
+    }
+
     /// The client gave its server back.
     pub fn idle(&self) {
+        self.partial_since_ms.store(0, Ordering::Relaxed);
         self.server_pid.store(0, Ordering::Relaxed);
         self.pool_id.store(0, Ordering::Relaxed);
         self.state.store(ClientState::Idle as u8, Ordering::Relaxed);

@@ -182,6 +182,7 @@ async fn janitor(admin: Arc<Admin>, stop: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let config = ctx.config();
+        close_stalled(&ctx, config.pooler.client_message_timeout);
         for p in ctx.pools.all() {
             if config.database(&p.database).is_some() {
                 p.maintain();
@@ -210,6 +211,26 @@ async fn janitor(admin: Arc<Admin>, stop: CancellationToken) {
             );
             last_tx = tx;
             last_stats = Instant::now();
+        }
+    }
+}
+
+/// `client_message_timeout`: closes clients that hold a server with part of a message and
+/// sent nothing more for that long (checked each janitor pass, so within a second of it; no
+/// timer is armed per transaction).
+fn close_stalled(ctx: &Backend, timeout: Duration) {
+    if timeout.is_zero() {
+        return;
+    }
+    let now_ms = crate::backend::clients::now_us() / 1000;
+    let limit = timeout.as_millis() as u64;
+    for c in ctx.clients.all() {
+        if c.stalled_for_ms(now_ms).is_some_and(|ms| ms >= limit) {
+            tracing::info!(
+                client_id = c.id,
+                "client_message_timeout: closing a stalled client"
+            );
+            c.request_close(CloseReason::Stalled);
         }
     }
 }

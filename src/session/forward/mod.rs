@@ -94,6 +94,10 @@ pub struct Forwarder {
     /// No boundary before the client's first request (a pinned client's idle wait, during
     /// which notifications still flow to it).
     pub wait_for_request: bool,
+    /// Where a run that waits for the rest of a client message says since when (ms on
+    /// `now_ms`'s clock; 0 = none): the janitor closes a client stalled past
+    /// `client_message_timeout`, so that no timer is armed per transaction.
+    pub stall: Option<std::sync::Arc<crate::backend::clients::ClientInfo>>,
 }
 
 impl Forwarder {
@@ -116,6 +120,7 @@ impl Forwarder {
             watch: release_at_boundary,
             effects: 0,
             wait_for_request: false,
+            stall: None,
         }
     }
 
@@ -204,6 +209,9 @@ impl Forwarder {
                 // A TLS write may have left bytes in rustls when the socket was full; the
                 // flush registers for writability so they leave without another write.
                 let _ = flush_both(cx, client, server);
+                if let Some(info) = &self.stall {
+                    info.mark_partial(c2s.awaits_rest());
+                }
                 return Poll::Pending;
             }
         }

@@ -183,6 +183,9 @@ impl Session {
         // A pinned client's run starts with nothing sent: it ends after a request, not before.
         fwd.wait_for_request = self.pin.is_some();
         fwd.max_inspected = config.pooler.max_inspected_message;
+        if !config.pooler.client_message_timeout.is_zero() {
+            fwd.stall = Some(info.clone());
+        }
         if release {
             let limits = prepared_flow::Limits {
                 per_server: config.pooler.max_prepared_statements,
@@ -203,9 +206,16 @@ impl Session {
             // Killed from the console, or the node was fenced: the server's state is unknown,
             // so it is closed.
             self.pool.close(server);
-            if let Some(why @ CloseReason::Fenced) = info.close_requested() {
-                let _ = Box::pin(self.send_close(why)).await;
-                return Some(EndReason::Fenced);
+            match info.close_requested() {
+                Some(why @ CloseReason::Fenced) => {
+                    let _ = Box::pin(self.send_close(why)).await;
+                    return Some(EndReason::Fenced);
+                }
+                Some(why @ CloseReason::Stalled) => {
+                    let _ = Box::pin(self.send_close(why)).await;
+                    return Some(EndReason::Timeout);
+                }
+                _ => {}
             }
             return Some(EndReason::Killed);
         };

@@ -33,9 +33,10 @@ impl Session {
     }
 
     /// Forwards one transaction, enforcing `query_timeout` (cancel, then close after twice the
-    /// timeout), `idle_transaction_timeout` (close) and `client_message_timeout` (close) when
-    /// they are set. They are checked on a tick of a quarter of the shortest one, so they fire
-    /// within 25% of their value.
+    /// timeout) and `idle_transaction_timeout` (close) when they are set. They are checked on a
+    /// tick of a quarter of the shorter one, so they fire within 25% of their value; with
+    /// neither set no timer is armed. `client_message_timeout` needs none: the forwarder stamps
+    /// a stall on the client's entry and the janitor closes it (`daemon::janitor`).
     async fn forward_once(
         &mut self,
         fwd: &mut Forwarder,
@@ -46,7 +47,6 @@ impl Session {
         let limits = Timeouts {
             query: p.query_timeout,
             idle_transaction: p.idle_transaction_timeout,
-            client_message: p.client_message_timeout,
         };
         let (client, c2s, s2c) = (&mut self.client, &mut self.c2s, &mut self.s2c);
         if limits.shortest().is_none() {
@@ -61,12 +61,11 @@ impl Session {
 struct Timeouts {
     query: Duration,
     idle_transaction: Duration,
-    client_message: Duration,
 }
 
 impl Timeouts {
     fn shortest(&self) -> Option<Duration> {
-        [self.query, self.idle_transaction, self.client_message]
+        [self.query, self.idle_transaction]
             .into_iter()
             .filter(|d| !d.is_zero())
             .min()
@@ -91,7 +90,7 @@ async fn forward_timed(
     let snapshot = |f: &Forwarder| (f.queries, f.bytes_in, f.bytes_out);
     let mut last = snapshot(fwd);
     let now = Instant::now();
-    let (mut idle_since, mut query_since, mut heard_since) = (now, now, now);
+    let (mut idle_since, mut query_since) = (now, now);
     let mut cancelled = false;
     loop {
         tokio::select! {
@@ -106,14 +105,7 @@ async fn forward_timed(
         if now != last {
             idle_since = Instant::now();
         }
-        if now.1 != last.1 || !c2s.awaits_rest() {
-            heard_since = Instant::now();
-        }
         last = now;
-        if !t.client_message.is_zero() && heard_since.elapsed() >= t.client_message {
-            // Part of a message arrived and the rest does not: the server is not held for it.
-            return Err(timed_out("client_message_timeout"));
-        }
         let qt = t.query;
         if !qt.is_zero() && fwd.outstanding > 0 {
             let running = query_since.elapsed();
