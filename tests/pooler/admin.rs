@@ -109,10 +109,11 @@ fn errors_and_permissions(fx: &Fixture) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Uses its own database: other tests log in to `ops` while it runs.
 fn pause_holds_resume_releases(fx: &Fixture) -> Result<(), Failed> {
-    let (ok, _, err) = fx.console("app", "PAUSE ops");
+    let (ok, _, err) = fx.console("app", "PAUSE paused");
     assert!(ok, "{err}");
-    let url = fx.url("ops", "app");
+    let url = fx.url("paused", "app");
     let started = Instant::now();
     let waiter = std::thread::spawn(move || {
         let bin = pgsluice::cluster::PgBin::find(None).expect("pg");
@@ -125,7 +126,7 @@ fn pause_holds_resume_releases(fx: &Fixture) -> Result<(), Failed> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let pools = loop {
         let (_, pools, _) = fx.console("app", "SHOW POOLS");
-        if cell(&pools, "ops", "cl_waiting").as_deref() == Some("1") || Instant::now() > deadline {
+        if cell(&pools, "paused", "cl_waiting").as_deref() == Some("1") || Instant::now() > deadline {
             break pools;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -135,7 +136,7 @@ fn pause_holds_resume_releases(fx: &Fixture) -> Result<(), Failed> {
         !waiter.is_finished(),
         "a query ran while the database was paused"
     );
-    let (ok, _, err) = fx.console("app", "RESUME ops");
+    let (ok, _, err) = fx.console("app", "RESUME paused");
     assert!(ok, "{err}");
     let out = waiter.join().expect("thread");
     assert!(
@@ -146,11 +147,11 @@ fn pause_holds_resume_releases(fx: &Fixture) -> Result<(), Failed> {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(
-        cell(&pools, "ops", "cl_waiting").as_deref(),
+        cell(&pools, "paused", "cl_waiting").as_deref(),
         Some("1"),
         "the held client shows as waiting: {pools}"
     );
-    let (ok, _, err) = fx.console("app", "RESUME ops");
+    let (ok, _, err) = fx.console("app", "RESUME paused");
     assert!(!ok && err.contains("not paused"), "{err}");
     Ok(())
 }

@@ -85,6 +85,10 @@ stats_users = ["md5user"]
 host = "127.0.0.1"
 port = {pg}
 dbname = "app"
+[databases.paused]
+host = "127.0.0.1"
+port = {pg}
+dbname = "app"
 [databases.app]
 host = "127.0.0.1"
 port = {pg}
