@@ -7,7 +7,9 @@
 # Environment: CASES="name:pgbench-args:mode,..." (default: all), WORKERS=N pgsluice runtime threads (default 0 = one per core), IDLE="1000 10000" idle-client counts (or "none"), SKIP_BUILD=1 to use the
 # existing release binary, BASELINE=/path/to/another/pgsluice to run that binary too, interleaved as
 # target "baseline" with the same configuration (regression checks of one change);
-# SLUICE_KEYS="k = v;..." adds [pooler] keys to pgsluice's configuration only.
+# SLUICE_KEYS="k = v;..." adds [pooler] keys to pgsluice's configuration only; COUNTS=1 adds
+# each pooler's system calls and context switches per transaction (perf stat; this VM has no
+# hardware counters).
 # Example: benches/pooler_vs_pgbouncer.sh 5 3 1 16 64 256
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,7 @@ BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -
 [ -x "$BIN/initdb" ] || BIN=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
 command -v pgbouncer >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet
-PGSLUICE=$PWD/target/release/pgsluice
+PGSLUICE=${PGSLUICE:-$PWD/target/release/pgsluice}
 
 WORK=$(mktemp -d /tmp/pgsluice-bench.XXXXXX); chmod 755 "$WORK"
 AS=(); [ "$(id -u)" = 0 ] && { chown postgres "$WORK"; AS=(runuser -u postgres --); }
@@ -106,8 +108,13 @@ run() {
   local logs="$WORK/pgblog.$port"
   rm -f "$logs".*
   before=0; [ "$pid" != 0 ] && before=$(cpu_ticks "$pid")
+  local perfpid=""
+  if [ -n "${COUNTS:-}" ] && [ "$pid" != 0 ]; then
+    perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$pid" -o "$WORK/perf.$port" 2>/dev/null & perfpid=$!
+  fi
   out=$("$BIN/pgbench" -n $extra -M "$mode" -c "$c" -j $(( c < 4 ? c : 4 )) -T "$SECS" --log --log-prefix="$logs" -h 127.0.0.1 -p "$port" -U postgres postgres 2>&1 || true)
   after=0; [ "$pid" != 0 ] && after=$(cpu_ticks "$pid")
+  [ -n "$perfpid" ] && { kill -INT "$perfpid"; wait "$perfpid" 2>/dev/null || true; }
   # Per-transaction log: the third field is the latency in microseconds.
   p99=$(cat "$logs".* 2>/dev/null | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END{ if (NR==0) print 0; else printf "%.3f", a[int(NR*0.99)+(NR*0.99>int(NR*0.99))]/1000 }')
   rm -f "$logs".*
@@ -116,6 +123,13 @@ run() {
   tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
   local cpu="-"
   [ "$pid" != 0 ] && [ "${tx:-0}" -gt 0 ] && cpu=$(awk -v a="$after" -v b="$before" -v t="$TCK" -v n="$tx" 'BEGIN{printf "%.1f", (a-b)/t*1e6/n}')
+  # COUNTS=1: the pooler's system calls and context switches per transaction (perf stat on
+  # its PID): steadier than CPU time on a loaded machine.
+  if [ -n "$perfpid" ] && [ "${tx:-0}" -gt 0 ]; then
+    local sc cs
+    sc=$(awk -F, '/sys_enter/{print $1}' "$WORK/perf.$port"); cs=$(awk -F, '/context-switches/{print $1}' "$WORK/perf.$port")
+    echo "COUNTS $port $c syscalls/tx=$(awk -v a="${sc:-0}" -v n="$tx" 'BEGIN{printf "%.2f", a/n}') cswitch/tx=$(awk -v a="${cs:-0}" -v n="$tx" 'BEGIN{printf "%.2f", a/n}')" >>"$WORK/counts.log"
+  fi
   echo "${tps:-0} ${lat:-0} $cpu ${p99:-0}"
 }
 vals() { tr ' ' '\n' <<<"$1" | grep -v -- '^-$' | grep . || true; }
@@ -147,6 +161,17 @@ for spec in "${SPECS[@]}"; do
       mq=$(vals "${Q[$t]}" | median)
       echo "| $name | $c | $t | $mt | $ml | $mq | $mu | $rt | $ru |"
     done
+    if [ -s "$WORK/counts.log" ]; then
+      for t in $TARGETS; do
+        case $t in pgbouncer) p=$BPORT;; pgsluice) p=$SPORT;; baseline) p=$XPORT;; *) continue;; esac
+        for k in syscalls cswitch; do
+          m=$(grep "^COUNTS $p " "$WORK/counts.log" | sed -n "s/.* $k\/tx=\([^ ]*\).*/\1/p" | median)
+          printf "%s %s=%s " "$t" "$k/tx" "$m"
+        done
+        echo
+      done
+      rm -f "$WORK/counts.log"
+    fi
     unset T L U Q
   done
 done

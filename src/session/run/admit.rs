@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tracing::{debug, info, Instrument};
+use tracing::{debug, info};
 
 /// Decrements the client count when a session ends.
 struct ClientGuard(Arc<SessionCtx>);
@@ -40,17 +40,13 @@ pub async fn serve(ctx: Arc<SessionCtx>, client: ClientStream, peer: Peer) {
     let max = ctx.config().pooler.max_client_conn;
     let admitted = ctx.totals.clients.fetch_add(1, Ordering::Relaxed) < max;
     let _guard = ClientGuard(ctx.clone());
-    let Some((mut session, held, span)) = Box::pin(admit(ctx, client, peer, admitted)).await else {
+    let Some((mut session, held)) = Box::pin(admit(ctx, client, peer, admitted)).await else {
         return;
     };
-    async move {
-        let why = session.run(held).await;
-        if session.ctx.config().pooler.log_disconnections {
-            info!(reason = %why, "disconnect");
-        }
+    let why = session.run(held).await;
+    if session.ctx.config().pooler.log_disconnections {
+        session.span.in_scope(|| info!(reason = %why, "disconnect"));
     }
-    .instrument(span)
-    .await;
 }
 
 /// Login with its timeout and error reporting; the session to run, or `None`.
@@ -59,7 +55,7 @@ async fn admit(
     mut client: ClientStream,
     peer: Peer,
     admitted: bool,
-) -> Option<(Session, Option<Box<ServerConn>>, tracing::Span)> {
+) -> Option<(Session, Option<Box<ServerConn>>)> {
     let config = ctx.config();
     let timeout = config.pooler.client_login_timeout;
     let started = tokio::time::timeout(timeout, login_phase(&ctx, &mut client, admitted)).await;
@@ -131,8 +127,9 @@ async fn admit(
         pin: None,
         pinned: None,
         refusal: None,
+        span,
     };
-    Some((session, server.map(Box::new), span))
+    Some((session, server.map(Box::new)))
 }
 
 /// Tells a client why its login failed, where there is something to tell.

@@ -73,7 +73,8 @@ impl Session {
             if let Some(r) = self.route.as_mut().filter(|r| r.on_replica.is_some()) {
                 // A standby that cannot be reached: banned, and the transaction is routed
                 // again (to another standby or the primary).
-                r.replica_failed(&self.ctx, e.to_string());
+                self.span
+                    .in_scope(|| r.replica_failed(&self.ctx, e.to_string()));
                 continue;
             }
             if self.awaits_primary(&e, &mut primary_deadline) {

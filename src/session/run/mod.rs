@@ -112,6 +112,9 @@ struct Session {
     refusal: Option<Box<str>>,
     /// A `[cluster]` database: writes wait for a usable primary (backend::writer).
     cluster: bool,
+    /// The client's log fields (id, peer, database, user). Entered only around the session's
+    /// own log lines: a span entered on every poll costs two subscriber calls per wake-up.
+    span: tracing::Span,
 }
 
 impl Session {
@@ -224,7 +227,9 @@ impl Session {
         self.pool
             .stats
             .record_xact(fwd.queries, fwd.bytes_in, fwd.bytes_out, us);
-        Box::pin(self.settle(outcome, &fwd, server, mode)).await
+        // Not boxed: the common path (a boundary) allocates nothing; the rare paths inside
+        // box their own futures, so this stays small.
+        self.settle(outcome, &fwd, server, mode).await
     }
 
     /// What follows a forwarding run's `outcome`; `Some(why)` when the session must end.
@@ -236,9 +241,7 @@ impl Session {
         mode: PoolMode,
     ) -> Option<EndReason> {
         match outcome {
-            Ok(Outcome::Boundary) => {
-                return Box::pin(self.boundary(server, mode, fwd.effects)).await
-            }
+            Ok(Outcome::Boundary) => return self.boundary(server, mode, fwd.effects).await,
             Ok(Outcome::OpenTransaction) => {
                 Box::pin(self.end_server(server, status::IN_TRANSACTION, true, fwd.effects)).await;
                 let msg = "transaction blocks not allowed in statement pooling mode";
@@ -284,6 +287,12 @@ impl Session {
             || Box::pin(self.follow_settings(&mut server)).await;
         let keep = if mode == PoolMode::Session {
             pin::Keep::Release
+        } else if fx & (effects::STATE | effects::LOAD) == 0 {
+            // Nothing session-scoped appeared or went: no question to the server.
+            match self.pin.as_ref() {
+                Some(p) if p.held != 0 => pin::Keep::Pin,
+                _ => pin::Keep::Release,
+            }
         } else {
             Box::pin(self.session_state(&mut server, fx)).await
         };

@@ -82,7 +82,9 @@ impl Session {
         match (before, held) {
             (0, 0) => {}
             (0, _) => {
-                info!(features = %features::names(held), "client pinned to its server connection");
+                self.span.in_scope(|| {
+                    info!(features = %features::names(held), "client pinned to its server connection")
+                });
                 self.pool.stats.pinned.fetch_add(1, Ordering::Relaxed);
                 self.pin = Some(Pinned {
                     pool: self.pool.clone(),
@@ -90,7 +92,8 @@ impl Session {
                 });
             }
             (_, 0) => {
-                info!("client unpinned: no session-scoped state left");
+                self.span
+                    .in_scope(|| info!("client unpinned: no session-scoped state left"));
                 self.pin = None;
             }
             (_, _) => {
@@ -115,7 +118,8 @@ impl Session {
             )
             .into(),
         );
-        info!(features = %names, "session-scoped state refused and undone");
+        self.span
+            .in_scope(|| info!(features = %names, "session-scoped state refused and undone"));
         if held & features::LOADED != 0 {
             return Keep::Close;
         }
