@@ -46,11 +46,14 @@ pub enum PoolError {
 }
 
 struct Inner {
-    idle: Vec<ServerConn>,
+    // Boxed on purpose: a connection moves between the idle list, check-outs and sessions
+    // several times per transaction, and a pointer moves cheaper than 272 bytes.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<ServerConn>>,
     /// Connections that exist (idle, checked out, or being opened).
     total: usize,
     reserve_in_use: usize,
-    waiters: VecDeque<(u64, oneshot::Sender<ServerConn>)>,
+    waiters: VecDeque<(u64, oneshot::Sender<Box<ServerConn>>)>,
     next_waiter: u64,
     closed: bool,
 }
@@ -154,7 +157,7 @@ impl Pool {
     /// # Cancellation safety
     /// Dropping the future leaves the queue, returns any connection already handed over and
     /// frees a slot taken for a connection being opened.
-    pub async fn checkout(self: &Arc<Self>) -> Result<ServerConn, PoolError> {
+    pub async fn checkout(self: &Arc<Self>) -> Result<Box<ServerConn>, PoolError> {
         let settings = self.settings.load();
         self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
         let waiter = loop {
@@ -187,7 +190,8 @@ impl Pool {
                     Some(conn) => return Ok(activate(conn)),
                     None => continue,
                 },
-                Decision::Connect(slot) => return self.open(slot).await.map(activate),
+                // Boxed (rare): keeps the check-out future small.
+                Decision::Connect(slot) => return Box::pin(self.open(slot)).await.map(activate),
                 Decision::Wait(w) => break w,
             }
         };
@@ -195,7 +199,7 @@ impl Pool {
     }
 
     /// Gives a connection taken from the idle list (or handed over) a slot of its own.
-    fn adopt(self: &Arc<Self>, mut conn: ServerConn) -> ServerConn {
+    fn adopt(self: &Arc<Self>, mut conn: Box<ServerConn>) -> Box<ServerConn> {
         conn.slot = Some(Slot::counted(self.clone()));
         conn
     }
@@ -204,7 +208,7 @@ impl Pool {
         self: &Arc<Self>,
         mut waiter: Waiter,
         settings: &PoolSettings,
-    ) -> Result<ServerConn, PoolError> {
+    ) -> Result<Box<ServerConn>, PoolError> {
         let start = Instant::now();
         self.stats.waits.fetch_add(1, Ordering::Relaxed);
         self.stats.waiting.fetch_add(1, Ordering::Relaxed);
@@ -239,7 +243,7 @@ impl Pool {
                 reserve_at = None;
                 if let Some(slot) = self.take_reserve(settings) {
                     drop(waiter);
-                    return self.open(slot).await;
+                    return Box::pin(self.open(slot)).await;
                 }
             }
             if deadline.is_some_and(|d| now >= d) {
@@ -272,21 +276,24 @@ impl Pool {
 
     /// Opens a connection for `slot` (`total` and the limits already taken); the slot is freed
     /// if the connect fails or is cancelled.
-    async fn open(self: &Arc<Self>, slot: Slot) -> Result<ServerConn, PoolError> {
+    async fn open(self: &Arc<Self>, slot: Slot) -> Result<Box<ServerConn>, PoolError> {
         let spec = self.spec();
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         // A connect to a node the pool no longer points at (a partitioned old primary may
         // answer nothing until `server_connect_timeout`) gives its slot up at once.
         let moved = self.retargeted.notified();
+        // Boxed: a login is a large future, and it would otherwise make every check-out's
+        // future (copied into the session's per-transaction box) as large as itself.
         let r = tokio::select! {
-            r = connect(&spec) => r,
+            r = Box::pin(connect(&spec)) => r,
             _ = moved => Err(crate::server::ServerError::Io {
                 node: spec.node.to_string(),
                 source: std::io::Error::other("connect abandoned: the pool now points elsewhere"),
             }),
         };
         match r {
-            Ok(mut c) => {
+            Ok(c) => {
+                let mut c = Box::new(c);
                 c.slot = Some(slot);
                 // Fenced or re-pointed while connecting: the connection goes to a node that
                 // must no longer serve this pool.
@@ -307,10 +314,10 @@ impl Pool {
     /// Checks an idle connection before use; `None` means it was discarded.
     async fn vet(
         self: &Arc<Self>,
-        mut conn: ServerConn,
+        mut conn: Box<ServerConn>,
         settings: &PoolSettings,
         now: Instant,
-    ) -> Option<ServerConn> {
+    ) -> Option<Box<ServerConn>> {
         let expired = (!settings.lifetime.is_zero()
             && now.duration_since(conn.created) >= settings.lifetime)
             || self.is_stale(&conn);
@@ -321,7 +328,7 @@ impl Pool {
         if !settings.check_query.is_empty()
             && now.duration_since(conn.last_used) >= settings.check_delay
         {
-            match conn.control(&settings.check_query).await {
+            match Box::pin(conn.control(&settings.check_query)).await {
                 Ok(r) if r.error.is_none() && r.status == b'I' => {}
                 _ => {
                     self.discard(conn);
@@ -365,7 +372,7 @@ impl Pool {
     }
 
     /// Returns a clean connection (idle, outside a transaction) to the pool it came from.
-    pub fn release(self: &Arc<Self>, mut conn: ServerConn) {
+    pub fn release(self: &Arc<Self>, mut conn: Box<ServerConn>) {
         if let Some(owner) = conn.slot.as_ref().and_then(Slot::pool) {
             if !Arc::ptr_eq(owner, self) {
                 let owner = owner.clone();
@@ -381,7 +388,7 @@ impl Pool {
     }
 
     /// Gives a connection whose slot this pool counts back to the idle list (or a waiter).
-    fn to_idle(self: &Arc<Self>, mut conn: ServerConn) {
+    fn to_idle(self: &Arc<Self>, mut conn: Box<ServerConn>) {
         match conn.slot.take() {
             Some(slot) => slot.keep(),
             None => {
@@ -393,7 +400,7 @@ impl Pool {
         self.give_back(conn);
     }
 
-    fn give_back(self: &Arc<Self>, mut conn: ServerConn) {
+    fn give_back(self: &Arc<Self>, mut conn: Box<ServerConn>) {
         let mut inner = lock(&self.inner);
         if inner.closed || self.is_suspended() {
             drop(inner);
@@ -410,13 +417,13 @@ impl Pool {
     }
 
     /// Closes a checked-out connection that cannot be reused (dirty, broken).
-    pub fn close(self: &Arc<Self>, conn: ServerConn) {
+    pub fn close(self: &Arc<Self>, conn: Box<ServerConn>) {
         self.discard(conn);
     }
 
     /// Drops a connection and frees its slot (through the slot's drop); wakes a waiter with a
     /// fresh connection if any. An idle connection (no slot of its own) is given one first.
-    fn discard(self: &Arc<Self>, mut conn: ServerConn) {
+    fn discard(self: &Arc<Self>, mut conn: Box<ServerConn>) {
         self.stats.closed.fetch_add(1, Ordering::Relaxed);
         if conn.slot.is_none() {
             conn.slot = Some(Slot::counted(self.clone()));
@@ -500,13 +507,13 @@ pub struct IdleServer {
 // check-out to save stack bytes.
 #[allow(clippy::large_enum_variant)]
 enum Decision {
-    Reuse(ServerConn),
+    Reuse(Box<ServerConn>),
     Connect(Slot),
     Wait(Waiter),
 }
 
 /// Counts a checked-out connection as active (for as long as its slot lives).
-fn activate(mut conn: ServerConn) -> ServerConn {
+fn activate(mut conn: Box<ServerConn>) -> Box<ServerConn> {
     let created = conn.created;
     if let Some(s) = conn.slot.as_mut() {
         s.activate(created);

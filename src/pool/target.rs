@@ -26,7 +26,7 @@ impl Pool {
     /// elsewhere are closed and checked-out ones are closed when they come back.
     pub fn retarget(self: &Arc<Self>, spec: ConnectSpec) {
         let node = spec.node.clone();
-        let (stale, waiting): (Vec<ServerConn>, usize) = {
+        let (stale, waiting): (Vec<Box<ServerConn>>, usize) = {
             let mut inner = lock(&self.inner);
             self.spec.store(Arc::new(spec));
             self.suspended.store(false, Ordering::Release);

@@ -37,7 +37,7 @@ impl Pool {
     pub fn maintain(self: &Arc<Self>) {
         let settings = self.settings();
         let now = Instant::now();
-        let stale: Vec<ServerConn> = {
+        let stale: Vec<Box<ServerConn>> = {
             let mut inner = lock(&self.inner);
             let mut keep = Vec::with_capacity(inner.idle.len());
             let mut stale = Vec::new();

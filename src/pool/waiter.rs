@@ -10,11 +10,11 @@ use tokio::sync::oneshot;
 pub(super) struct Waiter {
     pool: Arc<Pool>,
     id: u64,
-    rx: Option<oneshot::Receiver<ServerConn>>,
+    rx: Option<oneshot::Receiver<Box<ServerConn>>>,
 }
 
 impl Waiter {
-    pub(super) fn new(pool: Arc<Pool>, id: u64, rx: oneshot::Receiver<ServerConn>) -> Self {
+    pub(super) fn new(pool: Arc<Pool>, id: u64, rx: oneshot::Receiver<Box<ServerConn>>) -> Self {
         Self {
             pool,
             id,
@@ -26,7 +26,7 @@ impl Waiter {
     ///
     /// # Cancellation safety
     /// Safe: the receiver stays in `self`, and `Drop` settles whatever arrived.
-    pub(super) async fn recv(&mut self) -> Option<ServerConn> {
+    pub(super) async fn recv(&mut self) -> Option<Box<ServerConn>> {
         let rx = self.rx.as_mut()?;
         let got = rx.await.ok();
         self.rx = None;

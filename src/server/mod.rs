@@ -239,7 +239,8 @@ impl ServerConn {
             self.params = want.clone();
             return Ok(Vec::new());
         }
-        let r = self.control(&sql).await?;
+        // Boxed: rare, and its future would otherwise sit in every check-out's.
+        let r = Box::pin(self.control(&sql)).await?;
         if let Some(e) = r.error {
             return Err(e);
         }

@@ -80,7 +80,10 @@ pub fn dropped_database(buf: &[u8]) -> Option<String> {
         return None;
     }
     // Most queries are not a DROP: decided on their first letter, before any UTF-8 check.
-    let first = buf.get(crate::proto::HEADER_LEN..)?.iter().find(|b| !b.is_ascii_whitespace());
+    let first = buf
+        .get(crate::proto::HEADER_LEN..)?
+        .iter()
+        .find(|b| !b.is_ascii_whitespace());
     if first.is_none_or(|b| b | 0x20 != b'd') {
         return None;
     }

@@ -129,7 +129,7 @@ async fn admit(
         refusal: None,
         span,
     };
-    Some((session, server.map(Box::new)))
+    Some((session, server))
 }
 
 /// Tells a client why its login failed, where there is something to tell.
@@ -188,7 +188,7 @@ type Started = (
     Arc<Pool>,
     CancelKey,
     Arc<ParamSet>,
-    Option<ServerConn>,
+    Option<Box<ServerConn>>,
 );
 
 async fn login_phase(

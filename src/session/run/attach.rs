@@ -18,7 +18,7 @@ impl Session {
     /// `primary_wait_timeout`) for discovery or the agent to name a reachable primary, so that
     /// a client idle at a failover sees a delay rather than an error; past that, a routed
     /// session gets an ERROR for this transaction and keeps its connection.
-    pub(super) async fn attach(&mut self) -> Result<ServerConn, EndReason> {
+    pub(super) async fn attach(&mut self) -> Result<Box<ServerConn>, EndReason> {
         let mut primary_deadline = None;
         loop {
             if let Some(msg) = self.refusal.take() {

@@ -15,7 +15,7 @@ impl Session {
     /// `server_connect_timeout`) or closed, never handed on dirty.
     pub(super) async fn end_server(
         &mut self,
-        mut server: ServerConn,
+        mut server: Box<ServerConn>,
         tx_status: u8,
         clean: bool,
         fx: u8,

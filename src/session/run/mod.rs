@@ -126,7 +126,7 @@ impl Session {
         let idle_timeout = self.ctx.config().pooler.client_idle_timeout;
         loop {
             let server = match held.take().or_else(|| self.pinned.take()) {
-                Some(s) => *s,
+                Some(s) => s,
                 None => {
                     match self.wait_for_client(idle_timeout).await {
                         Ok(true) => {}
@@ -167,7 +167,11 @@ impl Session {
     /// the session must end. Per transaction this takes no lock and no reference count on
     /// shared state: the pool mode and connect spec are read through `ArcSwap` guards and the
     /// cancel slot is two atomic stores.
-    async fn transaction(&mut self, mut server: ServerConn, config: &Config) -> Option<EndReason> {
+    async fn transaction(
+        &mut self,
+        mut server: Box<ServerConn>,
+        config: &Config,
+    ) -> Option<EndReason> {
         let mode = self.pool.mode();
         self.key.slot.attach(&self.pool, server.key.0, server.key.1);
         let info = self.reg.info.clone();
@@ -237,7 +241,7 @@ impl Session {
         &mut self,
         outcome: std::io::Result<Outcome>,
         fwd: &Forwarder,
-        server: ServerConn,
+        server: Box<ServerConn>,
         mode: PoolMode,
     ) -> Option<EndReason> {
         match outcome {
@@ -275,7 +279,7 @@ impl Session {
     /// end because a close was requested.
     async fn boundary(
         &mut self,
-        mut server: ServerConn,
+        mut server: Box<ServerConn>,
         mode: PoolMode,
         fx: u8,
     ) -> Option<EndReason> {
@@ -304,7 +308,7 @@ impl Session {
             self.pin = None;
             self.pool.close(server);
         } else if matches!(keep, pin::Keep::Pin) {
-            self.pinned = Some(Box::new(server));
+            self.pinned = Some(server);
         } else if server.prepared.sql_prepared && Box::pin(server.deallocate_all()).await.is_err() {
             // SQL-level PREPARE lasts until the end of its transaction in these modes.
             self.pool.close(server);
@@ -317,7 +321,7 @@ impl Session {
         info.idle();
         let why = info.close_requested()?;
         if let Some(server) = self.pinned.take() {
-            self.pool.close(*server);
+            self.pool.close(server);
         }
         let _ = Box::pin(self.send_close(why)).await;
         Some(EndReason::CloseRequested)
