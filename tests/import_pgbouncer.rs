@@ -232,10 +232,11 @@ fn session_pooling_with_tls() {
     assert_eq!(im.int("pooler.query_timeout"), 600);
     assert_eq!(im.str("databases.app_admin.user"), "app_owner");
     assert_eq!(im.str("databases.app_admin.password"), "owner-secret");
-    assert_eq!(im.str("databases.legacy.host"), "127.0.0.1");
+    // A Unix-socket directory is kept: pgsluice connects to it as PgBouncer did.
+    assert_eq!(im.str("databases.legacy.host"), "/var/run/postgresql");
     assert!(im
         .outcome("[databases] legacy host")
-        .contains("is a Unix socket"));
+        .contains("/var/run/postgresql"));
     assert_eq!(im.int("users.app.pool_size"), 8);
     assert!(im
         .outcome("[pgbouncer] client_tls_ciphers")

@@ -95,7 +95,8 @@ async fn connect_inner(spec: &ConnectSpec) -> Result<ServerConn, ServerError> {
 }
 
 /// Connects over TCP; with `tls`, sends an SSLRequest and does the handshake on 'S' (on 'N',
-/// stays plain unless `required`).
+/// stays plain unless `required`). A `host` starting with `/` is a Unix-socket directory:
+/// no TLS is tried there, as libpq does (the socket never leaves the machine).
 async fn open_stream(
     spec: &ConnectSpec,
     tls: Option<&Arc<rustls::ClientConfig>>,
@@ -109,6 +110,16 @@ async fn open_stream(
         node: spec.node.to_string(),
         message,
     };
+    if super::stream::is_unix_host(&spec.host) {
+        let path = super::stream::unix_socket_path(&spec.host, spec.port);
+        let unix = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
+            io(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            ))
+        })?;
+        return Ok(ServerStream::Unix(unix));
+    }
     let mut tcp = TcpStream::connect((spec.host.as_str(), spec.port))
         .await
         .map_err(io)?;

@@ -1,11 +1,12 @@
-//! A server connection's transport: plain TCP or TLS over TCP (`server_tls_sslmode`), one
-//! type for the login, control queries and the forwarding fast path.
+//! A server connection's transport: plain TCP, TLS over TCP (`server_tls_sslmode`) or a Unix
+//! socket (`host` starting with `/`), one type for the login, control queries and the
+//! forwarding fast path.
 
 use crate::net::transport::{delegate_async_io, poll_read_now};
 use std::io;
 use std::pin::Pin;
 use tokio::io::ReadBuf;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
 
 /// A connected server.
@@ -14,6 +15,18 @@ pub enum ServerStream {
     Tcp(TcpStream),
     /// TLS after an SSLRequest answered 'S'; boxed, the rustls state is large.
     Tls(Box<TlsStream<TcpStream>>),
+    /// A local server's socket (`host = "/var/run/postgresql"`): no TLS, as libpq does.
+    Unix(UnixStream),
+}
+
+/// The socket file of a server whose `host` is a directory, as libpq names it.
+pub fn unix_socket_path(dir: &str, port: u16) -> std::path::PathBuf {
+    std::path::Path::new(dir).join(format!(".s.PGSQL.{port}"))
+}
+
+/// Whether `host` names a Unix-socket directory rather than a network host (libpq's rule).
+pub fn is_unix_host(host: &str) -> bool {
+    host.starts_with('/')
 }
 
 impl ServerStream {
@@ -33,6 +46,9 @@ impl ServerStream {
                 matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
             }
             Self::Tls(s) => poll_read_now(s.as_mut(), &mut ReadBuf::new(&mut probe)).is_pending(),
+            Self::Unix(s) => {
+                matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
         }
     }
 }
@@ -40,4 +56,5 @@ impl ServerStream {
 delegate_async_io!(ServerStream {
     Tcp(s) => Pin::new(s),
     Tls(s) => Pin::new(s.as_mut()),
+    Unix(s) => Pin::new(s),
 });

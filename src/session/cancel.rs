@@ -28,11 +28,20 @@ impl CancelTarget {
     pub async fn send(&self) {
         let packet = crate::proto::startup::cancel_request(self.pid, self.secret);
         let (host, port) = (self.spec.host.as_str(), self.spec.port);
-        match tokio::net::TcpStream::connect((host, port)).await {
-            Ok(mut s) => {
-                let _ = s.write_all(&packet).await;
+        let sent = if crate::server::stream::is_unix_host(host) {
+            let path = crate::server::stream::unix_socket_path(host, port);
+            match tokio::net::UnixStream::connect(path).await {
+                Ok(mut s) => s.write_all(&packet).await,
+                Err(e) => Err(e),
             }
-            Err(e) => tracing::warn!(host, port, error = %e, "cannot forward cancel request"),
+        } else {
+            match tokio::net::TcpStream::connect((host, port)).await {
+                Ok(mut s) => s.write_all(&packet).await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = sent {
+            tracing::warn!(host, port, error = %e, "cannot forward cancel request");
         }
     }
 }

@@ -20,7 +20,54 @@ pub const TESTS: &[(&str, crate::Body)] = &[
         statement_mode_refuses_transactions,
     ),
     ("basic::pgbench_in_every_mode", pgbench_in_every_mode),
+    (
+        "basic::server_over_a_unix_socket",
+        server_over_a_unix_socket,
+    ),
 ];
+
+/// `host` naming a directory reaches the server over its Unix socket (the server sees no
+/// client address), and a cancel request travels the same way.
+fn server_over_a_unix_socket(fx: &Fixture) -> Result<(), Failed> {
+    rt().block_on(async {
+        let c = fx.connect("local").await;
+        let over_unix = crate::util::scalar(&c, "select inet_client_addr() is null").await?;
+        assert_eq!(
+            over_unix, "t",
+            "the pooler's server connection is not a Unix socket"
+        );
+        assert_eq!(
+            crate::util::scalar(&c, "select current_database()").await?,
+            "app"
+        );
+        let token = c.cancel_token();
+        let primary = fx.cluster.primary().clone();
+        let canceller = tokio::spawn(async move {
+            for _ in 0..100 {
+                let sql = "select count(*) from pg_stat_activity \
+                           where query = 'select pg_sleep(19)' and state = 'active'";
+                if primary.psql("app", sql).unwrap_or_default() == "1" {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            token.cancel_query(tokio_postgres::NoTls).await
+        });
+        let started = std::time::Instant::now();
+        let err = c
+            .batch_execute("select pg_sleep(19)")
+            .await
+            .expect_err("cancelled");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        canceller.await?.map_err(|e| format!("cancel: {e:?}"))?;
+        Ok(())
+    })
+}
 
 fn psql_in_every_mode(fx: &Fixture) -> Result<(), Failed> {
     for db in ["app", "app_session", "app_statement"] {

@@ -49,6 +49,7 @@ impl Fixture {
         let port = pgsluice::cluster::ports::free_port().expect("port");
         let metrics_port = pgsluice::cluster::ports::free_port().expect("port");
         let pg = cluster.primary().port();
+        let sock = cluster.primary().socket_dir().display().to_string();
         let userlist = dir.path().join("userlist.txt");
         std::fs::write(
             &userlist,
@@ -87,6 +88,10 @@ port = {pg}
 dbname = "app"
 [databases.paused]
 host = "127.0.0.1"
+port = {pg}
+dbname = "app"
+[databases.local]
+host = "{sock}"
 port = {pg}
 dbname = "app"
 [databases.app]

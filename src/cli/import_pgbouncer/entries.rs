@@ -53,7 +53,7 @@ pub fn database(doc: &mut Doc, report: &mut Report, e: &Entry) {
         table.set("host", Value::String("127.0.0.1".into()));
         let outcome = Outcome::Default {
             to: format!("databases.{name}.host = \"127.0.0.1\" written"),
-            note: "PgBouncer's default is the local Unix socket; pgsluice connects over TCP, so pg_hba.conf must allow host connections from 127.0.0.1".into(),
+            note: "PgBouncer's default is the local Unix socket in a directory compiled into it; set host to that directory (\"/var/run/postgresql\" on Debian) to use the socket, or keep TCP, for which pg_hba.conf must allow host connections from 127.0.0.1".into(),
         };
         report.add(
             e.at(),
@@ -129,15 +129,15 @@ fn pool_mode(t: &mut Table, v: &str, shown: String) -> Outcome {
     }
 }
 
-/// `host=`: one TCP host; a Unix socket directory or a list of hosts becomes its nearest
-/// equivalent with a note.
+/// `host=`: one TCP host or Unix-socket directory; an abstract socket or a list of hosts
+/// becomes its nearest equivalent with a note.
 fn host(t: &mut Table, v: &str, shown: String) -> Outcome {
     let first = v.split(',').next().unwrap_or_default().trim();
-    if first.starts_with('/') || first.starts_with('@') {
+    if first.starts_with('@') {
         put(t, "host", Value::String("127.0.0.1".into()), shown.clone());
         return Outcome::mapped_note(
             format!("{shown} = \"127.0.0.1\""),
-            format!("{v} is a Unix socket; pgsluice connects over TCP, so pg_hba.conf must allow host connections from 127.0.0.1"),
+            format!("{v} is an abstract Unix socket, which pgsluice does not connect to; it connects over TCP, so pg_hba.conf must allow host connections from 127.0.0.1"),
         );
     }
     let out = put(t, "host", Value::String(first.into()), shown.clone());
