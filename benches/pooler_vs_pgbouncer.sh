@@ -7,7 +7,8 @@
 # Environment: CASES="name:pgbench-args:mode,..." (default: all), WORKERS=N pgsluice runtime threads (default 0 = one per core), IDLE="1000 10000" idle-client counts (or "none"), SKIP_BUILD=1 to use the
 # existing release binary, BASELINE=/path/to/another/pgsluice to run that binary too, interleaved as
 # target "baseline" with the same configuration (regression checks of one change);
-# SLUICE_KEYS="k = v;..." adds [pooler] keys to pgsluice's configuration only; COUNTS=1 adds
+# SLUICE_KEYS="k = v;..." adds [pooler] keys to pgsluice's configuration only; SLUICE_HOST=unix
+# points pgsluice (only) at PostgreSQL's Unix socket instead of TCP; COUNTS=1 adds
 # each pooler's system calls and context switches per transaction (perf stat; this VM has no
 # hardware counters).
 # Example: benches/pooler_vs_pgbouncer.sh 5 3 1 16 64 256
@@ -83,6 +84,8 @@ chown -R postgres "$WORK" 2>/dev/null || true
 # SLUICE_KEYS="key = value;..." adds [pooler] keys to pgsluice's configuration only (not the
 # baseline's): the cost of one setting, interleaved.
 cp "$WORK/pgsluice.toml" "$WORK/baseline.src.toml"
+# SLUICE_HOST=unix: pgsluice (not the baseline) reaches PostgreSQL over its Unix socket.
+[ "${SLUICE_HOST:-}" = unix ] && sed -i "s|^host = \"127.0.0.1\"|host = \"$WORK\"|" "$WORK/pgsluice.toml"
 if [ -n "${SLUICE_KEYS:-}" ]; then
   tr ';' '\n' <<<"$SLUICE_KEYS" >"$WORK/extra.keys"
   sed -i "/^\[pooler\]$/r $WORK/extra.keys" "$WORK/pgsluice.toml"
