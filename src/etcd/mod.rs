@@ -137,14 +137,18 @@ impl std::fmt::Debug for EtcdClient {
 }
 
 /// What a failed call means for the endpoint: etcd cannot be reached through it (try the
-/// next one) or etcd answered with an error (do not).
+/// next one, and open a new connection next time) or etcd answered with an error (do not).
+/// tonic reports a connection that failed under it (its I/O task gone with the runtime that
+/// ran it, for instance: "Service was not ready") as `Unknown`; etcd's own refusals carry
+/// other codes, apart from no leader and request timeouts (`Unavailable`, `DeadlineExceeded`),
+/// which another member may not have.
 fn classify(endpoint: &str, e: etcd_client::Error) -> EtcdError {
     use etcd_client::Error as E;
     use tonic::Code;
     let unreachable = |text: String| EtcdError::Unreachable(format!("{endpoint}: {text}"));
     match e {
         E::GRpcStatus(s) => match s.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
                 unreachable(s.message().to_string())
             }
             _ => EtcdError::Status(s.message().to_string()),
@@ -416,6 +420,8 @@ mod tests {
             matches!(e, EtcdError::Unreachable(ref t) if t.contains("http://a")),
             "{e}"
         );
+        let e = classify("a", status(tonic::Code::Unknown, "Service was not ready"));
+        assert!(matches!(e, EtcdError::Unreachable(_)), "{e}");
         let e = classify(
             "http://a",
             status(tonic::Code::InvalidArgument, "user name is empty"),
