@@ -196,13 +196,15 @@ impl EtcdClient {
         self.current.store(index, Ordering::Relaxed);
     }
 
+    /// Connection options. No HTTP/2 keep-alive pings: etcd answers pings more frequent than
+    /// its `--grpc-keepalive-min-time` (5 s by default) by closing the connection; a dead
+    /// connection shows as a request with no answer within the bound, and a watch ends with
+    /// its session ([`watch::watch_for`]).
     fn options(&self) -> ConnectOptions {
         let t = self.settings.timeout;
         let o = ConnectOptions::new()
             .with_connect_timeout(t)
-            .with_timeout(t)
-            .with_keep_alive(t, t)
-            .with_keep_alive_while_idle(false);
+            .with_timeout(t);
         match &self.settings.auth {
             Some((user, password)) => o.with_user(user, password).with_auto_token_refresh(true),
             None => o,
