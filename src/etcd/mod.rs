@@ -19,6 +19,7 @@ use etcd_client::{
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Why an etcd request failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -183,7 +184,7 @@ impl EtcdClient {
     }
 
     /// The endpoints in the order to try them: the last one that answered first.
-    pub(crate) fn rotation(&self) -> Vec<(usize, String)> {
+    fn rotation(&self) -> Vec<(usize, String)> {
         let n = self.settings.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
         (0..n)
@@ -192,7 +193,7 @@ impl EtcdClient {
             .collect()
     }
 
-    pub(crate) fn answered(&self, index: usize) {
+    fn answered(&self, index: usize) {
         self.current.store(index, Ordering::Relaxed);
     }
 
@@ -211,18 +212,15 @@ impl EtcdClient {
         }
     }
 
-    /// The connection to endpoint `index`, opened (and authenticated) if there is none.
-    pub(crate) async fn connection(
-        &self,
-        index: usize,
-        endpoint: &str,
-    ) -> Result<Client, EtcdError> {
+    /// The connection to endpoint `index`, opened (and authenticated) if there is none, and
+    /// whether it was kept from an earlier request.
+    async fn connection(&self, index: usize, endpoint: &str) -> Result<(Client, bool), EtcdError> {
         let Some(slot) = self.conns.get(index) else {
             return Err(EtcdError::Bad(format!("no endpoint {index}")));
         };
         let mut slot = slot.lock().await;
         if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+            return Ok((c.clone(), true));
         }
         let t = self.settings.timeout;
         let connect = Client::connect([endpoint], Some(self.options()));
@@ -234,11 +232,11 @@ impl EtcdClient {
             Ok(r) => r.map_err(|e| classify(endpoint, e))?,
         };
         *slot = Some(c.clone());
-        Ok(c)
+        Ok((c, false))
     }
 
     /// Drops the connection to endpoint `index` (the next request opens a new one).
-    pub(crate) async fn drop_connection(&self, index: usize) {
+    async fn drop_connection(&self, index: usize) {
         if let Some(slot) = self.conns.get(index) {
             *slot.lock().await = None;
         }
@@ -267,18 +265,54 @@ impl EtcdClient {
         Err(last)
     }
 
+    fn no_answer(&self, endpoint: &str) -> EtcdError {
+        let t = self.settings.timeout;
+        EtcdError::Unreachable(format!("{endpoint}: no answer within {t:?}"))
+    }
+
+    /// One try of `f` on endpoint `index` until `deadline`; the error says whether the
+    /// connection was kept from an earlier request.
+    async fn attempt<T, F, Fut>(
+        &self,
+        (index, endpoint): (usize, &str),
+        f: &F,
+        deadline: Instant,
+    ) -> Result<T, (EtcdError, bool)>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let (client, kept) = self
+            .connection(index, endpoint)
+            .await
+            .map_err(|e| (e, false))?;
+        match tokio::time::timeout_at(deadline, f(client)).await {
+            Err(_) => Err((self.no_answer(endpoint), false)),
+            Ok(r) => r.map_err(|e| (classify(endpoint, e), kept)),
+        }
+    }
+
+    /// Runs `f` on endpoint `index` within the bound. A kept connection that fails without an
+    /// answer from etcd (closed under it, or its runtime gone) is replaced by a new one and
+    /// `f` tried once more, within the same bound.
     async fn once<T, F, Fut>(&self, index: usize, endpoint: &str, f: &F) -> Result<T, EtcdError>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let t = self.settings.timeout;
-        let client = self.connection(index, endpoint).await?;
-        match tokio::time::timeout(t, f(client)).await {
-            Err(_) => Err(EtcdError::Unreachable(format!(
-                "{endpoint}: no answer within {t:?}"
-            ))),
-            Ok(r) => r.map_err(|e| classify(endpoint, e)),
+        let deadline = Instant::now() + self.settings.timeout;
+        let target = (index, endpoint);
+        match tokio::time::timeout_at(deadline, self.attempt(target, f, deadline)).await {
+            Err(_) => Err(self.no_answer(endpoint)),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err((EtcdError::Unreachable(_), true))) => {
+                self.drop_connection(index).await;
+                match tokio::time::timeout_at(deadline, self.attempt(target, f, deadline)).await {
+                    Err(_) => Err(self.no_answer(endpoint)),
+                    Ok(r) => r.map_err(|(e, _)| e),
+                }
+            }
+            Ok(Err((e, _))) => Err(e),
         }
     }
 

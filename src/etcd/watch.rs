@@ -25,30 +25,14 @@ pub async fn watch_for(
     session: Duration,
     mut on: impl FnMut(WatchEvent),
 ) -> Result<i64, EtcdError> {
-    let t = client.settings.timeout;
-    let mut last = EtcdError::Unreachable("no endpoint configured".into());
-    for (i, ep) in client.rotation() {
-        let opened = async {
-            let mut c = client.connection(i, &ep).await?;
-            let options = WatchOptions::new().with_start_revision(start_revision);
-            match tokio::time::timeout(t, c.watch(key, Some(options))).await {
-                Err(_) => Err(EtcdError::Unreachable(format!("{ep}: watch not answered"))),
-                Ok(r) => r.map_err(|e| super::classify(&ep, e)),
-            }
-        };
-        match opened.await {
-            Ok(stream) => {
-                client.answered(i);
-                return read_stream(stream, start_revision - 1, session, &mut on).await;
-            }
-            Err(e @ EtcdError::Unreachable(_)) => {
-                client.drop_connection(i).await;
-                last = e;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last)
+    let options = WatchOptions::new().with_start_revision(start_revision);
+    let stream = client
+        .call(|mut c| {
+            let o = options.clone();
+            async move { c.watch(key, Some(o)).await }
+        })
+        .await?;
+    read_stream(stream, start_revision - 1, session, &mut on).await
 }
 
 async fn read_stream(
