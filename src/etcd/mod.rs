@@ -6,8 +6,9 @@
 //! Several endpoints may be given; each has its own connection, opened on first use (so a
 //! client can be built while etcd is down). A request that cannot reach one (refused, reset,
 //! no answer within the bound, etcd unavailable) is tried on the next one, and that
-//! connection is dropped so that the next request opens a fresh one. An error answered by
-//! etcd itself is not retried. With a user name and password, each connection authenticates
+//! connection is dropped so that the next request opens a fresh one; a kept connection that
+//! fails at once (closed under it) is first replaced and tried again within the same bound.
+//! An error answered by etcd itself is not retried. With a user name and password, each connection authenticates
 //! when it opens, and the crate authenticates again when etcd says the token expired.
 
 pub mod watch;
