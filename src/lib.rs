@@ -13,7 +13,7 @@
 //! | [`auth`] | sans-IO MD5 and SCRAM-SHA-256 (both sides), secrets, `auth_file` parsing |
 //! | [`net`] | accept loop, socket options, whole-frame reads for slow paths, the I/O the client and server stream enums share (`net::transport`) |
 //! | [`tls`] | the front door's HBA rules and TLS configurations, reloadable |
-//! | [`etcd`] | a small etcd v3 client over its JSON gateway: kv, transactions, leases, watch |
+//! | [`etcd`] | etcd v3 through the `etcd-client` crate: kv, transactions, leases, watch, endpoint failover |
 //! | [`server`] | a server connection: connect, authenticate, parameter sync, control queries |
 //! | [`probe`] | probing nodes for the agent and discovery: role and WAL positions, kept connections, concurrent rounds |
 //! | [`pool`] | pools per (database, user): FIFO check-out, reserve, caps, janitor |

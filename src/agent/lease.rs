@@ -161,7 +161,7 @@ impl Leadership {
     /// Keeps the current lease alive, or grants a new one when there is none or it expired.
     async fn renew(&self) -> Result<i64, EtcdError> {
         let current = self.state.lock().map(|s| s.lease).unwrap_or(0);
-        if current != 0 && self.client.keep_alive(current).await?.is_some() {
+        if current != 0 && self.client.keep_alive(current).await? {
             return Ok(current);
         }
         let lease = self.client.grant(self.ttl.as_secs().max(1)).await?;

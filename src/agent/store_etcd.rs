@@ -131,9 +131,7 @@ impl EtcdStore {
         let all = self.client.list(&prefix, 0, 0).await?;
         if all.len() > EVENTS_KEPT {
             let first_kept = &all[all.len() - EVENTS_KEPT].key;
-            self.client
-                .delete_range(&prefix, &crate::etcd::b64(first_kept))
-                .await?;
+            self.client.delete_range(&prefix, first_kept).await?;
         }
         Ok(())
     }

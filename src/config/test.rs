@@ -294,6 +294,14 @@ fn etcd_state_store_keys() {
     assert!(has(&p, "agent.etcd_endpoints"), "{p:?}");
     assert!(has(&p, "agent.lease_ttl"), "{p:?}");
     assert!(has(&p, "agent.etcd_username"), "{p:?}");
+    for e in ["https://127.0.0.1:2379", "127.0.0.1:2379", "http://"] {
+        let text = format!(
+            "{cluster}[agent]\nstate_store = \"etcd\"\netcd_endpoints = [\"http://h:2379\", \"{e}\"]\n"
+        );
+        let p = problems(&text);
+        assert!(has(&p, "agent.etcd_endpoints"), "{e}: {p:?}");
+        assert!(p.iter().any(|p| p.contains(e)), "{e}: {p:?}");
+    }
     let p = problems(&format!("{cluster}[agent]\netcd_prefix = \"/x/\"\n"));
     assert!(has(&p, "agent.state_store"), "{p:?}");
     let p = problems(&format!("{cluster}[agent]\nstate_store = \"zk\"\n"));

@@ -3,7 +3,7 @@
 //! secret; `/metrics` and `GET /control/topology` need it when `[control] protect_reads` is on;
 //! `/health` is always open. The server loop itself is [`crate::net::http`].
 
-use super::metrics::render;
+use super::metrics::Metrics;
 use crate::backend::{ApplyError, Backend};
 use crate::net::http::{authorize, read_json, reply, Reply};
 use crate::topology::Topology;
@@ -19,9 +19,17 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// The longest pause a control call may ask for.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
-/// Serves HTTP on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, ctx: Arc<Backend>, stop: CancellationToken) {
-    crate::net::http::serve(listener, stop, move |req| handle(ctx.clone(), req)).await
+/// Serves HTTP on `listener` until `stop`; `/metrics` renders `metrics`.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Backend>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    crate::net::http::serve(listener, stop, move |req| {
+        handle(ctx.clone(), metrics.clone(), req)
+    })
+    .await
 }
 
 /// Binds the endpoint.
@@ -29,7 +37,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-async fn handle(ctx: Arc<Backend>, req: Request<Incoming>) -> Reply {
+async fn handle(ctx: Arc<Backend>, metrics: Arc<Metrics>, req: Request<Incoming>) -> Reply {
     // A push renews the write lease from its receipt: taken before the body is read.
     let received = Instant::now();
     let config = ctx.config();
@@ -42,7 +50,11 @@ async fn handle(ctx: Arc<Backend>, req: Request<Incoming>) -> Reply {
     match (req.method(), path.as_str()) {
         (&Method::GET, "/health") => reply(StatusCode::OK, TEXT, "ok\n"),
         (&Method::GET, "/metrics") => match read_guard(&req) {
-            Ok(()) => reply(StatusCode::OK, "text/plain; version=0.0.4", render(&ctx)),
+            Ok(()) => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                metrics.render(),
+            ),
             Err(r) => r.into_reply(),
         },
         (&Method::GET, "/control/topology") => match read_guard(&req) {

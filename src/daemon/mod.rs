@@ -41,6 +41,8 @@ pub enum DaemonError {
     },
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// Builds the [`SessionStarter`] over the pooler's backend.
@@ -119,7 +121,8 @@ async fn serve(
         })?;
         life.add_fd("metrics", http.as_raw_fd());
         crate::net::http::log_control_state(&config.control);
-        tokio::spawn(http::serve(http, ctx.clone(), stop.clone()));
+        let metrics = Arc::new(metrics::Metrics::new(ctx.clone())?);
+        tokio::spawn(http::serve(http, ctx.clone(), metrics, stop.clone()));
     }
     if config.cluster.is_some() {
         tokio::spawn(discovery::run(ctx.clone(), stop.clone()));

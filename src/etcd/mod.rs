@@ -1,25 +1,26 @@
-//! A small etcd v3 client over etcd's JSON gateway (`/v3/kv/*`, `/v3/lease/*`, `/v3/watch`,
-//! `/v3/auth/authenticate`), on the hyper client the crate already has: no gRPC stack, no
-//! protoc. Keys and values travel base64-encoded; 64-bit integers travel as JSON strings.
+//! The etcd v3 client the agents and the pooler share, on the maintained `etcd-client` crate
+//! (gRPC): kv, transactions, leases, watch, authentication. This module adds what pgsluice
+//! needs on top: one bound per request, endpoints tried in turn, and etcd's answers turned
+//! into the few shapes the callers read ([`Kv`], [`TxnResult`]).
 //!
-//! Several endpoints may be given: a request that cannot reach one (connection refused,
-//! timeout) is tried on the next one. An error answered by etcd itself is not retried.
-//! With a user name and password, the client authenticates once, sends the token in the
-//! `Authorization` header, and authenticates again when etcd says the token expired.
+//! Several endpoints may be given; each has its own connection, opened on first use (so a
+//! client can be built while etcd is down). A request that cannot reach one (refused, reset,
+//! no answer within the bound, etcd unavailable) is tried on the next one, and that
+//! connection is dropped so that the next request opens a fresh one; a kept connection that
+//! fails at once (closed under it) is first replaced and tried again within the same bound.
+//! An error answered by etcd itself is not retried. With a user name and password, each connection authenticates
+//! when it opens, and the crate authenticates again when etcd says the token expired.
 
 pub mod watch;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
-use serde_json::{json, Value};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse,
+};
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Why an etcd request failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -61,44 +62,52 @@ pub struct Kv {
     pub lease: i64,
 }
 
+impl From<&KeyValue> for Kv {
+    fn from(kv: &KeyValue) -> Kv {
+        Kv {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            value: kv.value().to_vec(),
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+            lease: kv.lease(),
+        }
+    }
+}
+
 /// One comparison of a transaction.
 #[derive(Debug, Clone)]
-pub struct Cmp(Value);
+pub struct Cmp(Compare);
 
 impl Cmp {
     /// The key's creation revision equals `rev` (0 = the key does not exist).
     pub fn create_revision(key: &str, rev: i64) -> Cmp {
-        Cmp(
-            json!({"key": b64(key), "target": "CREATE", "result": "EQUAL",
-                   "create_revision": rev.to_string()}),
-        )
+        Cmp(Compare::create_revision(key, CompareOp::Equal, rev))
     }
 
     /// The key's last modification revision equals `rev` (0 = the key does not exist).
     pub fn mod_revision(key: &str, rev: i64) -> Cmp {
-        Cmp(json!({"key": b64(key), "target": "MOD", "result": "EQUAL",
-                   "mod_revision": rev.to_string()}))
+        Cmp(Compare::mod_revision(key, CompareOp::Equal, rev))
     }
 }
 
 /// One operation of a transaction.
 #[derive(Debug, Clone)]
-pub struct Op(Value);
+pub struct Op(TxnOp);
 
 impl Op {
     /// Writes `value` at `key`, attached to `lease` (0 = none).
     pub fn put(key: &str, value: &[u8], lease: i64) -> Op {
-        let mut p = json!({"key": b64(key), "value": B64.encode(value)});
-        if lease != 0 {
-            p["lease"] = json!(lease.to_string());
-        }
-        Op(json!({ "request_put": p }))
+        Op(TxnOp::put(key, value, put_options(lease)))
     }
 
     /// Reads `key`.
     pub fn get(key: &str) -> Op {
-        Op(json!({"request_range": {"key": b64(key)}}))
+        Op(TxnOp::get(key, None))
     }
+}
+
+fn put_options(lease: i64) -> Option<PutOptions> {
+    (lease != 0).then(|| PutOptions::new().with_lease(lease))
 }
 
 /// The result of a transaction.
@@ -115,9 +124,10 @@ pub struct TxnResult {
 /// A client over one or more endpoints.
 pub struct EtcdClient {
     settings: EtcdSettings,
-    http: Client<HttpConnector, Full<Bytes>>,
+    /// One connection per endpoint, opened on first use, dropped when it fails.
+    conns: Vec<tokio::sync::Mutex<Option<Client>>>,
+    /// The endpoint that answered last (tried first).
     current: AtomicUsize,
-    token: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for EtcdClient {
@@ -128,66 +138,44 @@ impl std::fmt::Debug for EtcdClient {
     }
 }
 
-/// Base64 of a key.
-pub fn b64(key: &str) -> String {
-    B64.encode(key.as_bytes())
-}
-
-/// The end of the range of every key starting with `prefix`.
-pub fn prefix_end(prefix: &str) -> String {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return B64.encode(&end);
+/// What a failed call means for the endpoint: etcd cannot be reached through it (try the
+/// next one, and open a new connection next time) or etcd answered with an error (do not).
+/// tonic reports a connection that failed under it (its I/O task gone with the runtime that
+/// ran it, for instance: "Service was not ready") as `Unknown`; etcd's own refusals carry
+/// other codes, apart from no leader and request timeouts (`Unavailable`, `DeadlineExceeded`),
+/// which another member may not have.
+fn classify(endpoint: &str, e: etcd_client::Error) -> EtcdError {
+    use etcd_client::Error as E;
+    use tonic::Code;
+    let unreachable = |text: String| EtcdError::Unreachable(format!("{endpoint}: {text}"));
+    match e {
+        E::GRpcStatus(s) => match s.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+                unreachable(s.message().to_string())
+            }
+            _ => EtcdError::Status(s.message().to_string()),
+        },
+        E::TransportError(t) => unreachable(crate::error_text::error_text(&t)),
+        E::IoError(io) => unreachable(io.to_string()),
+        E::InvalidArgs(_) | E::InvalidUri(_) | E::EndpointError(_) => {
+            EtcdError::Bad(format!("{endpoint}: {e}"))
         }
+        other => EtcdError::Status(other.to_string()),
     }
-    B64.encode([0u8])
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::String(s) => s.parse().unwrap_or(0),
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn kv(v: &Value) -> Result<Kv, EtcdError> {
-    let dec = |f: &str| -> Result<Vec<u8>, EtcdError> {
-        let s = v.get(f).and_then(Value::as_str).unwrap_or("");
-        B64.decode(s)
-            .map_err(|e| EtcdError::Bad(format!("{f}: {e}")))
-    };
-    Ok(Kv {
-        key: String::from_utf8_lossy(&dec("key")?).into_owned(),
-        value: dec("value")?,
-        create_revision: int(&v["create_revision"]),
-        mod_revision: int(&v["mod_revision"]),
-        lease: int(&v["lease"]),
-    })
-}
-
-fn kvs(v: &Value) -> Result<Vec<Kv>, EtcdError> {
-    v.get("kvs")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(kv).collect())
-        .unwrap_or_else(|| Ok(Vec::new()))
 }
 
 impl EtcdClient {
     /// A client for `settings` (nothing is connected yet).
     pub fn new(settings: EtcdSettings) -> EtcdClient {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(settings.timeout));
-        http.set_nodelay(true);
+        let conns = settings
+            .endpoints
+            .iter()
+            .map(|_| tokio::sync::Mutex::new(None))
+            .collect();
         EtcdClient {
             settings,
-            http: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build(http),
+            conns,
             current: AtomicUsize::new(0),
-            token: Mutex::new(None),
         }
     }
 
@@ -196,29 +184,8 @@ impl EtcdClient {
         &self.settings.endpoints
     }
 
-    pub(crate) fn request(
-        &self,
-        endpoint: &str,
-        path: &str,
-        body: &Value,
-    ) -> Result<Request<Full<Bytes>>, EtcdError> {
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}{path}", endpoint.trim_end_matches('/')))
-            .header("content-type", "application/json");
-        if let Some(t) = self.token.lock().ok().and_then(|t| t.clone()) {
-            req = req.header("authorization", t);
-        }
-        req.body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| EtcdError::Bad(e.to_string()))
-    }
-
-    pub(crate) fn http(&self) -> &Client<HttpConnector, Full<Bytes>> {
-        &self.http
-    }
-
     /// The endpoints in the order to try them: the last one that answered first.
-    pub(crate) fn rotation(&self) -> Vec<(usize, String)> {
+    fn rotation(&self) -> Vec<(usize, String)> {
         let n = self.settings.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
         (0..n)
@@ -227,91 +194,136 @@ impl EtcdClient {
             .collect()
     }
 
-    pub(crate) fn answered(&self, index: usize) {
+    fn answered(&self, index: usize) {
         self.current.store(index, Ordering::Relaxed);
     }
 
-    async fn once(&self, endpoint: &str, path: &str, body: &Value) -> Result<Value, EtcdError> {
-        let req = self.request(endpoint, path, body)?;
+    /// Connection options. No HTTP/2 keep-alive pings: etcd answers pings more frequent than
+    /// its `--grpc-keepalive-min-time` (5 s by default) by closing the connection; a dead
+    /// connection shows as a request with no answer within the bound, and a watch ends with
+    /// its session ([`watch::watch_for`]).
+    fn options(&self) -> ConnectOptions {
         let t = self.settings.timeout;
-        let unreachable = |e: String| EtcdError::Unreachable(format!("{endpoint}: {e}"));
-        let resp = tokio::time::timeout(t, self.http.request(req))
-            .await
-            .map_err(|_| unreachable(format!("no answer within {t:?}")))?
-            .map_err(|e| unreachable(error_text(&e)))?;
-        let bytes = tokio::time::timeout(t, resp.into_body().collect())
-            .await
-            .map_err(|_| unreachable("body timed out".into()))?
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
-        let v: Value =
-            serde_json::from_slice(&bytes).map_err(|e| EtcdError::Bad(format!("{path}: {e}")))?;
-        if let Some(err) = v.get("error").or_else(|| v.get("message")) {
-            let text = err.as_str().unwrap_or("error").to_string();
-            return Err(EtcdError::Status(text));
+        let o = ConnectOptions::new()
+            .with_connect_timeout(t)
+            .with_timeout(t);
+        match &self.settings.auth {
+            Some((user, password)) => o.with_user(user, password).with_auto_token_refresh(true),
+            None => o,
         }
-        Ok(v)
     }
 
-    /// Posts `body` to `path` on the first endpoint that answers.
-    pub async fn call(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
-        if self.settings.auth.is_some() && !self.has_token() {
-            self.authenticate().await?;
+    /// The connection to endpoint `index`, opened (and authenticated) if there is none, and
+    /// whether it was kept from an earlier request.
+    async fn connection(&self, index: usize, endpoint: &str) -> Result<(Client, bool), EtcdError> {
+        let Some(slot) = self.conns.get(index) else {
+            return Err(EtcdError::Bad(format!("no endpoint {index}")));
+        };
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok((c.clone(), true));
         }
-        let r = self.call_endpoints(path, body).await;
-        match r {
-            Err(EtcdError::Status(s)) if self.settings.auth.is_some() && is_auth_error(&s) => {
-                self.authenticate().await?;
-                self.call_endpoints(path, body).await
+        let t = self.settings.timeout;
+        let connect = Client::connect([endpoint], Some(self.options()));
+        let c = match tokio::time::timeout(t, connect).await {
+            Err(_) => {
+                let text = format!("{endpoint}: not connected within {t:?}");
+                return Err(EtcdError::Unreachable(text));
             }
-            other => other,
+            Ok(r) => r.map_err(|e| classify(endpoint, e))?,
+        };
+        *slot = Some(c.clone());
+        Ok((c, false))
+    }
+
+    /// Drops the connection to endpoint `index` (the next request opens a new one).
+    async fn drop_connection(&self, index: usize) {
+        if let Some(slot) = self.conns.get(index) {
+            *slot.lock().await = None;
         }
     }
 
-    async fn call_endpoints(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
+    /// Runs `f` on the first endpoint that answers, each attempt bounded by the timeout.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, EtcdError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
         let mut last = EtcdError::Unreachable("no endpoint configured".into());
         for (i, ep) in self.rotation() {
-            match self.once(&ep, path, body).await {
+            match self.once(i, &ep, &f).await {
                 Ok(v) => {
                     self.answered(i);
                     return Ok(v);
                 }
-                Err(e @ EtcdError::Unreachable(_)) => last = e,
+                Err(e @ EtcdError::Unreachable(_)) => {
+                    self.drop_connection(i).await;
+                    last = e;
+                }
                 Err(e) => return Err(e),
             }
         }
         Err(last)
     }
 
-    fn has_token(&self) -> bool {
-        self.token.lock().is_ok_and(|t| t.is_some())
+    fn no_answer(&self, endpoint: &str) -> EtcdError {
+        let t = self.settings.timeout;
+        EtcdError::Unreachable(format!("{endpoint}: no answer within {t:?}"))
     }
 
-    async fn authenticate(&self) -> Result<(), EtcdError> {
-        let Some((name, password)) = self.settings.auth.clone() else {
-            return Ok(());
-        };
-        if let Ok(mut t) = self.token.lock() {
-            *t = None;
+    /// One try of `f` on endpoint `index` until `deadline`; the error says whether the
+    /// connection was kept from an earlier request.
+    async fn attempt<T, F, Fut>(
+        &self,
+        (index, endpoint): (usize, &str),
+        f: &F,
+        deadline: Instant,
+    ) -> Result<T, (EtcdError, bool)>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let (client, kept) = self
+            .connection(index, endpoint)
+            .await
+            .map_err(|e| (e, false))?;
+        match tokio::time::timeout_at(deadline, f(client)).await {
+            Err(_) => Err((self.no_answer(endpoint), false)),
+            Ok(r) => r.map_err(|e| (classify(endpoint, e), kept)),
         }
-        let v = self
-            .call_endpoints(AUTH_PATH, &json!({"name": name, "password": password}))
-            .await?;
-        let token = v
-            .get("token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| EtcdError::Bad("authenticate: no token".into()))?;
-        if let Ok(mut t) = self.token.lock() {
-            *t = Some(token.to_string());
+    }
+
+    /// Runs `f` on endpoint `index` within the bound. A kept connection that fails without an
+    /// answer from etcd (closed under it, or its runtime gone) is replaced by a new one and
+    /// `f` tried once more, within the same bound.
+    async fn once<T, F, Fut>(&self, index: usize, endpoint: &str, f: &F) -> Result<T, EtcdError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = Instant::now() + self.settings.timeout;
+        let target = (index, endpoint);
+        match tokio::time::timeout_at(deadline, self.attempt(target, f, deadline)).await {
+            Err(_) => Err(self.no_answer(endpoint)),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err((EtcdError::Unreachable(_), true))) => {
+                self.drop_connection(index).await;
+                match tokio::time::timeout_at(deadline, self.attempt(target, f, deadline)).await {
+                    Err(_) => Err(self.no_answer(endpoint)),
+                    Ok(r) => r.map_err(|(e, _)| e),
+                }
+            }
+            Ok(Err((e, _))) => Err(e),
         }
-        Ok(())
     }
 
     /// Reads `key` (None when absent) with the store's revision.
     pub async fn get(&self, key: &str) -> Result<(Option<Kv>, i64), EtcdError> {
-        let v = self.call("/v3/kv/range", &json!({"key": b64(key)})).await?;
-        let rev = int(&v["header"]["revision"]);
-        Ok((kvs(&v)?.into_iter().next(), rev))
+        let r = self
+            .call(|mut c| async move { c.get(key, None).await })
+            .await?;
+        let rev = r.header().map_or(0, |h| h.revision());
+        Ok((r.kvs().first().map(Kv::from), rev))
     }
 
     /// Every key under `prefix` created at or after `min_create_revision`, oldest first,
@@ -322,27 +334,36 @@ impl EtcdClient {
         min_create_revision: i64,
         limit: i64,
     ) -> Result<Vec<Kv>, EtcdError> {
-        let mut body = json!({"key": b64(prefix), "range_end": prefix_end(prefix),
-            "sort_order": "ASCEND", "sort_target": "CREATE"});
-        if min_create_revision > 0 {
-            body["min_create_revision"] = json!(min_create_revision.to_string());
-        }
-        if limit > 0 {
-            body["limit"] = json!(limit.to_string());
-        }
-        kvs(&self.call("/v3/kv/range", &body).await?)
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend)
+            .with_min_create_revision(min_create_revision.max(0))
+            .with_limit(limit.max(0));
+        let r = self
+            .call(|mut c| {
+                let o = options.clone();
+                async move { c.get(prefix, Some(o)).await }
+            })
+            .await?;
+        Ok(r.kvs().iter().map(Kv::from).collect())
     }
 
     /// Writes `value` at `key`, attached to `lease` (0 = none).
     pub async fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<(), EtcdError> {
-        let Op(p) = Op::put(key, value, lease);
-        self.call("/v3/kv/put", &p["request_put"]).await.map(|_| ())
+        self.call(|mut c| async move { c.put(key, value, put_options(lease)).await })
+            .await
+            .map(|_| ())
     }
 
-    /// Deletes the keys from `key` (included) to `end` (excluded, base64 as `prefix_end`).
-    pub async fn delete_range(&self, key: &str, end_b64: &str) -> Result<(), EtcdError> {
-        let body = json!({"key": b64(key), "range_end": end_b64});
-        self.call("/v3/kv/deleterange", &body).await.map(|_| ())
+    /// Deletes the keys from `key` (included) to `end` (excluded).
+    pub async fn delete_range(&self, key: &str, end: &str) -> Result<(), EtcdError> {
+        let options = etcd_client::DeleteOptions::new().with_range(end);
+        self.call(|mut c| {
+            let o = options.clone();
+            async move { c.delete(key, Some(o)).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Runs `success` if every comparison holds, `failure` otherwise.
@@ -352,73 +373,72 @@ impl EtcdClient {
         success: Vec<Op>,
         failure: Vec<Op>,
     ) -> Result<TxnResult, EtcdError> {
-        let body = json!({
-            "compare": compare.into_iter().map(|c| c.0).collect::<Vec<_>>(),
-            "success": success.into_iter().map(|o| o.0).collect::<Vec<_>>(),
-            "failure": failure.into_iter().map(|o| o.0).collect::<Vec<_>>(),
-        });
-        let v = self.call("/v3/kv/txn", &body).await?;
-        let mut reads = Vec::new();
-        for r in v
-            .get("responses")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(range) = r.get("response_range") {
-                reads.push(kvs(range)?.into_iter().next());
-            }
-        }
+        let txn = Txn::new()
+            .when(compare.into_iter().map(|c| c.0).collect::<Vec<_>>())
+            .and_then(success.into_iter().map(|o| o.0).collect::<Vec<_>>())
+            .or_else(failure.into_iter().map(|o| o.0).collect::<Vec<_>>());
+        let r = self
+            .call(|mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
+        let reads = r
+            .op_responses()
+            .iter()
+            .filter_map(|op| match op {
+                TxnOpResponse::Get(g) => Some(g.kvs().first().map(Kv::from)),
+                _ => None,
+            })
+            .collect();
         Ok(TxnResult {
-            succeeded: v.get("succeeded").and_then(Value::as_bool) == Some(true),
+            succeeded: r.succeeded(),
             reads,
-            revision: int(&v["header"]["revision"]),
+            revision: r.header().map_or(0, |h| h.revision()),
         })
     }
 
     /// Grants a lease of `ttl` seconds; returns its id.
     pub async fn grant(&self, ttl: u64) -> Result<i64, EtcdError> {
-        let v = self
-            .call("/v3/lease/grant", &json!({"TTL": ttl.to_string()}))
+        let ttl = i64::try_from(ttl).unwrap_or(i64::MAX);
+        let r = self
+            .call(|mut c| async move { c.lease_grant(ttl, None).await })
             .await?;
-        match int(&v["ID"]) {
+        match r.id() {
             0 => Err(EtcdError::Bad("lease grant without an ID".into())),
             id => Ok(id),
         }
     }
 
-    /// Renews `lease`; None when it expired (or was revoked).
-    pub async fn keep_alive(&self, lease: i64) -> Result<Option<i64>, EtcdError> {
-        let v = self
-            .call("/v3/lease/keepalive", &json!({"ID": lease.to_string()}))
-            .await?;
-        let ttl = int(&v["result"]["TTL"]);
-        Ok((ttl > 0).then_some(ttl))
+    /// Renews `lease`; false when it expired (or was revoked).
+    pub async fn keep_alive(&self, lease: i64) -> Result<bool, EtcdError> {
+        // The crate sends one renewal when it opens the keep-alive stream and checks its
+        // answer: a lease etcd no longer knows is an error of its own kind. The stream closes
+        // when the keeper is dropped.
+        self.call(|mut c| async move {
+            match c.lease_keep_alive(lease).await {
+                Ok(_) => Ok(true),
+                Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     /// Seconds left on `lease` (None when expired).
     pub async fn time_to_live(&self, lease: i64) -> Result<Option<i64>, EtcdError> {
-        let v = self
-            .call("/v3/lease/timetolive", &json!({"ID": lease.to_string()}))
+        let r = self
+            .call(|mut c| async move { c.lease_time_to_live(lease, None).await })
             .await?;
-        let ttl = int(&v["TTL"]);
-        Ok((ttl >= 0 && v.get("TTL").is_some()).then_some(ttl))
+        Ok((r.ttl() >= 0).then_some(r.ttl()))
     }
 
     /// Revokes `lease`: every key attached to it goes at once.
     pub async fn revoke(&self, lease: i64) -> Result<(), EtcdError> {
-        self.call("/v3/lease/revoke", &json!({"ID": lease.to_string()}))
+        self.call(|mut c| async move { c.lease_revoke(lease).await })
             .await
             .map(|_| ())
     }
-}
-
-pub(crate) use crate::error_text::error_text;
-
-const AUTH_PATH: &str = "/v3/auth/authenticate";
-
-fn is_auth_error(text: &str) -> bool {
-    text.contains("invalid auth token") || text.contains("user name is empty")
 }
 
 #[cfg(test)]
@@ -426,15 +446,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefix_end_is_the_next_key() {
-        assert_eq!(prefix_end("/a/"), B64.encode(b"/a0"));
-        assert_eq!(prefix_end("a\u{7f}"), B64.encode(b"a\x80"));
-    }
-
-    #[test]
-    fn integers_come_as_strings_or_numbers() {
-        assert_eq!(int(&json!("42")), 42);
-        assert_eq!(int(&json!(7)), 7);
-        assert_eq!(int(&Value::Null), 0);
+    fn unavailable_is_unreachable_and_refusals_are_answers() {
+        let status =
+            |code, text: &str| etcd_client::Error::GRpcStatus(tonic::Status::new(code, text));
+        let e = classify(
+            "http://a",
+            status(tonic::Code::Unavailable, "tcp connect error"),
+        );
+        assert!(
+            matches!(e, EtcdError::Unreachable(ref t) if t.contains("http://a")),
+            "{e}"
+        );
+        let e = classify("a", status(tonic::Code::Unknown, "Service was not ready"));
+        assert!(matches!(e, EtcdError::Unreachable(_)), "{e}");
+        let e = classify(
+            "http://a",
+            status(tonic::Code::InvalidArgument, "user name is empty"),
+        );
+        assert!(
+            matches!(e, EtcdError::Status(ref t) if t == "user name is empty"),
+            "{e}"
+        );
+        let e = classify(
+            "x",
+            etcd_client::Error::InvalidArgs("empty endpoints".into()),
+        );
+        assert!(matches!(e, EtcdError::Bad(_)), "{e}");
     }
 }

@@ -169,6 +169,31 @@ fn etcd_store_lease_and_fencing() {
     });
 }
 
+/// Several endpoints: a request that cannot reach the first (nothing listens there) is
+/// answered by the next; with every endpoint down the error says etcd is unreachable. One
+/// client used from two runtimes in turn (as the CLI does) opens a new connection when the
+/// first one's runtime is gone.
+#[test]
+fn etcd_client_tries_the_next_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::start(dir.path());
+    let dead = format!("http://127.0.0.1:{}", ports::free_port().unwrap());
+    let client = EtcdClient::new(settings(&[dead.clone(), etcd.url()]));
+    rt().block_on(async {
+        client.put("/k", b"v1", 0).await.unwrap();
+        assert_eq!(client.get("/k").await.unwrap().0.unwrap().value, b"v1");
+    });
+    // A second runtime: the connection kept from the first one is dead; it is replaced.
+    let (kv, _) = rt().block_on(client.get("/k")).unwrap();
+    assert_eq!(kv.unwrap().value, b"v1");
+    etcd.kill();
+    let e = rt().block_on(client.get("/k")).unwrap_err();
+    assert!(
+        matches!(e, pgsluice::etcd::EtcdError::Unreachable(_)),
+        "{e:?}"
+    );
+}
+
 /// Authentication: with a user and password the client works; without, etcd refuses.
 #[test]
 fn etcd_client_authenticates() {

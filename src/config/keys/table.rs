@@ -1057,7 +1057,7 @@ pub static KEYS: &[Key] = &[
         },
         Derived("none (required for etcd)"),
         Restart,
-        "etcd client URLs, tried in turn",
+        "etcd client URLs (http:// only), tried in turn",
     ),
     k(
         "agent.etcd_prefix",

@@ -79,6 +79,12 @@ fn agent_name(a: &RawAgent, listen: SocketAddr) -> String {
     })
 }
 
+/// `http://` followed by a host (and usually a port): what the etcd client can reach.
+fn is_http_url(e: &str) -> bool {
+    e.strip_prefix("http://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !rest.contains(' '))
+}
+
 /// `agent.state_store` and the etcd keys.
 fn state_store(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfig>) -> StateStoreConfig {
     let etcd_keys = a.etcd_endpoints.is_some() || a.etcd_prefix.is_some() || a.lease_ttl.is_some();
@@ -98,6 +104,13 @@ fn state_store(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfig>) -
             "agent.etcd_endpoints",
             "state_store = \"etcd\" needs endpoints",
             "for example [\"http://127.0.0.1:2379\"]",
+        );
+    }
+    for e in endpoints.iter().filter(|e| !is_http_url(e)) {
+        c.bad(
+            "agent.etcd_endpoints",
+            format!("{e:?} is not an http://host:port URL (TLS to etcd is not supported)"),
+            "for example \"http://127.0.0.1:2379\"",
         );
     }
     let endpoints = c.list("agent.etcd_endpoints", &Some(endpoints));
