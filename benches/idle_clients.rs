@@ -1,5 +1,6 @@
 //! Idle-client benchmark: opens N client connections to a pooler (trust auth), measures the
-//! pooler's RSS growth per idle client, then the latency of `SELECT 1` on one more client.
+//! pooler's RSS growth per idle client, the latency of `SELECT 1` on one more client, and how
+//! much of the growth the pooler still holds 3 s after the idle clients left.
 //!
 //! Run: `cargo bench --bench idle_clients -- HOST PORT POOLER_PID CLIENTS [USER] [DB]`
 //! (used by `benches/pooler_vs_pgbouncer.sh`; prints one line of `key=value` pairs).
@@ -99,12 +100,17 @@ async fn run(host: String, port: u16, pid: u32, n: usize, user: String, db: Stri
     }
     lat.sort_by(|a, b| a.total_cmp(b));
     let per_client = (after.saturating_sub(before)) as f64 * 1024.0 / n as f64;
+    // The clients leave; what the pooler keeps of their memory 3 s later (its janitor runs
+    // once a second).
+    drop(idle);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let left = rss_kib(pid);
+    let kept = left.saturating_sub(before) as f64 * 1024.0 / n as f64;
     println!(
-        "clients={n} rss_before_kib={before} rss_after_kib={after} bytes_per_idle_client={per_client:.0} connect_s={connect_secs:.2} select1_p50_ms={:.3} select1_p99_ms={:.3}",
+        "clients={n} rss_before_kib={before} rss_after_kib={after} bytes_per_idle_client={per_client:.0} rss_after_leaving_kib={left} bytes_kept_per_client={kept:.0} connect_s={connect_secs:.2} select1_p50_ms={:.3} select1_p99_ms={:.3}",
         lat[lat.len() / 2],
         lat[lat.len() * 99 / 100]
     );
-    drop(idle);
     Ok(())
 }
 

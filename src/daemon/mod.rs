@@ -7,6 +7,7 @@ pub mod etcd_watch;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+mod trim;
 
 use crate::admin::{Admin, ConsoleHandle};
 use crate::auth::{parse_userlist, Secret};
@@ -178,6 +179,7 @@ async fn janitor(admin: Arc<Admin>, stop: CancellationToken) {
     let mut last_stats = Instant::now();
     let mut last_sample = Instant::now();
     let mut last_tx = 0u64;
+    let mut trim = trim::Trim::default();
     admin.averages.sample(&ctx);
     loop {
         tokio::select! {
@@ -186,6 +188,9 @@ async fn janitor(admin: Arc<Admin>, stop: CancellationToken) {
         }
         let config = ctx.config();
         close_stalled(&ctx, config.pooler.client_message_timeout);
+        if trim.pass(ctx.totals.clients.load(Ordering::Relaxed)) {
+            tracing::debug!("many clients left: free memory returned to the system");
+        }
         for p in ctx.pools.all() {
             if config.database(&p.database).is_some() {
                 p.maintain();
