@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# io_uring against epoll at the relay level (issue 17 item 3): starts a throwaway PostgreSQL,
+# the two single-threaded variants of benches/uring_relay.rs (tokio/epoll and a hand-held
+# io_uring; one server connection per client, bytes forwarded verbatim) and PgBouncer 1.18 in
+# session mode for scale, then runs `pgbench -n -S` (simple protocol) through each, interleaved
+# (A B C D, A B C D, ...), and prints medians per target: tps, average latency, the relay
+# process's CPU microseconds per transaction (utime+stime from /proc over the run), and from one
+# more interleaved round under `perf stat` (its tracepoint counting costs CPU, so it is kept out
+# of the timed rounds) system calls and context switches per transaction.
+#
+# Usage: benches/uring_vs_epoll.sh [seconds-per-run] [repetitions] [client counts...]
+# Environment: TARGETS="epoll uring pgbouncer direct" (default: all four), COUNT_REPS=N perf
+# rounds (default 1, 0 = none), RELAY=/path/to/uring_relay to skip `cargo bench --no-run`.
+# Example: benches/uring_vs_epoll.sh 5 3 1 16 64
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-5}; REPS=${2:-3}; shift 2 || true
+CLIENTS=("${@:-1 16 64}"); read -r -a CLIENTS <<<"${CLIENTS[*]}"
+TARGETS=${TARGETS:-epoll uring pgbouncer direct}
+COUNT_REPS=${COUNT_REPS:-1}
+BIN=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
+command -v pgbouncer >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
+[ "$COUNT_REPS" = 0 ] || command -v perf >/dev/null || { echo "perf is needed for the counts (or COUNT_REPS=0)" >&2; exit 1; }
+if [ -z "${RELAY:-}" ]; then
+  RELAY=$(cargo bench --bench uring_relay --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
+  [ -x "$RELAY" ] || { echo "could not build benches/uring_relay.rs" >&2; exit 1; }
+fi
+
+WORK=$(mktemp -d /tmp/pgsluice-uring.XXXXXX); chmod 755 "$WORK"
+AS=(); [ "$(id -u)" = 0 ] && { chown postgres "$WORK"; AS=(runuser -u postgres --); }
+PGPORT=$((20000 + RANDOM % 10000)); BPORT=$((PGPORT + 1)); EPORT=$((PGPORT + 2)); UPORT=$((PGPORT + 3))
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  "${AS[@]}" "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"${AS[@]}" "$BIN/initdb" -D "$WORK/data" -U postgres --auth=trust >/dev/null
+cat >>"$WORK/data/postgresql.conf" <<CONF
+port = $PGPORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$WORK'
+max_connections = 300
+shared_buffers = 256MB
+fsync = off
+CONF
+"${AS[@]}" "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
+"$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p $PGPORT -U postgres postgres >/dev/null 2>&1
+
+# PgBouncer in session mode: like the relays, one server connection per client.
+echo '"postgres" ""' >"$WORK/userlist.txt"; chmod 644 "$WORK/userlist.txt"
+cat >"$WORK/pgbouncer.ini" <<INI
+[databases]
+postgres = host=127.0.0.1 port=$PGPORT dbname=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BPORT
+auth_type = trust
+auth_file = $WORK/userlist.txt
+pool_mode = session
+default_pool_size = 250
+max_client_conn = 1000
+logfile = $WORK/pgbouncer.log
+unix_socket_dir =
+INI
+chown -R postgres "$WORK" 2>/dev/null || true
+"${AS[@]}" pgbouncer -q "$WORK/pgbouncer.ini" & PIDS+=($!); BOUNCER_PARENT=$!
+"$RELAY" epoll $EPORT "127.0.0.1:$PGPORT" 2>"$WORK/epoll.log" & PIDS+=($!); EPOLL=$!
+"$RELAY" uring $UPORT "127.0.0.1:$PGPORT" 2>"$WORK/uring.log" & PIDS+=($!); URING=$!
+for _ in $(seq 50); do
+  grep -q listening "$WORK/epoll.log" && grep -q listening "$WORK/uring.log" && break; sleep 0.1
+done
+sleep 0.5
+# The pgbouncer process itself (runuser is its parent when run as root).
+BOUNCER=$(pgrep -n -x pgbouncer -P "$BOUNCER_PARENT" 2>/dev/null || echo "$BOUNCER_PARENT")
+
+port_of() { case $1 in epoll) echo $EPORT;; uring) echo $UPORT;; pgbouncer) echo $BPORT;; direct) echo $PGPORT;; esac; }
+pid_of() { case $1 in epoll) echo $EPOLL;; uring) echo $URING;; pgbouncer) echo $BOUNCER;; direct) echo 0;; esac; }
+
+# Every target must answer a query (and fail loudly otherwise) before anything is measured.
+for t in $TARGETS; do
+  got=$("$BIN/psql" -h 127.0.0.1 -p "$(port_of "$t")" -U postgres -d postgres -Atc "SELECT 40 + 2" 2>&1 || true)
+  [ "$got" = 42 ] || { echo "target $t did not answer SELECT 40 + 2: $got" >&2; cat "$WORK"/*.log >&2; exit 1; }
+done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+
+# pgb PORT CLIENTS -> pgbench's output
+pgb() {
+  "$BIN/pgbench" -n -S -M simple -c "$2" -j $(( $2 < 4 ? $2 : 4 )) -T "$SECS" -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 || true
+}
+field() { sed -n "s/$1/\1/p"; }
+
+# timed TARGET CLIENTS -> "tps latency_ms cpu_us_per_tx"
+timed() {
+  local pid out before=0 after=0 tx cpu="-"
+  pid=$(pid_of "$1")
+  [ "$pid" != 0 ] && before=$(cpu_ticks "$pid")
+  out=$(pgb "$(port_of "$1")" "$2")
+  [ "$pid" != 0 ] && after=$(cpu_ticks "$pid")
+  tx=$(field '^number of transactions actually processed: \([0-9]*\).*' <<<"$out")
+  [ "$pid" != 0 ] && [ "${tx:-0}" -gt 0 ] && cpu=$(awk -v a="$after" -v b="$before" -v t="$TCK" -v n="$tx" 'BEGIN{printf "%.1f", (a-b)/t*1e6/n}')
+  echo "$(field '^tps = \([0-9]*\).*' <<<"$out" | head -1) $(field '^latency average = \([0-9.]*\) ms' <<<"$out") $cpu"
+}
+
+# counted TARGET CLIENTS -> "syscalls_per_tx context_switches_per_tx" (perf stat on the PID)
+counted() {
+  local pid perfpid out tx sc cs
+  pid=$(pid_of "$1")
+  perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$pid" -o "$WORK/perf.out" 2>/dev/null & perfpid=$!
+  sleep 0.2
+  out=$(pgb "$(port_of "$1")" "$2")
+  kill -INT "$perfpid"; wait "$perfpid" 2>/dev/null || true
+  tx=$(field '^number of transactions actually processed: \([0-9]*\).*' <<<"$out")
+  sc=$(awk -F, '/sys_enter/{print $1}' "$WORK/perf.out"); cs=$(awk -F, '/context-switches/{print $1}' "$WORK/perf.out")
+  awk -v s="${sc:-0}" -v c="${cs:-0}" -v n="${tx:-0}" 'BEGIN{ if (n>0) printf "%.2f %.2f\n", s/n, c/n; else print "- -" }'
+}
+
+median() { tr ' ' '\n' | grep -v -- '^-$' | grep . | sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {printf "%.2f", (a[NR/2]+a[NR/2+1])/2} }'; }
+
+echo "uring_vs_epoll: $(date -u '+%F %H:%M UTC'), $(nproc) cores, kernel $(uname -r), pgbench -n -S -M simple, $SECS s x $REPS timed rounds + $COUNT_REPS perf round(s)"
+printf "| clients | target | tps | avg latency ms | relay CPU us/tx | CPU vs epoll | syscalls/tx | context switches/tx |\n|---|---|---|---|---|---|---|---|\n"
+for c in "${CLIENTS[@]}"; do
+  declare -A T=() L=() U=() S=() X=() R=()
+  for _ in $(seq "$REPS"); do
+    for t in $TARGETS; do
+      read -r tps lat cpu < <(timed "$t" "$c")
+      T[$t]+="$tps "; L[$t]+="$lat "; U[$t]+="$cpu "
+    done
+    # Per-round ratio of CPU per transaction against the epoll relay of the same round.
+    ecpu=$(awk '{print $NF}' <<<"${U[epoll]:-}")
+    for t in $TARGETS; do
+      cur=$(awk '{print $NF}' <<<"${U[$t]}")
+      R[$t]+="$(awk -v a="$cur" -v b="${ecpu:--}" 'BEGIN{ if (b+0>0 && a!="-") printf "%.2f", a/b; else print "-"}') "
+    done
+  done
+  for _ in $(seq "$COUNT_REPS"); do
+    for t in $TARGETS; do
+      [ "$(pid_of "$t")" = 0 ] && continue
+      read -r sc cs < <(counted "$t" "$c")
+      S[$t]+="$sc "; X[$t]+="$cs "
+    done
+  done
+  for t in $TARGETS; do
+    echo "| $c | $t | $(median <<<"${T[$t]}") | $(median <<<"${L[$t]}") | $(median <<<"${U[$t]}") | $(median <<<"${R[$t]}") (${R[$t]% }) | $(median <<<"${S[$t]:-}") | $(median <<<"${X[$t]:-}") |"
+  done
+  unset T L U S X R
+done
+for p in $EPOLL $URING; do
+  kill -0 "$p" 2>/dev/null || { echo "a relay exited during the run:" >&2; cat "$WORK/epoll.log" "$WORK/uring.log" >&2; exit 1; }
+done
