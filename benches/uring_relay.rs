@@ -1,12 +1,16 @@
-//! A minimal PostgreSQL byte relay in two single-threaded variants, `epoll` (tokio) and `uring`
-//! (a hand-held io_uring), to measure what io_uring saves per transaction (issue 17 item 3).
+//! A minimal PostgreSQL byte relay in single-threaded variants, `epoll` (tokio), `uring` (a
+//! hand-held io_uring, receives re-armed per burst) and `uring-multi` (multishot receives into
+//! provided buffers), to measure what io_uring saves per transaction (issue 17 item 3).
 //!
-//! Run: `cargo bench --bench uring_relay -- epoll|uring LISTEN_PORT SERVER_HOST:PORT`
+//! Run: `cargo bench --bench uring_relay -- epoll|uring|uring-multi LISTEN_PORT SERVER_HOST:PORT`
 //! (used by `benches/uring_vs_epoll.sh`). Each accepted client gets its own server connection,
 //! made when the client connects (a pooler in session mode), and every byte, the startup packet
 //! included, is forwarded verbatim in both directions: with trust authentication pgbench runs
 //! through it. Prints `listening` on stderr once it accepts connections.
 
+#[cfg(target_os = "linux")]
+#[path = "uring_relay/multi.rs"]
+mod multi;
 #[cfg(target_os = "linux")]
 #[path = "uring_relay/ring.rs"]
 mod ring;
@@ -27,7 +31,7 @@ fn main() -> Res<()> {
         .filter(|a| a != "--bench")
         .collect();
     if args.len() != 3 {
-        eprintln!("usage: uring_relay epoll|uring LISTEN_PORT SERVER_HOST:PORT");
+        eprintln!("usage: uring_relay epoll|uring|uring-multi LISTEN_PORT SERVER_HOST:PORT");
         return Ok(());
     }
     let port: u16 = args[1]
@@ -41,7 +45,11 @@ fn main() -> Res<()> {
         "epoll" => epoll_main(listener, server),
         #[cfg(target_os = "linux")]
         "uring" => Ok(ring::run(listener, server, BUF)?),
-        other => Err(format!("unknown variant {other:?}: expected epoll or uring").into()),
+        #[cfg(target_os = "linux")]
+        "uring-multi" => Ok(multi::run(listener, server, BUF)?),
+        other => {
+            Err(format!("unknown variant {other:?}: expected epoll, uring or uring-multi").into())
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # io_uring against epoll at the relay level (issue 17 item 3): starts a throwaway PostgreSQL,
-# the two single-threaded variants of benches/uring_relay.rs (tokio/epoll and a hand-held
-# io_uring; one server connection per client, bytes forwarded verbatim) and PgBouncer 1.18 in
+# the single-threaded variants of benches/uring_relay.rs (tokio/epoll; a hand-held io_uring with
+# receives re-armed per burst; the same with multishot receives into provided buffers; one server
+# connection per client, bytes forwarded verbatim) and PgBouncer 1.18 in
 # session mode for scale, then runs `pgbench -n -S` (simple protocol) through each, interleaved
 # (A B C D, A B C D, ...), and prints medians per target: tps, average latency, the relay
 # process's CPU microseconds per transaction (utime+stime from /proc over the run), and from one
@@ -9,14 +10,14 @@
 # of the timed rounds) system calls and context switches per transaction.
 #
 # Usage: benches/uring_vs_epoll.sh [seconds-per-run] [repetitions] [client counts...]
-# Environment: TARGETS="epoll uring pgbouncer direct" (default: all four), COUNT_REPS=N perf
+# Environment: TARGETS="epoll uring uring-multi pgbouncer direct" (default: all), COUNT_REPS=N perf
 # rounds (default 1, 0 = none), RELAY=/path/to/uring_relay to skip `cargo bench --no-run`.
 # Example: benches/uring_vs_epoll.sh 5 3 1 16 64
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}; REPS=${2:-3}; shift 2 || true
 CLIENTS=("${@:-1 16 64}"); read -r -a CLIENTS <<<"${CLIENTS[*]}"
-TARGETS=${TARGETS:-epoll uring pgbouncer direct}
+TARGETS=${TARGETS:-epoll uring uring-multi pgbouncer direct}
 COUNT_REPS=${COUNT_REPS:-1}
 BIN=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
 command -v pgbouncer >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; }
@@ -28,7 +29,7 @@ fi
 
 WORK=$(mktemp -d /tmp/pgsluice-uring.XXXXXX); chmod 755 "$WORK"
 AS=(); [ "$(id -u)" = 0 ] && { chown postgres "$WORK"; AS=(runuser -u postgres --); }
-PGPORT=$((20000 + RANDOM % 10000)); BPORT=$((PGPORT + 1)); EPORT=$((PGPORT + 2)); UPORT=$((PGPORT + 3))
+PGPORT=$((20000 + RANDOM % 10000)); BPORT=$((PGPORT + 1)); EPORT=$((PGPORT + 2)); UPORT=$((PGPORT + 3)); MPORT=$((PGPORT + 4))
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -69,15 +70,16 @@ chown -R postgres "$WORK" 2>/dev/null || true
 "${AS[@]}" pgbouncer -q "$WORK/pgbouncer.ini" & PIDS+=($!); BOUNCER_PARENT=$!
 "$RELAY" epoll $EPORT "127.0.0.1:$PGPORT" 2>"$WORK/epoll.log" & PIDS+=($!); EPOLL=$!
 "$RELAY" uring $UPORT "127.0.0.1:$PGPORT" 2>"$WORK/uring.log" & PIDS+=($!); URING=$!
+"$RELAY" uring-multi $MPORT "127.0.0.1:$PGPORT" 2>"$WORK/uring-multi.log" & PIDS+=($!); MULTI=$!
 for _ in $(seq 50); do
-  grep -q listening "$WORK/epoll.log" && grep -q listening "$WORK/uring.log" && break; sleep 0.1
+  [ "$(cat "$WORK"/epoll.log "$WORK"/uring*.log | grep -c listening)" = 3 ] && break; sleep 0.1
 done
 sleep 0.5
 # The pgbouncer process itself (runuser is its parent when run as root).
 BOUNCER=$(pgrep -n -x pgbouncer -P "$BOUNCER_PARENT" 2>/dev/null || echo "$BOUNCER_PARENT")
 
-port_of() { case $1 in epoll) echo $EPORT;; uring) echo $UPORT;; pgbouncer) echo $BPORT;; direct) echo $PGPORT;; esac; }
-pid_of() { case $1 in epoll) echo $EPOLL;; uring) echo $URING;; pgbouncer) echo $BOUNCER;; direct) echo 0;; esac; }
+port_of() { case $1 in epoll) echo $EPORT;; uring) echo $UPORT;; uring-multi) echo $MPORT;; pgbouncer) echo $BPORT;; direct) echo $PGPORT;; esac; }
+pid_of() { case $1 in epoll) echo $EPOLL;; uring) echo $URING;; uring-multi) echo $MULTI;; pgbouncer) echo $BOUNCER;; direct) echo 0;; esac; }
 
 # Every target must answer a query (and fail loudly otherwise) before anything is measured.
 for t in $TARGETS; do
@@ -149,6 +151,6 @@ for c in "${CLIENTS[@]}"; do
   done
   unset T L U S X R
 done
-for p in $EPOLL $URING; do
-  kill -0 "$p" 2>/dev/null || { echo "a relay exited during the run:" >&2; cat "$WORK/epoll.log" "$WORK/uring.log" >&2; exit 1; }
+for p in $EPOLL $URING $MULTI; do
+  kill -0 "$p" 2>/dev/null || { echo "a relay exited during the run:" >&2; cat "$WORK"/epoll.log "$WORK"/uring*.log >&2; exit 1; }
 done

@@ -10,14 +10,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// user_data of the multishot accept; relay operations carry `generation << 32 | slot << 4 |
 /// op << 1 | direction`.
-const ACCEPT: u64 = u64::MAX;
-const OP_CONNECT: u64 = 0;
-const OP_RECV: u64 = 1;
-const OP_SEND: u64 = 2;
+pub const ACCEPT: u64 = u64::MAX;
+pub const OP_CONNECT: u64 = 0;
+pub const OP_RECV: u64 = 1;
+pub const OP_SEND: u64 = 2;
 
 /// Direction 0 is client to server, 1 server to client.
-const UP: usize = 0;
-const DOWN: usize = 1;
+pub const UP: usize = 0;
+pub const DOWN: usize = 1;
 
 /// A client, its server connection and one buffer per direction. Boxed in the slot table so
 /// that the buffers the kernel writes into never move.
@@ -78,7 +78,7 @@ pub fn run(listener: TcpListener, server: SocketAddr, buf_size: usize) -> io::Re
 
 /// A ring for one thread: completions run in this thread when it waits (no interrupts for
 /// task work), falling back to a plain ring on kernels without those flags.
-fn new_ring() -> io::Result<IoUring> {
+pub fn new_ring() -> io::Result<IoUring> {
     let mut b = IoUring::builder();
     b.setup_cqsize(8192)
         .setup_single_issuer()
@@ -90,7 +90,18 @@ fn new_ring() -> io::Result<IoUring> {
     }
 }
 
-fn user_data(generation: u32, slot: usize, op: u64, dir: usize) -> u64 {
+/// An unconnected TCP socket (blocking: the ring polls it) for the server at `addr`.
+pub fn server_socket(addr: &SockAddr) -> io::Result<Socket> {
+    let domain = match addr.as_socket() {
+        Some(SocketAddr::V6(_)) => Domain::IPV6,
+        _ => Domain::IPV4,
+    };
+    let server = Socket::new(domain, Type::STREAM, None)?;
+    server.set_nodelay(true)?;
+    Ok(server)
+}
+
+pub fn user_data(generation: u32, slot: usize, op: u64, dir: usize) -> u64 {
     (u64::from(generation) << 32) | ((slot as u64) << 4) | (op << 1) | dir as u64
 }
 
@@ -199,15 +210,7 @@ impl Relay {
     /// A new client: its server socket, connected through the ring.
     fn open(&mut self, client: OwnedFd) -> io::Result<()> {
         SockRef::from(&client).set_nodelay(true)?;
-        let server =
-            Socket::new(
-                Domain::for_address(self.server.as_socket().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "server address")
-                })?),
-                Type::STREAM,
-                None,
-            )?;
-        server.set_nodelay(true)?;
+        let server = server_socket(&self.server)?;
         self.generation = self.generation.wrapping_add(1);
         let pair = Box::new(Pair {
             client,
