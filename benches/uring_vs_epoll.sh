@@ -34,7 +34,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   "${AS[@]}" "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -81,10 +81,21 @@ BOUNCER=$(pgrep -n -x pgbouncer -P "$BOUNCER_PARENT" 2>/dev/null || echo "$BOUNC
 port_of() { case $1 in epoll) echo $EPORT;; uring) echo $UPORT;; uring-multi) echo $MPORT;; pgbouncer) echo $BPORT;; direct) echo $PGPORT;; esac; }
 pid_of() { case $1 in epoll) echo $EPOLL;; uring) echo $URING;; uring-multi) echo $MULTI;; pgbouncer) echo $BOUNCER;; direct) echo 0;; esac; }
 
-# Every target must answer a query (and fail loudly otherwise) before anything is measured.
+# Every target must relay a query, a 4 MB answer, an 8 MB COPY read slowly and a 4 MB query intact
+# (the script fails loudly otherwise) before anything is measured: the large ones cross many
+# buffers each way, and the slow reader makes the relay wait for a full socket.
+BIG=$(head -c 3000000 /dev/urandom | base64 -w0)
 for t in $TARGETS; do
-  got=$("$BIN/psql" -h 127.0.0.1 -p "$(port_of "$t")" -U postgres -d postgres -Atc "SELECT 40 + 2" 2>&1 || true)
+  q() { "$BIN/psql" -h 127.0.0.1 -p "$(port_of "$t")" -U postgres -d postgres -At "$@" 2>&1 || true; }
+  got=$(q -c "SELECT 40 + 2")
   [ "$got" = 42 ] || { echo "target $t did not answer SELECT 40 + 2: $got" >&2; cat "$WORK"/*.log >&2; exit 1; }
+  got=$(q -c "SELECT repeat('x', 4000000)" | md5sum)
+  [ "$got" = "$(head -c 4000000 /dev/zero | tr '\0' x | (cat; echo) | md5sum)" ] || { echo "target $t mangled a 4 MB answer" >&2; exit 1; }
+  # COPY streams through psql to a reader that starts late: the relay meets a full socket.
+  got=$(q -c "COPY (SELECT repeat('x', 1000) FROM generate_series(1, 8000)) TO STDOUT" | (sleep 1; md5sum))
+  [ "$got" = "$(yes "$(head -c 1000 /dev/zero | tr '\0' x)" | head -8000 | md5sum)" ] || { echo "target $t mangled a slowly read COPY" >&2; exit 1; }
+  got=$(printf "SELECT md5('%s');\n" "$BIG" | q)
+  [ "$got" = "$(printf '%s' "$BIG" | md5sum | cut -d' ' -f1)" ] || { echo "target $t mangled a 4 MB query: $got" >&2; exit 1; }
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
