@@ -11,7 +11,8 @@
 #
 # Usage: benches/uring_vs_epoll.sh [seconds-per-run] [repetitions] [client counts...]
 # Environment: TARGETS="epoll uring uring-multi pgbouncer direct" (default: all), COUNT_REPS=N perf
-# rounds (default 1, 0 = none), RELAY=/path/to/uring_relay to skip `cargo bench --no-run`.
+# rounds (default 1, 0 = none), RELAY=/path/to/uring_relay to skip `cargo bench --no-run`,
+# KEEP=1 to keep the work directory (logs).
 # Example: benches/uring_vs_epoll.sh 5 3 1 16 64
 set -euo pipefail
 cd "$(dirname "$0")/.."
