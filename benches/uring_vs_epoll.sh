@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # io_uring against epoll at the relay level (issue 17 item 3): starts a throwaway PostgreSQL,
 # the single-threaded variants of benches/uring_relay.rs (tokio/epoll; a hand-held io_uring with
-# receives re-armed per burst; the same with multishot receives into provided buffers; one server
-# connection per client, bytes forwarded verbatim) and PgBouncer 1.18 in
-# session mode for scale, then runs `pgbench -n -S` (simple protocol) through each, interleaved
-# (A B C D, A B C D, ...), and prints medians per target: tps, average latency, the relay
-# process's CPU microseconds per transaction (utime+stime from /proc over the run), and from one
-# more interleaved round under `perf stat` (its tracepoint counting costs CPU, so it is kept out
-# of the timed rounds) system calls and context switches per transaction.
+# receives re-armed per burst; the same with multishot receives into provided buffers; one
+# server connection per client, bytes forwarded verbatim) and PgBouncer 1.18 in session mode for
+# scale, then runs `pgbench -n -S` (simple protocol) through each, interleaved (A B C, A B C,
+# ...), and prints medians per target: tps, average latency, the relay process's CPU
+# microseconds per transaction (utime+stime from /proc over the run; "in kernel" is stime's
+# share), and, from more interleaved rounds under `perf stat` (its tracepoint counting costs
+# CPU, so it is kept out of the timed rounds), system calls and context switches per transaction.
 #
 # Usage: benches/uring_vs_epoll.sh [seconds-per-run] [repetitions] [client counts...]
 # Environment: TARGETS="epoll uring uring-multi pgbouncer direct" (default: all), COUNT_REPS=N perf
@@ -100,6 +100,7 @@ for t in $TARGETS; do
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 
 # pgb PORT CLIENTS -> pgbench's output
@@ -108,16 +109,17 @@ pgb() {
 }
 field() { sed -n "s/$1/\1/p"; }
 
-# timed TARGET CLIENTS -> "tps latency_ms cpu_us_per_tx"
+# timed TARGET CLIENTS -> "tps latency_ms cpu_us_per_tx kernel_percent_of_it"
 timed() {
-  local pid out before=0 after=0 tx cpu="-"
+  local pid out before=0 after=0 sbefore=0 safter=0 tx cpu="-" kern="-"
   pid=$(pid_of "$1")
-  [ "$pid" != 0 ] && before=$(cpu_ticks "$pid")
+  [ "$pid" != 0 ] && { before=$(cpu_ticks "$pid"); sbefore=$(sys_ticks "$pid"); }
   out=$(pgb "$(port_of "$1")" "$2")
-  [ "$pid" != 0 ] && after=$(cpu_ticks "$pid")
+  [ "$pid" != 0 ] && { after=$(cpu_ticks "$pid"); safter=$(sys_ticks "$pid"); }
   tx=$(field '^number of transactions actually processed: \([0-9]*\).*' <<<"$out")
   [ "$pid" != 0 ] && [ "${tx:-0}" -gt 0 ] && cpu=$(awk -v a="$after" -v b="$before" -v t="$TCK" -v n="$tx" 'BEGIN{printf "%.1f", (a-b)/t*1e6/n}')
-  echo "$(field '^tps = \([0-9]*\).*' <<<"$out" | head -1) $(field '^latency average = \([0-9.]*\) ms' <<<"$out") $cpu"
+  [ "$pid" != 0 ] && [ "$after" -gt "$before" ] && kern=$(awk -v a="$after" -v b="$before" -v x="$safter" -v y="$sbefore" 'BEGIN{printf "%.0f", (x-y)*100/(a-b)}')
+  echo "$(field '^tps = \([0-9]*\).*' <<<"$out" | head -1) $(field '^latency average = \([0-9.]*\) ms' <<<"$out") $cpu $kern"
 }
 
 # counted TARGET CLIENTS -> "syscalls_per_tx context_switches_per_tx" (perf stat on the PID)
@@ -136,13 +138,13 @@ counted() {
 median() { tr ' ' '\n' | grep -v -- '^-$' | grep . | sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"} else if (NR%2) {print a[(NR+1)/2]} else {printf "%.2f", (a[NR/2]+a[NR/2+1])/2} }'; }
 
 echo "uring_vs_epoll: $(date -u '+%F %H:%M UTC'), $(nproc) cores, kernel $(uname -r), pgbench -n -S -M simple, $SECS s x $REPS timed rounds + $COUNT_REPS perf round(s)"
-printf "| clients | target | tps | avg latency ms | relay CPU us/tx | CPU vs epoll | syscalls/tx | context switches/tx |\n|---|---|---|---|---|---|---|---|\n"
+printf "| clients | target | tps | avg latency ms | relay CPU us/tx | in kernel | CPU vs epoll | syscalls/tx | context switches/tx |\n|---|---|---|---|---|---|---|---|---|\n"
 for c in "${CLIENTS[@]}"; do
-  declare -A T=() L=() U=() S=() X=() R=()
+  declare -A T=() L=() U=() K=() S=() X=() R=()
   for _ in $(seq "$REPS"); do
     for t in $TARGETS; do
-      read -r tps lat cpu < <(timed "$t" "$c")
-      T[$t]+="$tps "; L[$t]+="$lat "; U[$t]+="$cpu "
+      read -r tps lat cpu kern < <(timed "$t" "$c")
+      T[$t]+="$tps "; L[$t]+="$lat "; U[$t]+="$cpu "; K[$t]+="$kern "
     done
     # Per-round ratio of CPU per transaction against the epoll relay of the same round.
     ecpu=$(awk '{print $NF}' <<<"${U[epoll]:-}")
@@ -159,9 +161,9 @@ for c in "${CLIENTS[@]}"; do
     done
   done
   for t in $TARGETS; do
-    echo "| $c | $t | $(median <<<"${T[$t]}") | $(median <<<"${L[$t]}") | $(median <<<"${U[$t]}") | $(median <<<"${R[$t]}") (${R[$t]% }) | $(median <<<"${S[$t]:-}") | $(median <<<"${X[$t]:-}") |"
+    echo "| $c | $t | $(median <<<"${T[$t]}") | $(median <<<"${L[$t]}") | $(median <<<"${U[$t]}") | $(median <<<"${K[$t]}")% | $(median <<<"${R[$t]}") (${R[$t]% }) | $(median <<<"${S[$t]:-}") | $(median <<<"${X[$t]:-}") |"
   done
-  unset T L U S X R
+  unset T L U K S X R
 done
 for p in $EPOLL $URING $MULTI; do
   kill -0 "$p" 2>/dev/null || { echo "a relay exited during the run:" >&2; cat "$WORK"/epoll.log "$WORK"/uring*.log >&2; exit 1; }
