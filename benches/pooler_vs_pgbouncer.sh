@@ -95,6 +95,8 @@ TARGETS="pgbouncer pgsluice direct"
 if [ -n "${BASELINE:-}" ]; then
   sed -e "s/^listen_port = $SPORT/listen_port = $XPORT/" -e "s/:$MPORT/:$XMPORT/" \
     "$WORK/baseline.src.toml" >"$WORK/baseline.toml"
+  # BASE_WORKERS=N: the baseline runs with `workers = N` (compare runtime shapes of one binary).
+  [ -n "${BASE_WORKERS:-}" ] && sed -i "s/^workers = .*/workers = $BASE_WORKERS/" "$WORK/baseline.toml"
   RUST_LOG=warn "$BASELINE" pooler -c "$WORK/baseline.toml" 2>"$WORK/baseline.log" & PIDS+=($!); BASE=$!
   TARGETS="pgbouncer pgsluice baseline direct"
 fi

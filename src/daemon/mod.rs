@@ -70,8 +70,14 @@ pub fn load_auth_file(config: &Config) -> Result<HashMap<String, Secret>, Daemon
 pub fn run_pooler(path: &Path, sessions: Sessions) -> Result<(), DaemonError> {
     let config = Arc::new(config::load(path)?);
     let secrets = load_auth_file(&config)?;
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.pooler.workers > 0 {
+    // One worker is one thread for everything (tokio's current-thread scheduler): no work
+    // stealing, no wake-ups between threads; several are tokio's multi-thread scheduler.
+    let mut builder = if config.pooler.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if config.pooler.workers > 1 {
         builder.worker_threads(config.pooler.workers);
     }
     let rt = builder
