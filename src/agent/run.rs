@@ -170,6 +170,11 @@ pub async fn run<S: StateStore>(
             Ok(next) => fsm = next,
             Err(e) => tracing::error!(error = %e, "probe round failed"),
         }
+        let quick = ctx.agent.suspect_probe_interval;
+        if !quick.is_zero() && matches!(fsm.phase, fsm::Phase::Suspect { .. }) {
+            // The primary failed a probe: confirm (or clear) it sooner than the next tick.
+            tick.reset_after(quick);
+        }
     }
     ctx.pushes.acting.store(false, Ordering::Release);
     if let Ok(st) = ctx.store.load().await {

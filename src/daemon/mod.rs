@@ -2,6 +2,7 @@
 //! discovery and the HTTP endpoint together; reload lives here, signals, shutdown and the
 //! socket hand-over in [`lifecycle`].
 
+pub mod agent_notice;
 pub mod discovery;
 pub mod etcd_watch;
 pub mod http;
@@ -128,6 +129,7 @@ async fn serve(
         tokio::spawn(etcd_watch::run(ctx.clone(), e.clone(), stop.clone()));
     }
     tokio::spawn(janitor(admin.clone(), stop.clone()));
+    tokio::spawn(agent_notice::run(ctx.clone(), stop.clone()));
     tokio::spawn(lifecycle::signals(life.clone()));
     tracing::info!(%addr, "pooler listening");
     if let Some(dir) = &config.pooler.unix_socket_dir {
@@ -183,6 +185,7 @@ async fn janitor(admin: Arc<Admin>, stop: CancellationToken) {
         }
         let config = ctx.config();
         close_stalled(&ctx, config.pooler.client_message_timeout);
+        ctx.keep_spares();
         for p in ctx.pools.all() {
             if config.database(&p.database).is_some() {
                 p.maintain();

@@ -126,7 +126,8 @@ fn pause_holds_resume_releases(fx: &Fixture) -> Result<(), Failed> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let pools = loop {
         let (_, pools, _) = fx.console("app", "SHOW POOLS");
-        if cell(&pools, "paused", "cl_waiting").as_deref() == Some("1") || Instant::now() > deadline {
+        if cell(&pools, "paused", "cl_waiting").as_deref() == Some("1") || Instant::now() > deadline
+        {
             break pools;
         }
         std::thread::sleep(Duration::from_millis(50));
