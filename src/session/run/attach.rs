@@ -76,7 +76,11 @@ impl Session {
                 r.replica_failed(&self.ctx, e.to_string());
                 continue;
             }
-            if matches!(e, PoolError::Server(_)) && self.cluster {
+            let unreachable = |s: &ServerError| {
+                let code = s.sqlstate();
+                code.starts_with("08") || code.starts_with("57P")
+            };
+            if matches!(&e, PoolError::Server(s) if unreachable(s)) && self.cluster {
                 // The primary refused or dropped a new connection: the agent probes now.
                 self.ctx.primary_trouble.notify_one();
             }
