@@ -362,3 +362,37 @@ fn a_poolers_notice_makes_the_agent_probe_at_once() {
     let r = rt.block_on(in_flight).unwrap();
     assert!(r.is_err(), "the transaction in flight at the kill failed");
 }
+
+/// `suspect_probe_interval`: once a probe of the primary failed, the agent confirms at that
+/// pace rather than every `probe_interval`: with probes every 2 s, three failures needed and
+/// suspect probes every 50 ms, the decision follows the first failed probe within 1 s (at the
+/// plain pace it would take 4 s).
+#[test]
+fn suspect_probes_confirm_a_failure_sooner() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let c = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = AgentSpec {
+        nodes: AgentSpec::tuned(&c, &[100, 100, 100]).nodes,
+        agent_lines: vec![
+            "probe_interval = \"2s\"".into(),
+            "suspect_probe_interval = \"50ms\"".into(),
+            "failure_threshold = 3".into(),
+            "failure_window = \"4s\"".into(),
+        ],
+    };
+    let a = Agent::start(&c, &spec, &dir.path().join("state"));
+    a.wait_event("topology_adopted", 0, WAIT).expect("adopted");
+    let killed_ms = unix_ms();
+    c.nodes()[0].kill9().unwrap();
+    let failed = a.wait_event("primary_probe_failed", killed_ms, WAIT);
+    let decided = a.wait_event("failover_decided", killed_ms, WAIT);
+    let (Some(failed), Some(decided)) = (failed, decided) else {
+        panic!("no failure decided: {:?}", a.events());
+    };
+    let confirm = decided.unix_ms - failed.unix_ms;
+    assert!(
+        confirm < 1000,
+        "decided {confirm} ms after the first failed probe"
+    );
+}
