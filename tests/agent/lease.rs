@@ -2,7 +2,8 @@
 //! idle clients and new logins across a kill -9 failover see no error, a transaction in flight
 //! at the crash gets 08006 naming the failover; a pooler whose topology is not renewed holds
 //! writes after its lease and resumes when renewals come back; the agent promotes only after
-//! a pooler that did not acknowledge the fence has surely lost its lease.
+//! a pooler that did not acknowledge the fence has surely lost its lease; a pooler's broken
+//! primary connections make the agent probe at once; suspect probes confirm a failure sooner.
 
 use super::*;
 use std::sync::atomic::{AtomicU64, Ordering};
