@@ -185,6 +185,15 @@ fn main() {
                 "     first errors {:?} at (ms after kill) {errs:?}",
                 stats.first_errors
             );
+            let p = at + Duration::from_millis(promoted as u64);
+            let per: Vec<usize> = (0..25)
+                .map(|i| {
+                    let from = p + Duration::from_millis(100 * i);
+                    let to = from + Duration::from_millis(100);
+                    stats.ok_at.iter().filter(|t| **t >= from && **t < to).count()
+                })
+                .collect();
+            println!("     commits per 100 ms from the promotion: {per:?}");
         }
         for (c, v) in cols.iter_mut().zip(row) {
             c.push(v);
