@@ -6,10 +6,12 @@
 //!
 //! ```text
 //! cargo bench --bench failover -- [--runs N] [--switchovers M] [--defaults] [--sync] [--cold]
+//!     [--no-spares]
 //! ```
 //! Tuned settings by default (probe_interval 200ms, threshold 3 within 2s, suspect probes
 //! every 50ms); `--defaults` uses the shipped ones (1s, 3 within 10s). `--sync` turns on
-//! synchronous mode (ANY 1). Warm failover is on (`hot_set_interval = "2s"`) unless `--cold`.
+//! synchronous mode (ANY 1). Warm failover is on (`hot_set_interval = "2s"`) unless `--cold`;
+//! the pooler keeps its default `standby_spares` unless `--no-spares`.
 //! The pooler shares the agent's file (`agent.listen`, `agent.poolers`): it holds the write
 //! lease and tells the agent at once when its primary connections break.
 
@@ -31,6 +33,7 @@ struct Args {
     defaults: bool,
     sync: bool,
     cold: bool,
+    spares: bool,
 }
 
 fn args() -> Args {
@@ -40,6 +43,7 @@ fn args() -> Args {
         defaults: false,
         sync: false,
         cold: false,
+        spares: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -54,6 +58,7 @@ fn args() -> Args {
             "--defaults" => a.defaults = true,
             "--sync" => a.sync = true,
             "--cold" => a.cold = true,
+            "--no-spares" => a.spares = false,
             _ => {} // `cargo bench` adds --bench
         }
     }
@@ -87,7 +92,12 @@ fn main() {
     )
     .parse()
     .unwrap();
-    let pooler = Pooler::start_beside(&c, dir.path(), listen, &[], &[]);
+    let spares: &[&str] = if a.spares {
+        &[]
+    } else {
+        &["standby_spares = 0"]
+    };
+    let pooler = Pooler::start_beside(&c, dir.path(), listen, &[], spares);
     let mut aspec = AgentSpec::tuned(&c, &[100, 100, 100]);
     if a.defaults {
         aspec.agent_lines.clear();
@@ -190,7 +200,11 @@ fn main() {
                 .map(|i| {
                     let from = p + Duration::from_millis(100 * i);
                     let to = from + Duration::from_millis(100);
-                    stats.ok_at.iter().filter(|t| **t >= from && **t < to).count()
+                    stats
+                        .ok_at
+                        .iter()
+                        .filter(|t| **t >= from && **t < to)
+                        .count()
                 })
                 .collect();
             println!("     commits per 100 ms from the promotion: {per:?}");
