@@ -127,14 +127,15 @@ fn main() {
         .wait_event("topology_adopted", 0, WAIT)
         .expect("adopted");
     println!(
-        "settings: {}, {}, warm failover {}",
+        "settings: {}, {}, warm failover {}, standby spares {}",
         if a.defaults { "defaults" } else { "tuned" },
         if a.sync {
             "synchronous ANY 1"
         } else {
             "asynchronous"
         },
-        if a.cold { "off" } else { "on" }
+        if a.cold { "off" } else { "on" },
+        if a.spares { "on" } else { "off" }
     );
     println!("run  detect_ms  promoted_ms  published_ms  first_write_ms  tput_s0  tput_s1  steady_tps  errors  lost  acked_during_kill");
     let mut cols: [Vec<f64>; 6] = Default::default();
