@@ -66,8 +66,8 @@ impl Backend {
         let mut moved = 0;
         for conn in from.lend_idle(room) {
             match writer.take_over(conn) {
-                Ok(()) => moved += 1,
-                Err(back) => from.release(back),
+                None => moved += 1,
+                Some(back) => from.release(back),
             }
         }
         if moved > 0 {

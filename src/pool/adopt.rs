@@ -32,12 +32,12 @@ impl Pool {
 
     /// Takes `conn`, lent by another pool of the same server database and user, into this
     /// pool: it goes to the first waiter or the idle list, marked for a recovery check before
-    /// its first use (see `vet`). Refused (and handed back) when the
-    /// pool is full, closed or suspended, when the connection's node is not where the pool
-    /// points, or when the two pools do not share their caps.
-    pub fn take_over(self: &Arc<Self>, mut conn: ServerConn) -> Result<(), ServerConn> {
+    /// its first use (see `vet`). Refused, and handed back as `Some`, when the pool is full,
+    /// closed or suspended, when the connection's node is not where the pool points, or when
+    /// the two pools do not share their caps.
+    pub fn take_over(self: &Arc<Self>, mut conn: ServerConn) -> Option<ServerConn> {
         let Some(from) = conn.slot.as_ref().and_then(Slot::pool).cloned() else {
-            return Err(conn);
+            return Some(conn);
         };
         let (spec, theirs) = (self.spec(), from.spec());
         let same = Arc::ptr_eq(&from.db_limit, &self.db_limit)
@@ -46,13 +46,13 @@ impl Pool {
             && spec.database == theirs.database
             && *spec.node == *conn.node;
         if !same || Arc::ptr_eq(&from, self) {
-            return Err(conn);
+            return Some(conn);
         }
         {
             let mut inner = lock(&self.inner);
             let full = inner.total >= self.settings.load().size;
             if inner.closed || self.is_suspended() || full {
-                return Err(conn);
+                return Some(conn);
             }
             inner.total += 1;
         }
@@ -68,6 +68,6 @@ impl Pool {
         conn.slot = Some(Slot::counted(self.clone()));
         conn.recovery_check = true;
         self.to_idle(conn);
-        Ok(())
+        None
     }
 }
