@@ -26,8 +26,14 @@ pub fn unix_ms() -> u64 {
 /// One outcome seen by a client.
 #[derive(Debug, Clone)]
 pub enum Rec {
-    /// `id` committed, acknowledged by the node at `server`, at `ms`.
-    Ack { id: i64, server: String, ms: u64 },
+    /// `id` committed, acknowledged by the node at `server`, at `ms`; the statement was sent
+    /// at `sent` (so it committed within `sent..=ms`).
+    Ack {
+        id: i64,
+        server: String,
+        ms: u64,
+        sent: u64,
+    },
     /// An error (or a timeout) at `ms`.
     Err { ms: u64, msg: String },
 }
@@ -132,6 +138,7 @@ fn client(spec: &LoadSpec, stop: &AtomicBool, recs: &Mutex<Vec<Rec>>, ids: &Atom
             }
             let Some(c) = conn.as_ref() else { continue };
             let id = ids.fetch_add(1, Ordering::SeqCst);
+            let sent = unix_ms();
             // The simple protocol answers after the commit (ReadyForQuery): an
             // acknowledged id is a committed one, synchronous replication included.
             let sql = format!(
@@ -153,6 +160,7 @@ fn client(spec: &LoadSpec, stop: &AtomicBool, recs: &Mutex<Vec<Rec>>, ids: &Atom
                         id,
                         server,
                         ms: unix_ms(),
+                        sent,
                     });
                 }
                 other => {
@@ -190,7 +198,7 @@ pub fn check(recs: &[Rec], found: &HashSet<i64>, fence: Option<(&str, u64)>) -> 
     let mut c = Checked::default();
     for r in recs {
         match r {
-            Rec::Ack { id, server, ms } => {
+            Rec::Ack { id, server, ms, .. } => {
                 c.acked += 1;
                 if !found.contains(id) {
                     c.missing += 1;
