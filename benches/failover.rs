@@ -1,12 +1,19 @@
 //! Failover benchmark: kill -9 the primary N times under a write load through the pooler, and
 //! switch over M times; per run: detection, promotion, topology published, first write through
-//! the pooler, client errors, acknowledged writes lost. Medians at the end.
+//! the pooler, client errors, acknowledged writes lost, and the throughput of the first two
+//! seconds after promotion relative to the new primary's level 2-4 s after it. Medians at the
+//! end.
 //!
 //! ```text
-//! cargo bench --profile dev --bench failover -- [--runs N] [--switchovers M] [--defaults] [--sync]
+//! cargo bench --bench failover -- [--runs N] [--switchovers M] [--defaults] [--sync] [--cold]
+//!     [--no-spares]
 //! ```
-//! Tuned settings by default (probe_interval 200ms, threshold 3 within 2s); `--defaults` uses
-//! the shipped ones (1s, 3 within 10s). `--sync` turns on synchronous mode (ANY 1).
+//! Tuned settings by default (probe_interval 200ms, threshold 3 within 2s, suspect probes
+//! every 50ms); `--defaults` uses the shipped ones (1s, 3 within 10s). `--sync` turns on
+//! synchronous mode (ANY 1). Warm failover is on (`hot_set_interval = "2s"`) unless `--cold`;
+//! the pooler keeps its default `standby_spares` unless `--no-spares`.
+//! The pooler shares the agent's file (`agent.listen`, `agent.poolers`): it holds the write
+//! lease and tells the agent at once when its primary connections break.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -25,6 +32,8 @@ struct Args {
     switchovers: usize,
     defaults: bool,
     sync: bool,
+    cold: bool,
+    spares: bool,
 }
 
 fn args() -> Args {
@@ -33,6 +42,8 @@ fn args() -> Args {
         switchovers: 3,
         defaults: false,
         sync: false,
+        cold: false,
+        spares: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -46,6 +57,8 @@ fn args() -> Args {
             }
             "--defaults" => a.defaults = true,
             "--sync" => a.sync = true,
+            "--cold" => a.cold = true,
+            "--no-spares" => a.spares = false,
             _ => {} // `cargo bench` adds --bench
         }
     }
@@ -73,10 +86,25 @@ fn main() {
         )
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pooler = Pooler::start(&c, dir.path());
+    let listen = format!(
+        "127.0.0.1:{}",
+        pgsluice::cluster::ports::free_port().unwrap()
+    )
+    .parse()
+    .unwrap();
+    let spares: &[&str] = if a.spares {
+        &[]
+    } else {
+        &["standby_spares = 0"]
+    };
+    let pooler = Pooler::start_beside(&c, dir.path(), listen, &[], spares);
     let mut aspec = AgentSpec::tuned(&c, &[100, 100, 100]);
     if a.defaults {
         aspec.agent_lines.clear();
+    } else {
+        aspec
+            .agent_lines
+            .push("suspect_probe_interval = \"50ms\"".into());
     }
     aspec
         .agent_lines
@@ -84,12 +112,10 @@ fn main() {
     if a.sync {
         aspec.agent_lines.push("synchronous_standbys = 1".into());
     }
-    let listen = format!(
-        "127.0.0.1:{}",
-        pgsluice::cluster::ports::free_port().unwrap()
-    )
-    .parse()
-    .unwrap();
+    let warm = if a.cold { "0" } else { "2s" };
+    aspec
+        .agent_lines
+        .push(format!("hot_set_interval = \"{warm}\""));
     let state = dir.path().join("state");
     let text = format!(
         "{}\n{}",
@@ -101,25 +127,32 @@ fn main() {
         .wait_event("topology_adopted", 0, WAIT)
         .expect("adopted");
     println!(
-        "settings: {}",
-        if a.defaults { "defaults" } else { "tuned" }
+        "settings: {}, {}, warm failover {}, standby spares {}",
+        if a.defaults { "defaults" } else { "tuned" },
+        if a.sync {
+            "synchronous ANY 1"
+        } else {
+            "asynchronous"
+        },
+        if a.cold { "off" } else { "on" },
+        if a.spares { "on" } else { "off" }
     );
-    println!("run  detect_ms  promoted_ms  published_ms  first_write_ms  errors  lost  acked_during_kill");
-    let mut cols: [Vec<f64>; 4] = Default::default();
+    println!("run  detect_ms  promoted_ms  published_ms  first_write_ms  tput_s0  tput_s1  steady_tps  errors  lost  acked_during_kill");
+    let mut cols: [Vec<f64>; 6] = Default::default();
     for run in 1..=a.runs {
         std::thread::sleep(Duration::from_millis(500));
         let primary = agent.state().topology.primary.expect("a primary");
         let node = c.node(&primary).unwrap().clone();
         let rows_before = count(&c, &primary);
         let load = ClientLoad::start(pooler.url("app"), 4);
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(2));
         let (ms, at) = (unix_ms(), Instant::now());
         node.kill9().unwrap();
         let dead = Instant::now();
         let done = agent
             .wait_event("failover_completed", ms, WAIT)
             .expect("failover");
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(4500));
         let stats = load.stop();
         let ev = |k: &str| {
             agent
@@ -133,15 +166,19 @@ fn main() {
         let lost = stats
             .ok
             .saturating_sub(count(&c, &new).saturating_sub(rows_before));
+        let promoted = ev("promoted");
+        let (steady, rel) = throughput(&stats, at, promoted);
         let row = [
             ev("failover_decided"),
-            ev("promoted"),
+            promoted,
             (done.unix_ms - ms) as f64,
             first,
+            rel[0],
+            rel[1],
         ];
         println!(
-            "{run:>3}  {:>9.0}  {:>11.0}  {:>12.0}  {:>14.0}  {:>6}  {:>4}  {orphans:>17}",
-            row[0], row[1], row[2], row[3], stats.errors, lost
+            "{run:>3}  {:>9.0}  {:>11.0}  {:>12.0}  {:>14.0}  {:>7.2}  {:>7.2}  {steady:>10.0}  {:>6}  {:>4}  {orphans:>17}",
+            row[0], row[1], row[2], row[3], row[4], row[5], stats.errors, lost
         );
         if std::env::var_os("FAILOVER_BENCH_DEBUG").is_some() {
             let errs: Vec<_> = stats
@@ -159,6 +196,19 @@ fn main() {
                 "     first errors {:?} at (ms after kill) {errs:?}",
                 stats.first_errors
             );
+            let p = at + Duration::from_millis(promoted as u64);
+            let per: Vec<usize> = (0..25)
+                .map(|i| {
+                    let from = p + Duration::from_millis(100 * i);
+                    let to = from + Duration::from_millis(100);
+                    stats
+                        .ok_at
+                        .iter()
+                        .filter(|t| **t >= from && **t < to)
+                        .count()
+                })
+                .collect();
+            println!("     commits per 100 ms from the promotion: {per:?}");
         }
         for (c, v) in cols.iter_mut().zip(row) {
             c.push(v);
@@ -177,11 +227,13 @@ fn main() {
         assert_eq!(rep.outcome, Outcome::Done, "{rep:?}");
     }
     println!(
-        "median {:>9.0}  {:>11.0}  {:>12.0}  {:>14.0}",
+        "median {:>9.0}  {:>11.0}  {:>12.0}  {:>14.0}  {:>7.2}  {:>7.2}",
         median(cols[0].clone()),
         median(cols[1].clone()),
         median(cols[2].clone()),
-        median(cols[3].clone())
+        median(cols[3].clone()),
+        median(cols[4].clone()),
+        median(cols[5].clone())
     );
     println!("switchover  total_ms  longest_tx_ms  commits  errors");
     for run in 1..=a.switchovers {
@@ -213,6 +265,33 @@ fn main() {
             stats.max_ms, stats.ok, stats.errors
         );
     }
+}
+
+/// Throughput of the seconds `[p, p + 1 s)` and `[p + 1 s, p + 2 s)` after the promotion
+/// `p` (`promoted_ms` after the kill at `at`), relative to the new primary's own level over
+/// `[p + 2 s, p + 4 s)`; and that level (commits per second).
+fn throughput(stats: &LoadStats, at: Instant, promoted_ms: f64) -> (f64, [f64; 2]) {
+    let count = |from: Instant, to: Instant| {
+        stats
+            .ok_at
+            .iter()
+            .filter(|t| **t >= from && **t < to)
+            .count() as f64
+    };
+    if !promoted_ms.is_finite() {
+        return (f64::NAN, [f64::NAN; 2]);
+    }
+    let second = Duration::from_secs(1);
+    let p = at + Duration::from_millis(promoted_ms as u64);
+    let steady = count(p + 2 * second, p + 4 * second) / 2.0;
+    if steady == 0.0 {
+        return (steady, [f64::NAN; 2]);
+    }
+    let rel = [
+        count(p, p + second) / steady,
+        count(p + second, p + 2 * second) / steady,
+    ];
+    (steady, rel)
 }
 
 /// Rows in the load's table on `node` (only the load writes it, so acknowledged commits minus

@@ -3,7 +3,7 @@
 //!
 //! 1. **fence**: persist and publish epoch+1 with the old primary fenced and no primary;
 //! 2. **stop the old primary**: soft fence over SQL if it answers, `pg_ctl stop` if local;
-//! 3. **promote** the candidate: `pg_promote(wait => true)`;
+//! 3. **promote** the candidate: `pg_promote`, then wait until it is out of recovery;
 //! 4. **repoint** the other standbys: slot on the new primary, `ALTER SYSTEM SET
 //!    primary_conninfo, primary_slot_name` + `pg_reload_conf()` (PostgreSQL 13+, no restart);
 //! 5. **publish** epoch+1 with the new primary; the warm-failover catch-up pass (started right
@@ -338,7 +338,8 @@ pub async fn soft_fence<S: StateStore>(ctx: &Ctx<S>, node: &str) -> Result<(), A
     ctx.sql_each(node, &sqls, timeout).await
 }
 
-/// Promotes `node` (`pg_promote(wait => true)`); a node already out of recovery is left alone.
+/// Promotes `node` (`pg_promote(wait => false)`, then waits until it is out of recovery, at
+/// most `PROMOTE_WAIT_SECS`); a node already out of recovery is left alone.
 pub async fn promote<S: StateStore>(ctx: &Ctx<S>, node: &str) -> Result<(), AgentError> {
     let timeout = Duration::from_secs(u64::from(PROMOTE_WAIT_SECS) + 5);
     let epoch = ctx
@@ -348,10 +349,21 @@ pub async fn promote<S: StateStore>(ctx: &Ctx<S>, node: &str) -> Result<(), Agen
         .map(|s| s.topology.epoch)
         .unwrap_or(0);
     let started = Instant::now();
-    let sql = format!(
-        "SELECT CASE WHEN pg_is_in_recovery() THEN pg_promote(true, {PROMOTE_WAIT_SECS}) ELSE true END"
-    );
-    match ctx.scalar(node, &sql, timeout).await? {
+    // pg_promote(wait => true) looks every 100 ms; asking every 5 ms ends the pause sooner.
+    let sql = "SELECT CASE WHEN pg_is_in_recovery() THEN pg_promote(false) ELSE true END";
+    let mut answer = ctx.scalar(node, sql, timeout).await?;
+    while answer.as_deref() == Some("t") {
+        let out = ctx
+            .scalar(node, "SELECT NOT pg_is_in_recovery()", timeout)
+            .await?;
+        let limit = Duration::from_secs(u64::from(PROMOTE_WAIT_SECS));
+        if out.as_deref() == Some("t") || started.elapsed() >= limit {
+            answer = out;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    match answer {
         Some(v) if v == "t" => {
             let ms = started.elapsed().as_millis();
             ctx.record(

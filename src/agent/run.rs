@@ -19,6 +19,9 @@ use std::time::Instant;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+/// The least time between a round and one started early by `POST /probe`.
+const EARLY_GAP: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What `/status` returns.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -115,11 +118,21 @@ pub async fn run<S: StateStore>(
     let mut tick = tokio::time::interval(ctx.agent.probe_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let t0 = Instant::now();
+    let mut last_round = t0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
-            _ = shared.probe_now.notified() => tick.reset(),
+            _ = shared.probe_now.notified() => {
+                // An early signal probes now while the primary looks healthy; once it is
+                // suspect, the agent's own pace (suspect_probe_interval) confirms it, so
+                // notices cannot shorten the failure window.
+                let healthy = matches!(fsm.phase, fsm::Phase::Healthy);
+                if !healthy || last_round.elapsed() < EARLY_GAP {
+                    continue;
+                }
+                tick.reset();
+            }
             Some((op, reply)) = ops_rx.recv() => {
                 if !acting || !ctx.store.may_act() {
                     let why = "this agent does not hold the leader lease: ask the leader (see pgsluice status)";
@@ -154,6 +167,7 @@ pub async fn run<S: StateStore>(
             // Cleared only at shutdown: after a lost leadership, `may_renew` decides.
             ctx.pushes.acting.store(true, Ordering::Release);
         }
+        last_round = Instant::now();
         let round = Round {
             now_ms: t0.elapsed().as_millis() as u64,
             probes: prober.round().await,
@@ -169,6 +183,11 @@ pub async fn run<S: StateStore>(
         match one_round(&ctx, &cfg, fsm.clone(), round, &shared, t0).await {
             Ok(next) => fsm = next,
             Err(e) => tracing::error!(error = %e, "probe round failed"),
+        }
+        let quick = ctx.agent.suspect_probe_interval;
+        if !quick.is_zero() && matches!(fsm.phase, fsm::Phase::Suspect { .. }) {
+            // The primary failed a probe: confirm (or clear) it sooner than the next tick.
+            tick.reset_after(quick);
         }
     }
     ctx.pushes.acting.store(false, Ordering::Release);

@@ -192,7 +192,8 @@ impl Backend {
     }
 
     /// Stores `truth`, then re-points or suspends every pool it concerns (called with the
-    /// writer lock held, so that two applies cannot interleave their pool updates).
+    /// writer lock held, so that two applies cannot interleave their pool updates); a writer
+    /// pool re-pointed at a promoted standby takes that standby's spares.
     fn install(&self, config: &Config, truth: ClusterTruth) {
         let truth = Arc::new(truth);
         self.truth.store(truth.clone());
@@ -208,6 +209,9 @@ impl Backend {
                 Some(node) => {
                     let moved = *pool.spec().node != *node.name;
                     pool.retarget(self.spec_on(config, &db, &pool.user, node));
+                    if moved {
+                        self.hand_over_spares(&pool, &node.name);
+                    }
                     moved
                 }
                 None => {

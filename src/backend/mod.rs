@@ -15,6 +15,7 @@ pub mod clients;
 mod cluster;
 pub mod console;
 pub mod gate;
+mod spares;
 mod targets;
 pub mod writer;
 
@@ -86,6 +87,9 @@ pub struct Backend {
     pub auth: AuthCache,
     /// The write lease: whether writes may go to the primary now (`writer`).
     pub writer: writer::WriteLease,
+    /// Raised when a connection to a cluster database's primary broke or could not be opened;
+    /// the daemon asks the agent to probe at once (`daemon::agent_notice`).
+    pub primary_trouble: tokio::sync::Notify,
 }
 
 impl Backend {
@@ -111,6 +115,7 @@ impl Backend {
             pending: PendingLogins::new(pending_cap),
             auth: AuthCache::default(),
             writer: writer::WriteLease::default(),
+            primary_trouble: tokio::sync::Notify::new(),
         })
     }
 

@@ -128,6 +128,16 @@ impl WriteLease {
         }
     }
 
+    /// Sleeps up to `max`, or less when a topology is installed or the lease renewed (a
+    /// transaction that found its primary unreachable retries at once when one is named).
+    pub async fn nap(&self, max: Duration) {
+        let notified = self.changed.notified();
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(max) => {}
+        }
+    }
+
     /// Keeps the startup parameters a server of pool `(db, user)` sent at its login.
     pub fn keep_params(&self, key: PoolKey, params: StartupParams) {
         if let Ok(mut m) = self.params.lock() {

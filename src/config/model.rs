@@ -211,6 +211,9 @@ pub struct PoolerConfig {
     /// How long new logins and transactions wait for a usable primary (fenced, unreachable,
     /// lease run out, mid-failover) before they fail; zero = they fail at once.
     pub primary_wait_timeout: Duration,
+    /// Idle connections per (database, user) kept open on each standby that may be promoted
+    /// (unfenced, priority > 0), handed to the writer pool when it is; 0 = none.
+    pub standby_spares: usize,
 }
 
 /// Where a database's server connections go.
@@ -329,6 +332,9 @@ pub struct NodeConfig {
 pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub probe_interval: Duration,
+    /// While the primary is suspect (a probe of it failed), rounds come this often; zero =
+    /// every `probe_interval`.
+    pub suspect_probe_interval: Duration,
     pub probe_timeout: Duration,
     pub failure_threshold: u32,
     pub failure_window: Duration,

@@ -127,6 +127,8 @@ pub struct RawPooler {
     pub ban_time: Option<RawDuration>,
     /// How long new logins and transactions wait for a usable primary (failover).
     pub primary_wait_timeout: Option<RawDuration>,
+    /// Idle connections per pool kept open on each standby that may be promoted.
+    pub standby_spares: Option<i64>,
 }
 
 /// `[databases.NAME]`: a database clients may ask for, and where it lives.
@@ -213,6 +215,8 @@ pub struct RawNode {
 pub struct RawAgent {
     pub state_dir: Option<String>,
     pub probe_interval: Option<RawDuration>,
+    /// While the primary is suspect, probe this often.
+    pub suspect_probe_interval: Option<RawDuration>,
     pub probe_timeout: Option<RawDuration>,
     pub failure_threshold: Option<i64>,
     pub failure_window: Option<RawDuration>,

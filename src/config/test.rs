@@ -428,6 +428,22 @@ fn write_lease_keys() {
     assert_eq!(from_str(&off, "t").unwrap().write_lease(), None);
     let p = problems(&format!("{managed}topology_lease = \"100ms\"\n"));
     assert!(has(&p, "agent.topology_lease: 100ms is too short"), "{p:?}");
+    assert_eq!(c.pooler.standby_spares, 2);
+    assert_eq!(c.agent.suspect_probe_interval, Duration::ZERO);
+    let c2 = from_str("[agent]\nsuspect_probe_interval = \"50ms\"\n", "t").unwrap();
+    assert_eq!(c2.agent.suspect_probe_interval, Duration::from_millis(50));
+    let p = problems("[agent]\nsuspect_probe_interval = \"2s\"\n");
+    assert!(
+        has(&p, "agent.suspect_probe_interval: 2s is longer"),
+        "{p:?}"
+    );
+    let c = from_str("[pooler]\nstandby_spares = 0\n", "t").unwrap();
+    assert_eq!(c.pooler.standby_spares, 0);
+    let p = problems("[pooler]\nstandby_spares = -1\n");
+    assert!(
+        has(&p, "pooler.standby_spares: -1 is out of range"),
+        "{p:?}"
+    );
     let p = problems("[pooler]\nprimary_wait_timeout = \"soon\"\n");
     assert!(has(&p, "pooler.primary_wait_timeout:"), "{p:?}");
 }

@@ -2,6 +2,7 @@
 //! discovery and the HTTP endpoint together; reload lives here, signals, shutdown and the
 //! socket hand-over in [`lifecycle`].
 
+pub mod agent_notice;
 pub mod discovery;
 pub mod etcd_watch;
 pub mod http;
@@ -138,6 +139,7 @@ async fn serve(
         tokio::spawn(etcd_watch::run(ctx.clone(), e.clone(), stop.clone()));
     }
     tokio::spawn(janitor(admin.clone(), stop.clone()));
+    tokio::spawn(agent_notice::run(ctx.clone(), stop.clone()));
     tokio::spawn(lifecycle::signals(life.clone()));
     tracing::info!(%addr, "pooler listening");
     if let Some(dir) = &config.pooler.unix_socket_dir {
@@ -197,6 +199,7 @@ async fn janitor(admin: Arc<Admin>, stop: CancellationToken) {
         if trim.pass(ctx.totals.clients.load(Ordering::Relaxed)) {
             tracing::debug!("many clients left: free memory returned to the system");
         }
+        ctx.keep_spares();
         for p in ctx.pools.all() {
             if config.database(&p.database).is_some() {
                 p.maintain();

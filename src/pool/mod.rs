@@ -4,6 +4,7 @@
 //! The hot path is one short `std::sync::Mutex` section per check-out and one per release; a
 //! waiting client parks on a oneshot and is handed a connection directly, in arrival order.
 
+mod adopt;
 pub mod hist;
 mod limit;
 mod registry;
@@ -47,7 +48,7 @@ pub enum PoolError {
 
 struct Inner {
     // Boxed on purpose: a connection moves between the idle list, check-outs and sessions
-    // several times per transaction, and a pointer moves cheaper than 272 bytes.
+    // several times per transaction, and a pointer moves cheaper than its ~280 bytes.
     #[allow(clippy::vec_box)]
     idle: Vec<Box<ServerConn>>,
     /// Connections that exist (idle, checked out, or being opened).
@@ -79,6 +80,9 @@ pub struct Pool {
     /// Notified by [`Pool::retarget`] and [`Pool::suspend`]: connects still under way to
     /// the old node give up.
     retargeted: tokio::sync::Notify,
+    /// Connections the janitor keeps open beyond `min_pool_size` (a standby's spares for
+    /// its promotion, `pooler.standby_spares`).
+    spares: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,6 +122,7 @@ impl Pool {
             born: Instant::now(),
             reads_on: std::sync::OnceLock::new(),
             retargeted: tokio::sync::Notify::new(),
+            spares: AtomicUsize::new(0),
         })
     }
 
@@ -324,6 +329,16 @@ impl Pool {
         if expired || !conn.is_quiet() || self.is_suspended() || !self.targets(&conn.node) {
             self.discard(conn);
             return None;
+        }
+        if conn.recovery_check {
+            // A standby's spare, handed over at its promotion (`adopt`).
+            match conn.out_of_recovery().await {
+                Ok(true) => conn.recovery_check = false,
+                _ => {
+                    self.discard(conn);
+                    return None;
+                }
+            }
         }
         if !settings.check_query.is_empty()
             && now.duration_since(conn.last_used) >= settings.check_delay

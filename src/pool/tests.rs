@@ -215,3 +215,48 @@ async fn dropping_a_pool_gives_idle_limits_back() {
     drop(f);
     assert_eq!((db.current(), user.current()), (0, 0));
 }
+
+#[tokio::test]
+async fn idle_connections_move_between_pools_sharing_caps() {
+    let f = Fixture::new(Script::LoginThenSilence, settings(2, "")).await;
+    // A second pool of the same server database and user, on the same caps (a writer pool
+    // re-pointed at the standby `f` reads on).
+    let g = Pool::new(
+        "d",
+        "u",
+        (*f.pool.spec()).clone(),
+        settings(1, ""),
+        f.db.clone(),
+        f.user.clone(),
+    );
+    let (a, b) = (
+        f.pool.checkout().await.unwrap(),
+        f.pool.checkout().await.unwrap(),
+    );
+    f.pool.release(a);
+    f.pool.release(b);
+    assert_eq!(f.counts(), (2, 2, 0, 2, 2));
+    let mut lent = f.pool.lend_idle(5).into_iter();
+    let (first, second) = (lent.next().unwrap(), lent.next().unwrap());
+    assert!(lent.next().is_none());
+    assert!(g.take_over(first).is_none());
+    assert_eq!(g.counts(), (1, 1));
+    // Full: refused and handed back; the caps never moved.
+    let back = g.take_over(second).unwrap();
+    f.pool.release(back);
+    assert_eq!(f.counts(), (1, 1, 0, 2, 2));
+    // The moved connection is checked (out of recovery) before its first use: this scripted
+    // server never answers, so the check-out fails and the connection is closed.
+    assert!(tokio::time::timeout(QUICK, g.checkout()).await.is_err());
+    assert_eq!(g.counts(), (0, 0));
+    assert_eq!(f.counts(), (1, 1, 0, 1, 1));
+    // A lent connection dropped on the way gives the lender's count and the caps back.
+    drop(f.pool.lend_idle(1));
+    assert_eq!(f.counts(), (0, 0, 0, 0, 0));
+    // Pools on other caps never take each other's connections.
+    let other = Fixture::new(Script::LoginThenSilence, settings(2, "")).await;
+    let c = f.pool.checkout().await.unwrap();
+    f.pool.release(c);
+    let c = f.pool.lend_idle(1).pop().unwrap();
+    assert!(other.pool.take_over(c).is_some());
+}

@@ -3,6 +3,7 @@
 
 use super::{lock, Pool, Slot};
 use crate::server::ServerConn;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,9 +34,13 @@ impl Pool {
     }
 
     /// Janitor pass: closes connections idle past `server_idle_timeout` or older than
-    /// `server_lifetime` (keeping `min_pool_size`), then opens up to `min_pool_size`.
+    /// `server_lifetime` (keeping `min_pool_size` or the spares), then opens up to that many.
     pub fn maintain(self: &Arc<Self>) {
         let settings = self.settings();
+        let floor = settings
+            .min_size
+            .max(self.spares.load(Ordering::Relaxed))
+            .min(settings.size);
         let now = Instant::now();
         let stale: Vec<Box<ServerConn>> = {
             let mut inner = lock(&self.inner);
@@ -47,7 +52,7 @@ impl Pool {
                     && now.duration_since(c.last_used) >= settings.idle_timeout;
                 let old = !settings.lifetime.is_zero()
                     && now.duration_since(c.created) >= settings.lifetime;
-                if (idle_long && total > settings.min_size) || old {
+                if (idle_long && total > floor) || old {
                     total -= 1;
                     stale.push(c);
                 } else {
@@ -62,7 +67,7 @@ impl Pool {
         }
         let missing = {
             let inner = lock(&self.inner);
-            settings.min_size.saturating_sub(inner.total)
+            floor.saturating_sub(inner.total)
         };
         if missing > 0 {
             self.spawn_refill(missing);

@@ -205,6 +205,7 @@ async fn login(
         last_used: now,
         prepared: Default::default(),
         adopted: None,
+        recovery_check: false,
         slot: None,
     })
 }

@@ -6,6 +6,7 @@ pub mod features;
 pub mod lookup;
 pub mod params;
 pub mod prepared;
+pub mod promoted;
 pub mod reset;
 pub mod stream;
 
@@ -147,6 +148,9 @@ pub struct ServerConn {
     /// The pool capacity this connection holds while checked out (unset while idle in a pool
     /// or outside pools): dropping the connection gives it back (see [`crate::pool::Slot`]).
     pub slot: Option<crate::pool::Slot>,
+    /// Opened on a standby that was promoted since: before its first use by the pool it now
+    /// belongs to, it must show the server out of recovery ([`ServerConn::out_of_recovery`]).
+    pub recovery_check: bool,
 }
 
 impl std::fmt::Debug for ServerConn {

@@ -31,6 +31,8 @@ pub struct Exchange {
     pub error: Option<(usize, ServerError)>,
     /// DataRow values of every row, as text (NULL as `None`).
     pub rows: Vec<Vec<Option<String>>>,
+    /// ParameterStatus messages seen.
+    pub reported: Vec<(String, String)>,
 }
 
 impl ServerConn {
@@ -51,6 +53,11 @@ impl ServerConn {
                 }
                 backend::ERROR_RESPONSE if ex.error.is_none() => {
                     ex.error = Some((done, postgres_error(&self.node, &f.body)));
+                }
+                backend::PARAMETER_STATUS => {
+                    if let Ok((k, v)) = views::parameter_status(&f.body) {
+                        ex.reported.push((k.to_string(), v.to_string()));
+                    }
                 }
                 backend::DATA_ROW => {
                     let row = views::data_row(&f.body).map_err(|e| ServerError::Protocol {

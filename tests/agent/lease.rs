@@ -2,7 +2,8 @@
 //! idle clients and new logins across a kill -9 failover see no error, a transaction in flight
 //! at the crash gets 08006 naming the failover; a pooler whose topology is not renewed holds
 //! writes after its lease and resumes when renewals come back; the agent promotes only after
-//! a pooler that did not acknowledge the fence has surely lost its lease.
+//! a pooler that did not acknowledge the fence has surely lost its lease; a pooler's broken
+//! primary connections make the agent probe at once; suspect probes confirm a failure sooner.
 
 use super::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -313,4 +314,86 @@ fn the_agent_waits_out_the_lease_of_a_silent_pooler() {
     assert!(gap < 5000, "promoted {gap} ms after the fence");
     drop(silent);
     a.stop();
+}
+
+/// A pooler's broken primary connections make the agent probe at once (`POST /probe` with the
+/// control secret, docs/failover.md section 11): with a 10 s probe interval and a threshold of
+/// one failed probe, a kill -9 about one second after the agent's last round is decided
+/// within 3 s, while the agent's own next round is about 9 s away.
+#[test]
+fn a_poolers_notice_makes_the_agent_probe_at_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let c = app_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_listen();
+    let pooler = Pooler::start_beside(&c, dir.path(), listen, &[], &[]);
+    let state = dir.path().join("state");
+    let poolers = format!("poolers = [\"{}\"]", pooler.control_url());
+    let lines = [
+        poolers.as_str(),
+        "probe_interval = \"10s\"",
+        "failure_threshold = 1",
+        "failure_window = \"10s\"",
+    ];
+    let a = Agent::start_text(
+        &agent_text(&c, &pooler, &lines, &state, listen),
+        &state,
+        listen,
+    );
+    let adopted = a.wait_event("topology_adopted", 0, WAIT).expect("adopted");
+    let rt = multi_thread();
+    let busy = rt.block_on(connect(&pooler.url("app"))).unwrap();
+    rt.block_on(insert(&busy, 1)).unwrap();
+    let in_flight = rt.spawn(async move { busy.simple_query("select pg_sleep(30)").await });
+    let since = unix_ms() - adopted.unix_ms;
+    assert!(
+        since < 5000,
+        "the setup took {since} ms after the agent's round"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let killed_ms = unix_ms();
+    c.nodes()[0].kill9().unwrap();
+    let decided = a.wait_event("failover_decided", killed_ms, Duration::from_secs(5));
+    let after = decided.map(|e| e.unix_ms - killed_ms);
+    assert!(
+        after.is_some_and(|ms| ms < 3000),
+        "decided {after:?} ms after the kill\n{}",
+        pooler.log_tail(20)
+    );
+    let r = rt.block_on(in_flight).unwrap();
+    assert!(r.is_err(), "the transaction in flight at the kill failed");
+}
+
+/// `suspect_probe_interval`: once a probe of the primary failed, the agent confirms at that
+/// pace rather than every `probe_interval`: with probes every 2 s, three failures needed and
+/// suspect probes every 50 ms, the decision follows the first failed probe within 1 s (at the
+/// plain pace it would take 4 s).
+#[test]
+fn suspect_probes_confirm_a_failure_sooner() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let c = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = AgentSpec {
+        nodes: AgentSpec::tuned(&c, &[100, 100, 100]).nodes,
+        agent_lines: vec![
+            "probe_interval = \"2s\"".into(),
+            "suspect_probe_interval = \"50ms\"".into(),
+            "failure_threshold = 3".into(),
+            "failure_window = \"4s\"".into(),
+        ],
+    };
+    let a = Agent::start(&c, &spec, &dir.path().join("state"));
+    a.wait_event("topology_adopted", 0, WAIT).expect("adopted");
+    let killed_ms = unix_ms();
+    c.nodes()[0].kill9().unwrap();
+    let failed = a.wait_event("primary_probe_failed", killed_ms, WAIT);
+    let decided = a.wait_event("failover_decided", killed_ms, WAIT);
+    let (Some(failed), Some(decided)) = (failed, decided) else {
+        panic!("no failure decided: {:?}", a.events());
+    };
+    let confirm = decided.unix_ms - failed.unix_ms;
+    assert!(
+        confirm < 1000,
+        "decided {confirm} ms after the first failed probe"
+    );
 }

@@ -304,7 +304,7 @@ pub struct Pooler {
 impl Pooler {
     /// Starts it with a configuration in `dir` describing `cluster`.
     pub fn start(cluster: &LocalCluster, dir: &Path) -> Pooler {
-        Pooler::start_with(cluster, dir, None, &[])
+        Pooler::start_with(cluster, dir, None, &[], None)
     }
 
     /// Starts one under an agent: its file lists its own control URL in `agent.poolers`
@@ -316,7 +316,20 @@ impl Pooler {
         agent_lines: &[&str],
         pooler_lines: &[&str],
     ) -> Pooler {
-        Pooler::start_with(cluster, dir, Some(agent_lines), pooler_lines)
+        Pooler::start_with(cluster, dir, Some(agent_lines), pooler_lines, None)
+    }
+
+    /// Starts one under the agent that will listen on `agent`: as [`Pooler::start_managed`],
+    /// and its file names that address in `agent.listen`, as a shared file would, so that its
+    /// notices (broken primary connections) reach the agent.
+    pub fn start_beside(
+        cluster: &LocalCluster,
+        dir: &Path,
+        agent: SocketAddr,
+        agent_lines: &[&str],
+        pooler_lines: &[&str],
+    ) -> Pooler {
+        Pooler::start_with(cluster, dir, Some(agent_lines), pooler_lines, Some(agent))
     }
 
     fn start_with(
@@ -324,6 +337,7 @@ impl Pooler {
         dir: &Path,
         managed: Option<&[&str]>,
         pooler_lines: &[&str],
+        agent: Option<SocketAddr>,
     ) -> Pooler {
         let port = ports::free_port().unwrap();
         let http_port = ports::free_port().unwrap();
@@ -341,9 +355,12 @@ impl Pooler {
                 .push(format!("poolers = [\"http://127.0.0.1:{http_port}\"]"));
         }
         let state = dir.join("pooler-state");
-        let listen: SocketAddr = format!("127.0.0.1:{}", ports::free_port().unwrap())
-            .parse()
-            .unwrap();
+        let listen: SocketAddr = match agent {
+            Some(a) => a,
+            None => format!("127.0.0.1:{}", ports::free_port().unwrap())
+                .parse()
+                .unwrap(),
+        };
         let text = format!(
             "{}\n{sections}",
             config_text(cluster, &spec, &state, listen)

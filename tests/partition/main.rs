@@ -17,12 +17,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../shared/acked.rs"]
+mod acked;
 mod net;
 mod world;
 
+use acked::{check, ids_on, Checked};
 use net::Net;
 use pgsluice::cluster::{ClusterSpec, LocalCluster};
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
@@ -244,8 +246,15 @@ fn partitions() {
             .is_ok_and(|v| v.starts_with("ANY"))
     });
     assert!(sync, "the agent never set synchronous_standby_names");
-    let l1 = Load::start(&net.ns_path("c1"), "p1", &url("p1"), 2, ids.clone());
-    let l2 = Load::start(&net.ns_path("c2"), "p2", &url("p2"), 2, ids.clone());
+    let spec = |client: &str, pooler: &str| LoadSpec {
+        netns: Some(net.ns_path(client)),
+        pooler: pooler.to_string(),
+        url: url(pooler),
+        server: "host(inet_server_addr())".to_string(),
+        pause: Duration::from_millis(20),
+    };
+    let l1 = Load::start(&spec("c1", "p1"), 2, ids.clone());
+    let l2 = Load::start(&spec("c2", "p2"), 2, ids.clone());
     let loads = [&l1, &l2];
     // Ready: both poolers acknowledge writes.
     let ready = (0..300).any(|_| {
@@ -402,18 +411,6 @@ fn last(net: &mut Net, c: &LocalCluster, (l1, l2): (Load, Load), cfg: &Path, dir
         panic!("no fence after the cut: {events}");
     };
     let waited = events.lines().any(|l| l.contains("fence_lease_wait"));
-    let acked: Vec<(i64, String, u64)> = r1
-        .iter()
-        .chain(&r2)
-        .filter_map(|r| match r {
-            Rec::Ack { id, server, ms } => Some((*id, server.clone(), *ms)),
-            Rec::Err { .. } => None,
-        })
-        .collect();
-    let late = acked
-        .iter()
-        .filter(|(_, s, ms)| *s == n1 && *ms > fenced_ms)
-        .count();
     let node = c
         .nodes()
         .iter()
@@ -421,26 +418,18 @@ fn last(net: &mut Net, c: &LocalCluster, (l1, l2): (Load, Load), cfg: &Path, dir
         .find(|(i, _)| net.addr(&format!("n{}", i + 1)) == new_primary)
         .map(|(_, n)| n)
         .unwrap();
-    let found: HashSet<i64> = node
-        .psql("app", "select string_agg(id::text, ',') from t")
-        .unwrap()
-        .split(',')
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    let missing = acked
-        .iter()
-        .filter(|(id, _, _)| !found.contains(id))
-        .count();
-    let errors = r1
-        .iter()
-        .chain(&r2)
-        .filter(|r| matches!(r, Rec::Err { .. }))
-        .count();
+    let recs: Vec<Rec> = r1.into_iter().chain(r2).collect();
+    let Checked {
+        acked,
+        errors,
+        missing,
+        late,
+    } = check(&recs, &ids_on(node), Some((&n1, fenced_ms)));
     eprintln!(
         "checker: {} acknowledged ids ({} errors seen by clients), {missing} missing on the final \
          primary {new_primary}, {late} acknowledged by {n1} after its fence at +{} ms; agent \
          waited out p1's lease: {waited}",
-        acked.len(),
+        acked,
         errors,
         fenced_ms - t,
     );

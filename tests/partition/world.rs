@@ -1,24 +1,12 @@
 //! Processes of the partition tests, each started inside its member's namespace (PostgreSQL
-//! as its OS user, etcd members, the agent, the poolers), and the client load: threads that
-//! enter a client namespace (`setns`) and insert unique ids through a pooler, recording which
-//! node acknowledged each id and when.
+//! as its OS user, etcd members, the agent, the poolers). The client load (threads that enter
+//! a client namespace and insert unique ids through a pooler) is `tests/shared/acked.rs`.
 
 use super::net::Net;
+pub use crate::acked::{unix_ms, Load, LoadSpec, Rec};
 use pgsluice::cluster::LocalNode;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch (the agent's events use the same clock).
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// A process started by the test; killed (by its pid) when dropped.
 pub struct Proc {
@@ -151,139 +139,4 @@ pub fn pgsluice_out(net: &Net, member: &str, args: &[&str], config: &Path) -> St
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// One outcome seen by a client.
-#[derive(Debug, Clone)]
-pub enum Rec {
-    /// `id` committed, acknowledged by the node at `server`, at `ms`.
-    Ack { id: i64, server: String, ms: u64 },
-    /// An error (or a timeout) at `ms`.
-    Err { ms: u64, msg: String },
-}
-
-/// Clients inserting unique ids through one pooler from a client namespace.
-pub struct Load {
-    pub pooler: String,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-    pub recs: Arc<Mutex<Vec<Rec>>>,
-}
-
-impl Load {
-    /// `clients` clients in `ns_path`'s namespace on `url`, ids from `ids`.
-    pub fn start(
-        ns_path: &str,
-        pooler: &str,
-        url: &str,
-        clients: usize,
-        ids: Arc<AtomicI64>,
-    ) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let recs = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..clients)
-            .map(|_| {
-                let (ns, url, stop, recs, ids, pooler) = (
-                    ns_path.to_string(),
-                    url.to_string(),
-                    stop.clone(),
-                    recs.clone(),
-                    ids.clone(),
-                    pooler.to_string(),
-                );
-                std::thread::spawn(move || {
-                    let f = std::fs::File::open(&ns).unwrap();
-                    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-                    client(&url, &pooler, &stop, &recs, &ids);
-                })
-            })
-            .collect();
-        Load {
-            pooler: pooler.to_string(),
-            stop,
-            threads,
-            recs,
-        }
-    }
-
-    /// The records so far.
-    pub fn records(&self) -> Vec<Rec> {
-        self.recs.lock().unwrap().clone()
-    }
-
-    /// Stops the clients.
-    pub fn stop(self) -> Vec<Rec> {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads {
-            let _ = t.join();
-        }
-        let r = self.recs.lock().unwrap().clone();
-        r
-    }
-}
-
-const OP_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn client(url: &str, pooler: &str, stop: &AtomicBool, recs: &Mutex<Vec<Rec>>, ids: &AtomicI64) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut conn: Option<tokio_postgres::Client> = None;
-        while !stop.load(Ordering::SeqCst) {
-            if conn.is_none() {
-                let c = tokio::time::timeout(
-                    OP_TIMEOUT,
-                    tokio_postgres::connect(url, tokio_postgres::NoTls),
-                )
-                .await;
-                match c {
-                    Ok(Ok((c, task))) => {
-                        tokio::spawn(task);
-                        conn = Some(c);
-                    }
-                    other => {
-                        let msg = match other {
-                            Ok(Err(e)) => format!("connect: {e}"),
-                            _ => "connect: timeout".to_string(),
-                        };
-                        recs.lock().unwrap().push(Rec::Err { ms: unix_ms(), msg });
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                }
-            }
-            let Some(c) = conn.as_ref() else { continue };
-            let id = ids.fetch_add(1, Ordering::SeqCst);
-            // The simple protocol answers after the commit (ReadyForQuery): an
-            // acknowledged id is a committed one, synchronous replication included.
-            let sql = format!(
-                "insert into t(id, pooler) values ({id}, '{pooler}') returning host(inet_server_addr())"
-            );
-            match tokio::time::timeout(OP_TIMEOUT, c.simple_query(&sql)).await {
-                Ok(Ok(msgs)) => {
-                    let server = msgs
-                        .iter()
-                        .find_map(|m| match m {
-                            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                            _ => None,
-                        })
-                        .unwrap_or_default();
-                    recs.lock().unwrap().push(Rec::Ack { id, server, ms: unix_ms() });
-                }
-                other => {
-                    let msg = match other {
-                        Ok(Err(e)) => e
-                            .as_db_error()
-                            .map_or(e.to_string(), |d| d.message().to_string()),
-                        _ => "timeout".to_string(),
-                    };
-                    recs.lock().unwrap().push(Rec::Err { ms: unix_ms(), msg });
-                    conn = None;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
 }

@@ -8,10 +8,16 @@ use libtest_mimic::Failed;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-pub const TESTS: &[(&str, crate::Body)] = &[(
-    "fencing::fenced_primary_gets_no_new_transaction",
-    fenced_primary_gets_no_new_transaction,
-)];
+pub const TESTS: &[(&str, crate::Body)] = &[
+    (
+        "fencing::fenced_primary_gets_no_new_transaction",
+        fenced_primary_gets_no_new_transaction,
+    ),
+    (
+        "fencing::promoted_standby_serves_writes_on_its_spares",
+        promoted_standby_serves_writes_on_its_spares,
+    ),
+];
 
 /// POSTs `body` to the pooler's HTTP endpoint; returns (status code, body).
 pub fn post(port: u16, path: &str, body: &str) -> (u16, String) {
@@ -152,4 +158,138 @@ fn fenced_primary_gets_no_new_transaction(_: &crate::util::Fixture) -> Result<()
         assert_eq!(app_backends(old)?, 0, "the fenced node stays unused");
         Ok(())
     })
+}
+
+/// Backend pids of user `app` in database `app` on a node.
+fn app_pids(node: &pgsluice::cluster::LocalNode) -> Result<Vec<String>, Failed> {
+    let out = node.psql(
+        "postgres",
+        "select pid from pg_stat_activity where usename = 'app' and datname = 'app' order by pid",
+    )?;
+    Ok(out
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+/// `pooler.standby_spares`: the pooler keeps connections open on the standby; when the
+/// topology names it primary, the first writes run on those very connections (no new server
+/// connection), each one at its client's settings, not at what a read left on it.
+fn promoted_standby_serves_writes_on_its_spares(_: &crate::util::Fixture) -> Result<(), Failed> {
+    let _serial = crate::routing::serial();
+    let http = pgsluice::cluster::ports::free_port()?;
+    let fx = Routed::start_with(1, Duration::from_millis(100), &format!("127.0.0.1:{http}"));
+    let (old, new) = (fx.cluster.primary(), &fx.cluster.standbys()[0]);
+    let probe = "select pg_backend_pid()::text, current_setting('work_mem'), \
+                 pg_is_in_recovery()::text";
+    rt().block_on(async {
+        // A client of the read-only database changes a setting and reads on the standby:
+        // that standby connection goes back to the read pool tagged with work_mem = 7MB.
+        let dirty = fx.connect("ro").await;
+        dirty.batch_execute("set work_mem = '7MB'").await?;
+        // (Until discovery has seen the standby, reads go to the primary.)
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let read = loop {
+            dirty.batch_execute("begin read only").await?;
+            let rows = dirty.simple_query(probe).await?;
+            dirty.batch_execute("commit").await?;
+            let read = rows_of(&rows);
+            assert_eq!(read.len(), 1, "{rows:?}");
+            assert_eq!(read[0][1], "7MB");
+            if read[0][2] == "true" {
+                break read;
+            }
+            assert!(Instant::now() < deadline, "reads never reached the standby");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        dirty.batch_execute("insert into t values (1)").await?;
+
+        // The janitor opens the spares (2 by default) on the standby.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let spares = loop {
+            let pids = app_pids(new)?;
+            if pids.len() >= 2 {
+                break pids;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no spares on the standby: {pids:?}\n{}",
+                fx.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(spares.contains(&read[0][0]), "the read used a spare");
+
+        let fence = r#"{"epoch": 5, "primary": null, "standbys": [], "fenced": ["node1"]}"#;
+        assert_eq!(post(http, "/control/topology", fence).0, 200);
+        assert_eq!(new.psql("postgres", "select pg_promote(true, 60)")?, "t");
+        let promote = r#"{"epoch": 6, "primary": "node2", "standbys": [], "fenced": ["node1"]}"#;
+        assert_eq!(post(http, "/control/topology", promote).0, 200);
+
+        // As many fresh clients as there were spares each hold a write transaction open at
+        // once: every one runs on a spare, none on a new connection, and none sees the
+        // setting the read left.
+        let mut clients = Vec::new();
+        for _ in 0..spares.len() {
+            clients.push(fx.connect("ro").await);
+        }
+        let mut served = Vec::new();
+        for (i, c) in clients.iter().enumerate() {
+            let rows = c
+                .simple_query(&format!(
+                    "begin; insert into t values ({}); {probe}",
+                    10 + i
+                ))
+                .await?;
+            served.extend(rows_of(&rows));
+        }
+        for c in &clients {
+            c.batch_execute("commit").await?;
+        }
+        let mut pids: Vec<String> = served.iter().map(|r| r[0].clone()).collect();
+        pids.sort();
+        let mut expected = spares.clone();
+        expected.sort();
+        assert_eq!(
+            pids,
+            expected,
+            "the first writes ran on the spares: {served:?}\n{}",
+            fx.log()
+        );
+        for r in &served {
+            assert_eq!(
+                r[1], "4MB",
+                "a fresh client sees the default work_mem: {served:?}"
+            );
+            assert_eq!(r[2], "false", "the new primary is out of recovery");
+        }
+        // The client that set work_mem keeps it on the new primary.
+        let rows = dirty
+            .simple_query(&format!("begin; {probe}; commit"))
+            .await?;
+        assert_eq!(rows_of(&rows)[0][1], "7MB");
+        let n = new.psql("app", "select count(*) from t where x = 1 or x >= 10")?;
+        assert_eq!(
+            n.trim(),
+            (1 + spares.len()).to_string(),
+            "every write is on node2"
+        );
+        assert_eq!(app_backends(old)?, 0, "nothing reached the fenced node");
+        Ok(())
+    })
+}
+
+/// The text values of every row of a simple-query answer.
+fn rows_of(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<String>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
 }

@@ -444,6 +444,14 @@ pub static KEYS: &[Key] = &[
     )
     .shown(|c| secs(c.pooler.primary_wait_timeout)),
     k(
+        "pooler.standby_spares",
+        POOL_EXTRA,
+        Value("2"),
+        Reload,
+        "idle connections per pool kept open on each standby that may be promoted, used for writes at its promotion; 0 = off",
+    )
+    .shown(|c| c.pooler.standby_spares.to_string()),
+    k(
         "pooler.query_timeout",
         Duration,
         Value("0"),
@@ -908,6 +916,13 @@ pub static KEYS: &[Key] = &[
         Value("1s"),
         Restart,
         "how often nodes are probed",
+    ),
+    k(
+        "agent.suspect_probe_interval",
+        Duration,
+        Value("0"),
+        Restart,
+        "while the primary is suspect (a probe failed), probe this often; 0 = every probe_interval",
     ),
     k(
         "agent.probe_timeout",

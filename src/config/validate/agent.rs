@@ -50,11 +50,21 @@ pub(super) fn agent(c: &mut Checker, a: &RawAgent, cluster: Option<&ClusterConfi
             "at least \"300ms\", or 0 to turn the lease off",
         );
     }
+    let suspect_probe_interval =
+        c.duration("agent.suspect_probe_interval", &a.suspect_probe_interval);
+    if suspect_probe_interval > probe_interval {
+        c.bad(
+            "agent.suspect_probe_interval",
+            format!("{suspect_probe_interval:?} is longer than probe_interval {probe_interval:?}"),
+            "at most probe_interval, or 0",
+        );
+    }
     let listen = c.socket("agent.listen", &a.listen);
     AgentConfig {
         topology_lease,
         state_dir: c.path("agent.state_dir", &a.state_dir).unwrap_or_default(),
         probe_interval,
+        suspect_probe_interval,
         probe_timeout: c.duration("agent.probe_timeout", &a.probe_timeout),
         failure_threshold,
         failure_window,

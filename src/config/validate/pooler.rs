@@ -56,6 +56,7 @@ pub(super) fn pooler(c: &mut Checker, p: &RawPooler) -> PoolerConfig {
         server_lifetime: c.duration("pooler.server_lifetime", &p.server_lifetime),
         query_wait_timeout: c.duration("pooler.query_wait_timeout", &p.query_wait_timeout),
         primary_wait_timeout: c.duration("pooler.primary_wait_timeout", &p.primary_wait_timeout),
+        standby_spares: c.count("pooler.standby_spares", p.standby_spares),
         client_idle_timeout: c.duration("pooler.client_idle_timeout", &p.client_idle_timeout),
         query_timeout: c.duration("pooler.query_timeout", &p.query_timeout),
         idle_transaction_timeout: c.duration(

@@ -77,11 +77,19 @@ impl Session {
                     .in_scope(|| r.replica_failed(&self.ctx, e.to_string()));
                 continue;
             }
+            let unreachable = |s: &ServerError| {
+                let code = s.sqlstate();
+                code.starts_with("08") || code.starts_with("57P")
+            };
+            if matches!(&e, PoolError::Server(s) if unreachable(s)) && self.cluster {
+                // The primary refused or dropped a new connection: the agent probes now.
+                self.ctx.primary_trouble.notify_one();
+            }
             if self.awaits_primary(&e, &mut primary_deadline) {
                 let probe = self.ctx.config().pooler.probe_interval;
                 let pause =
                     (probe / 2).clamp(Duration::from_millis(10), Duration::from_millis(250));
-                tokio::time::sleep(pause).await;
+                self.ctx.writer.nap(pause).await;
                 continue;
             }
             let (code, msg) = match &e {

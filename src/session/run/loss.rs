@@ -62,6 +62,9 @@ impl Session {
         let _ = Forwarder::flush_to_client(&mut self.client, &mut self.s2c).await;
         self.s2c = Pipe::default();
         self.c2s = Pipe::default();
+        if self.cluster && self.pool.role() == "primary" {
+            self.ctx.primary_trouble.notify_one();
+        }
         let node = self.pool.spec().node.clone();
         let msg = format!(
             "server connection to node {node} lost during the transaction (server crash or \
