@@ -80,7 +80,8 @@ port = $PGPORT
 listen = "127.0.0.1:$MPORT"
 TOML
 chown -R postgres "$WORK" 2>/dev/null || true
-"${AS[@]}" pgbouncer -q "$WORK/pgbouncer.ini" & PIDS+=($!)
+# runuser starts it with the soft descriptor limit of 1,024 (10,000 idle clients need more).
+"${AS[@]}" bash -c 'ulimit -n 20000; exec pgbouncer -q "$0"' "$WORK/pgbouncer.ini" & PIDS+=($!)
 # SLUICE_KEYS="key = value;..." adds [pooler] keys to pgsluice's configuration only (not the
 # baseline's): the cost of one setting, interleaved.
 cp "$WORK/pgsluice.toml" "$WORK/baseline.src.toml"
