@@ -18,14 +18,6 @@ case " $* " in
   *" --agents "*) command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server) ;;
 esac
 
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "scripts/sandbox-up.sh: missing packages (run as root to install them): ${need_apt[*]}" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-fi
+. scripts/apt-need.sh scripts/sandbox-up.sh
 
 exec cargo run --release --quiet -- sandbox up "$@"

@@ -37,15 +37,7 @@ command -v pgbouncer >/dev/null 2>&1 || { need_apt+=(pgbouncer); new_pgbouncer=y
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "scripts/test.sh: missing packages (run as root to install them): ${need_apt[*]}" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-fi
+. scripts/apt-need.sh scripts/test.sh
 # The tests start their own PgBouncer; the service Debian's package starts (localhost:6432,
 # pgsluice's default port too) is not wanted.
 if [ "$new_pgbouncer" = yes ] && [ -d /run/systemd/system ]; then

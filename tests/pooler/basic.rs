@@ -40,32 +40,7 @@ fn server_over_a_unix_socket(fx: &Fixture) -> Result<(), Failed> {
             crate::util::scalar(&c, "select current_database()").await?,
             "app"
         );
-        let token = c.cancel_token();
-        let primary = fx.cluster.primary().clone();
-        let canceller = tokio::spawn(async move {
-            for _ in 0..100 {
-                let sql = "select count(*) from pg_stat_activity \
-                           where query = 'select pg_sleep(19)' and state = 'active'";
-                if primary.psql("app", sql).unwrap_or_default() == "1" {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            token.cancel_query(tokio_postgres::NoTls).await
-        });
-        let started = std::time::Instant::now();
-        let err = c
-            .batch_execute("select pg_sleep(19)")
-            .await
-            .expect_err("cancelled");
-        assert_eq!(
-            err.code(),
-            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
-            "{err:?}"
-        );
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        canceller.await?.map_err(|e| format!("cancel: {e:?}"))?;
-        Ok(())
+        crate::util::cancel_while_running(fx, &c, 19).await
     })
 }
 

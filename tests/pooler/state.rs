@@ -3,7 +3,7 @@
 
 use crate::util::{rt, Fixture};
 use libtest_mimic::Failed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const TESTS: &[(&str, crate::Body)] = &[
     (
@@ -81,34 +81,10 @@ fn startup_options_apply(fx: &Fixture) -> Result<(), Failed> {
 fn cancel_reaches_the_running_query(fx: &Fixture) -> Result<(), Failed> {
     rt().block_on(async {
         let c = fx.connect("app").await;
-        let token = c.cancel_token();
-        let started = Instant::now();
-        let primary = fx.cluster.primary().clone();
-        let canceller = tokio::spawn(async move {
-            // Cancel once the query is really running on the server.
-            for _ in 0..100 {
-                let running = primary
-                    .psql("app", "select count(*) from pg_stat_activity where query = 'select pg_sleep(20)' and state = 'active'")
-                    .unwrap_or_default();
-                if running == "1" {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            token.cancel_query(tokio_postgres::NoTls).await
-        });
-        let err = c
-            .batch_execute("select pg_sleep(20)")
+        crate::util::cancel_while_running(fx, &c, 20).await?;
+        let after = crate::util::scalar(&c, "select 1")
             .await
-            .expect_err("cancelled");
-        assert_eq!(
-            err.code(),
-            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
-            "{err:?}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(10));
-        canceller.await?.map_err(|e| format!("cancel: {e:?}"))?;
-        let after = crate::util::scalar(&c, "select 1").await.map_err(|e| format!("after cancel: {e:?}"))?;
+            .map_err(|e| format!("after cancel: {e:?}"))?;
         assert_eq!(after, "1");
         Ok(())
     })

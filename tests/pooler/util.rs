@@ -358,3 +358,37 @@ pub async fn scalar(
     }
     Ok(String::new())
 }
+
+/// Runs `select pg_sleep(secs)` on `c` (a client through the pooler), sends a cancel request
+/// once the server shows the query running, and asserts that it ends with `57014` within
+/// 10 s and that the cancel request was accepted.
+pub async fn cancel_while_running(
+    fx: &Fixture,
+    c: &tokio_postgres::Client,
+    secs: u32,
+) -> Result<(), libtest_mimic::Failed> {
+    let sql = format!("select pg_sleep({secs})");
+    let token = c.cancel_token();
+    let primary = fx.cluster.primary().clone();
+    let running =
+        format!("select count(*) from pg_stat_activity where query = '{sql}' and state = 'active'");
+    let canceller = tokio::spawn(async move {
+        for _ in 0..100 {
+            if primary.psql("app", &running).unwrap_or_default() == "1" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let started = Instant::now();
+    let err = c.batch_execute(&sql).await.expect_err("cancelled");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    canceller.await?.map_err(|e| format!("cancel: {e:?}"))?;
+    Ok(())
+}
