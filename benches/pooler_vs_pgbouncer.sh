@@ -14,6 +14,7 @@
 # Example: benches/pooler_vs_pgbouncer.sh 5 3 1 16 64 256
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/scratch_pg.sh
 SECS=${1:-5}; REPS=${2:-3}; shift 2 || true
 CLIENTS=("${@:-1 16 64}"); read -r -a CLIENTS <<<"${CLIENTS[*]}"
 BIN=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -1)
@@ -30,22 +31,12 @@ ulimit -n 20000 2>/dev/null || true   # before the daemons start: 10k clients ne
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  "${AS[@]}" "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  stop_scratch_pg
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-"${AS[@]}" "$BIN/initdb" -D "$WORK/data" -U postgres --auth=trust >/dev/null
-cat >>"$WORK/data/postgresql.conf" <<CONF
-port = $PGPORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$WORK'
-max_connections = 300
-shared_buffers = 256MB
-fsync = off
-CONF
-"${AS[@]}" "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
-"$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p $PGPORT -U postgres postgres >/dev/null 2>&1
+start_scratch_pg
 
 echo '"postgres" ""' >"$WORK/userlist.txt"; chmod 644 "$WORK/userlist.txt"
 cat >"$WORK/pgbouncer.ini" <<INI
