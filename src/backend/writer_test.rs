@@ -5,20 +5,7 @@
 use super::*;
 use crate::config::{from_str, Config};
 
-const CLUSTER: &str = r#"
-[databases.app]
-[databases.direct]
-host = "127.0.0.1"
-port = 5432
-[cluster]
-name = "c"
-[[cluster.nodes]]
-name = "a"
-port = 5001
-[[cluster.nodes]]
-name = "b"
-port = 5002
-"#;
+const CLUSTER: &str = crate::config::fixtures::TWO_NODE_CLUSTER;
 
 fn managed() -> Config {
     let text = format!("{CLUSTER}[agent]\npoolers = [\"http://127.0.0.1:9930\"]\n");

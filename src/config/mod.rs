@@ -12,6 +12,8 @@ pub mod raw;
 mod validate;
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod test;
 
 pub use model::*;

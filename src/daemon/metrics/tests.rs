@@ -6,20 +6,7 @@ use super::*;
 use crate::backend::Target;
 use crate::config::from_str;
 
-const CONFIG: &str = r#"
-[databases.app]
-[databases.direct]
-host = "127.0.0.1"
-port = 5432
-[cluster]
-name = "c"
-[[cluster.nodes]]
-name = "a"
-port = 5001
-[[cluster.nodes]]
-name = "b"
-port = 5002
-"#;
+const CONFIG: &str = crate::config::fixtures::TWO_NODE_CLUSTER;
 
 fn text(o: Families) -> String {
     TextEncoder::new().encode_to_string(&o.out).unwrap()
