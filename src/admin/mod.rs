@@ -7,6 +7,7 @@
 //! shutdown) for it.
 
 mod control;
+mod mem;
 mod nodes;
 pub mod parse;
 mod show;

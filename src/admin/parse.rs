@@ -16,6 +16,8 @@ pub enum Show {
     StatsAverages,
     Totals,
     Lists,
+    /// PgBouncer's memory table, for the pooler's per-object records.
+    Mem,
     Version,
     State,
     /// The cluster's nodes (role, health, lag, bans).
@@ -79,6 +81,7 @@ const SHOWS: &[(&str, Show)] = &[
     ("stats_averages", Show::StatsAverages),
     ("totals", Show::Totals),
     ("lists", Show::Lists),
+    ("mem", Show::Mem),
     ("version", Show::Version),
     ("state", Show::State),
     ("nodes", Show::Nodes),

@@ -1,5 +1,5 @@
 //! `SHOW` commands that list objects: HELP, CONFIG, DATABASES, POOLS, CLIENTS, SERVERS,
-//! USERS, LISTS, VERSION, STATE. Column names follow PgBouncer's console; pgsluice-only
+//! USERS, LISTS, VERSION, STATE (MEM is in `mem.rs`). Column names follow PgBouncer's console; pgsluice-only
 //! columns (node, role, epoch, paused) come after them.
 
 use super::table::{s, Table};
@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// One line per command for `SHOW HELP`.
 const HELP: &[&str] = &[
     "SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION|STATE|NODES",
-    "SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|LISTS",
+    "SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|LISTS|MEM",
     "SET key = value",
     "PAUSE [db]",
     "RESUME [db]",
@@ -52,6 +52,7 @@ impl Admin {
             Show::Servers => self.servers(),
             Show::Users => self.users(),
             Show::Lists => self.lists(),
+            Show::Mem => self.mem(),
             Show::Version => {
                 let mut t = Table::new(&["version"]);
                 t.text_row(&[format!("pgsluice {}", env!("CARGO_PKG_VERSION"))]);

@@ -1,4 +1,4 @@
-//! PgBouncer's console contract: SHOW POOLS, STATS, DATABASES, CLIENTS, SERVERS, LISTS, USERS
+//! PgBouncer's console contract: SHOW POOLS, STATS, DATABASES, CLIENTS, SERVERS, LISTS, USERS, MEM
 //! and CONFIG start with PgBouncer 1.23's columns (names, order, types; read through DBD::Pg,
 //! which reports the wire types), pgsluice's own columns come after them, the console's
 //! pseudo-database `pgbouncer` is listed, and Munin's PgBouncer plugins report no negative
@@ -24,6 +24,7 @@ const PGBOUNCER: &[(&str, &str)] = &[
     ("CLIENTS", "type:text,user:text,database:text,replication:text,state:text,addr:text,port:int4,local_addr:text,local_port:int4,connect_time:text,request_time:text,wait:int4,wait_us:int4,close_needed:int4,ptr:text,link:text,remote_pid:int4,tls:text,application_name:text,prepared_statements:int4"),
     ("SERVERS", "type:text,user:text,database:text,replication:text,state:text,addr:text,port:int4,local_addr:text,local_port:int4,connect_time:text,request_time:text,wait:int4,wait_us:int4,close_needed:int4,ptr:text,link:text,remote_pid:int4,tls:text,application_name:text,prepared_statements:int4"),
     ("LISTS", "list:text,items:int4"),
+    ("MEM", "name:text,size:int4,used:int4,free:int4,memtotal:int4"),
     ("USERS", "name:text,pool_size:text,pool_mode:text,max_user_connections:int4,current_connections:int4"),
     ("CONFIG", "key:text,value:text,default:text,changeable:text"),
 ];
@@ -121,6 +122,24 @@ fn columns_match(fx: &Fixture) -> Result<(), Failed> {
         items("pools").map(|v| v.parse::<usize>()),
         Some(Ok(pools.len()))
     );
+    // SHOW MEM: every record has a size, and memtotal is size times used.
+    let (_, mem) = show(fx, "MEM")?;
+    let row = |k: &str| -> Result<Vec<u64>, Failed> {
+        let r = mem
+            .iter()
+            .find(|r| r[0] == k)
+            .ok_or(format!("no {k} in {mem:?}"))?;
+        Ok(r[1..]
+            .iter()
+            .map(|v| v.parse().unwrap_or(u64::MAX))
+            .collect())
+    };
+    for k in ["db_cache", "pool_cache", "client_cache", "server_cache"] {
+        let r = row(k)?;
+        assert!(r[0] > 0 && r[3] == r[0] * r[1], "SHOW MEM {k}: {r:?}");
+    }
+    // This console session is one of the clients counted (other tests come and go).
+    assert!(row("client_cache")?[1] >= 1, "{mem:?}");
     Ok(())
 }
 
