@@ -25,23 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 start_scratch_pg
-cat >"$WORK/p.toml" <<T
-[pooler]
-listen_port = $SPORT
-auth_type = "trust"
-pool_mode = "transaction"
-default_pool_size = 20
-max_client_conn = 12000
-workers = ${WORKERS:-2}
-log_connections = false
-log_disconnections = false
-stats_period = 0
-[databases.postgres]
-host = "127.0.0.1"
-port = $PGPORT
-[metrics]
-enabled = false
-T
+bench_pgsluice_toml "$WORK/p.toml" $SPORT "${WORKERS:-2}" "enabled = false"
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.out" \
   "$B" pooler -c "$WORK/p.toml" 2>"$WORK/vg.log" & VP=$!
 for _ in $(seq 150); do "$BIN/pg_isready" -q -h 127.0.0.1 -p $SPORT && break; sleep 0.2; done

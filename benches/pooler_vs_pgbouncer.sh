@@ -53,23 +53,7 @@ max_client_conn = 12000
 logfile = $WORK/pgbouncer.log
 unix_socket_dir =
 INI
-cat >"$WORK/pgsluice.toml" <<TOML
-[pooler]
-listen_port = $SPORT
-auth_type = "trust"
-pool_mode = "transaction"
-default_pool_size = 20
-max_client_conn = 12000
-workers = ${WORKERS:-0}
-log_connections = false
-log_disconnections = false
-stats_period = 0
-[databases.postgres]
-host = "127.0.0.1"
-port = $PGPORT
-[metrics]
-listen = "127.0.0.1:$MPORT"
-TOML
+bench_pgsluice_toml "$WORK/pgsluice.toml" $SPORT "${WORKERS:-0}" "listen = \"127.0.0.1:$MPORT\""
 chown -R postgres "$WORK" 2>/dev/null || true
 # runuser starts it with the soft descriptor limit of 1,024 (10,000 idle clients need more).
 "${AS[@]}" bash -c 'ulimit -n 20000; exec pgbouncer -q "$0"' "$WORK/pgbouncer.ini" & PIDS+=($!)
