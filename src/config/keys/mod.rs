@@ -11,7 +11,8 @@
 //!
 //! # How to add a key
 //! 1. Add the field to the raw struct in `config/raw.rs` and the typed field to `model.rs`.
-//! 2. Add one entry to [`table::KEYS`], in its section: `k(name, kind, unset, change, doc)`;
+//! 2. Add one entry to its section in `table/` (the file of its group; [`table::KEYS`] reads
+//!    them all): `k(name, kind, unset, change, doc)`;
 //!    for a `[pooler]` key also `.shown(|c| ...)` so that `SHOW CONFIG` lists it.
 //! 3. In the section's file under `config/validate/`, read it with the checker method of its
 //!    kind (`c.duration("pooler.x", &p.x)`, `c.count(..)`, ...): the default and the bounds
