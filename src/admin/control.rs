@@ -138,7 +138,7 @@ impl Admin {
                 self.known(db)?;
                 self.ctx.gate.db(db).set_paused(true);
                 for c in self.ctx.clients.all() {
-                    if !c.console && c.database == *db {
+                    if !c.console && c.database() == db.as_str() {
                         c.request_close(CloseReason::Killed);
                     }
                 }

@@ -261,8 +261,8 @@ impl Admin {
             let wait = c.wait_since_us().map_or(0, |w| now.saturating_sub(w));
             t.row(vec![
                 s("C"),
-                s(&c.user),
-                s(&c.database),
+                s(c.user()),
+                s(c.database()),
                 s("none"),
                 s(state),
                 addr,
@@ -278,7 +278,7 @@ impl Admin {
                 c.server_pid().map(|p| format!("0x{p:x}")),
                 s(0),
                 None,
-                s(&c.application_name),
+                s(c.application_name()),
                 s(0),
                 s(c.id),
             ]);
@@ -314,7 +314,7 @@ impl Admin {
                         client.map(|c| format!("0x{:x}", c.id)),
                         s(pid),
                         None,
-                        client.map(|c| c.application_name.clone()),
+                        client.map(|c| c.application_name().to_string()),
                         s(0),
                         s(pid),
                         s(&spec.node),
@@ -448,7 +448,7 @@ fn peer(c: &ClientInfo) -> (Option<String>, u16) {
 }
 
 fn of_pool(c: &ClientInfo, p: &Pool) -> bool {
-    !c.console && c.database == *p.database && c.pool_user == *p.user
+    !c.console && c.database() == &*p.database && c.pool_user() == &*p.user
 }
 
 fn sorted_pools(pools: &[Arc<Pool>]) -> Vec<Arc<Pool>> {

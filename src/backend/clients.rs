@@ -6,6 +6,7 @@
 //! session to close sets a flag and wakes it through an `AtomicWaker`, so nothing on the hot
 //! path takes a lock.
 
+use super::client_names::ClientNames;
 use crate::net::stream::Peer;
 use atomic_waker::AtomicWaker;
 use std::collections::HashMap;
@@ -88,11 +89,8 @@ pub fn now_us() -> u64 {
 pub struct ClientInfo {
     /// The pooler-issued backend pid (also the `KILL_CLIENT` id).
     pub id: i32,
-    pub user: String,
-    pub database: String,
-    /// The user of the pool the client draws from (the database's forced user, if any).
-    pub pool_user: String,
-    pub application_name: String,
+    /// User, pool user, database and application name (one allocation).
+    names: ClientNames,
     pub peer: Peer,
     /// Login time, µs since the epoch.
     pub connect_time_us: u64,
@@ -130,10 +128,7 @@ impl ClientInfo {
         let now = now_us();
         Self {
             id,
-            user: user.to_string(),
-            pool_user: pool_user.to_string(),
-            database: database.to_string(),
-            application_name: application_name.to_string(),
+            names: ClientNames::new(user, pool_user, database, application_name),
             peer,
             connect_time_us: now,
             console,
@@ -147,6 +142,26 @@ impl ClientInfo {
             close: AtomicU8::new(0),
             waker: AtomicWaker::new(),
         }
+    }
+
+    /// The user the client logged in as.
+    pub fn user(&self) -> &str {
+        self.names.user()
+    }
+
+    /// The user of the pool the client draws from (the database's forced user, if any).
+    pub fn pool_user(&self) -> &str {
+        self.names.pool_user()
+    }
+
+    /// The database the client asked for.
+    pub fn database(&self) -> &str {
+        self.names.database()
+    }
+
+    /// The client's `application_name` at login.
+    pub fn application_name(&self) -> &str {
+        self.names.application_name()
     }
 
     /// The client asked for a server: it waits (for the gate or the pool).
@@ -248,6 +263,20 @@ impl ClientInfo {
     pub fn closing(&self, min: CloseReason) -> Closing<'_> {
         Closing { info: self, min }
     }
+
+    /// [`ClientInfo::closing`] as a poll function: ready with a request at least as strong as
+    /// `min`, otherwise the task's waker is registered.
+    pub fn poll_closing(&self, min: CloseReason, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        let check = || self.close_requested().filter(|r| (*r as u8) <= min as u8);
+        if let Some(r) = check() {
+            return Poll::Ready(r);
+        }
+        self.waker.register(cx.waker());
+        match check() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        }
+    }
 }
 
 /// Future of [`ClientInfo::closing`].
@@ -260,15 +289,7 @@ impl Future for Closing<'_> {
     type Output = CloseReason;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseReason> {
-        let check = |i: &ClientInfo| i.close_requested().filter(|r| (*r as u8) <= self.min as u8);
-        if let Some(r) = check(self.info) {
-            return Poll::Ready(r);
-        }
-        self.info.waker.register(cx.waker());
-        match check(self.info) {
-            Some(r) => Poll::Ready(r),
-            None => Poll::Pending,
-        }
+        self.info.poll_closing(self.min, cx)
     }
 }
 

@@ -11,6 +11,7 @@
 //! `router`; `session`, `admin` and `daemon` sit above it.
 
 pub mod auth_cache;
+pub mod client_names;
 pub mod clients;
 mod cluster;
 pub mod console;
@@ -35,15 +36,15 @@ use arc_swap::{ArcSwap, Guard};
 use auth_cache::AuthCache;
 use clients::{ClientInfo, Clients, CloseReason, Registered};
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use tokio_util::task::TaskTracker;
 
-/// Starts one client session: the session layer's entry point, handed to the daemon by the
-/// command line's wiring (the daemon drives the backend and never reaches into sessions).
-pub type SessionStarter =
-    Arc<dyn Fn(ClientStream, Peer) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// Starts one client session on the tracker's runtime: the session layer's entry point,
+/// handed to the daemon by the command line's wiring (the daemon drives the backend and never
+/// reaches into sessions). The session layer spawns its own future type, so the task holds
+/// the session inline (no second allocation per client).
+pub type SessionStarter = Arc<dyn Fn(ClientStream, Peer, &TaskTracker) + Send + Sync>;
 
 /// Counters over all clients, for logs and metrics.
 #[derive(Default)]

@@ -155,9 +155,7 @@ async fn serve(
             unix,
             stop.clone(),
             false,
-            move |stream, peer| {
-                tracker.spawn(start(stream, peer));
-            },
+            move |stream, peer| start(stream, peer, &tracker),
         ));
     }
     lifecycle::notify_ready();
@@ -166,9 +164,7 @@ async fn serve(
         listener,
         stop.clone(),
         config.pooler.tcp_keepalive,
-        move |stream, peer| {
-            accept_tracker.spawn(start(stream, peer));
-        },
+        move |stream, peer| start(stream, peer, &accept_tracker),
     )
     .await;
     tracing::info!(
@@ -277,7 +273,7 @@ pub fn install(ctx: &Backend, c: Config) -> Result<(), DaemonError> {
     ctx.set_front_door(front);
     ctx.refresh_pools(&c);
     for client in ctx.clients.all() {
-        if !client.console && c.database(&client.database).is_none() {
+        if !client.console && c.database(client.database()).is_none() {
             client.request_close(CloseReason::Shutdown);
         }
     }

@@ -1,5 +1,5 @@
 //! A client connection over TCP, TLS over TCP, or a Unix socket: one type for the session
-//! code. The idle path (`readable` + `try_read_buf`) also works over TLS: plaintext rustls
+//! code. The idle path (`poll_read_ready` + `try_read_buf`) also works over TLS: plaintext rustls
 //! already decrypted counts as readable.
 
 use super::transport::{delegate_async_io, poll_read_now};
@@ -29,19 +29,20 @@ fn gone() -> io::Error {
 }
 
 impl ClientStream {
-    /// Waits until the socket is readable (or closed), without reading.
-    pub async fn readable(&self) -> io::Result<()> {
+    /// Ready when the socket is readable (or closed), without reading; otherwise the task's
+    /// waker waits in the socket's own readiness slot (no waiter node in the caller's future).
+    pub fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Self::Tcp(s) => s.readable().await,
+            Self::Tcp(s) => s.poll_read_ready(cx),
             Self::Tls(s) => {
                 // rustls holding decrypted bytes does not want more: readable now.
                 if !s.get_ref().1.wants_read() {
-                    return Ok(());
+                    return Poll::Ready(Ok(()));
                 }
-                s.get_ref().0.readable().await
+                s.get_ref().0.poll_read_ready(cx)
             }
-            Self::Unix(s) => s.readable().await,
-            Self::Upgrading => Err(gone()),
+            Self::Unix(s) => s.poll_read_ready(cx),
+            Self::Upgrading => Poll::Ready(Err(gone())),
         }
     }
 

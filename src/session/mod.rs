@@ -27,12 +27,15 @@ pub use sqlstate::SqlState;
 
 use crate::backend::{Backend, SessionStarter};
 use std::sync::Arc;
+use tokio_util::task::TaskTracker;
 
 /// The session layer's entry point for the daemon: one task per accepted client.
 pub fn starter(backend: Arc<Backend>) -> SessionStarter {
     kdf::init_salt_key(&backend.config().control);
     let ctx = SessionCtx::new(backend);
-    Arc::new(move |client, peer| Box::pin(serve(ctx.clone(), client, peer)))
+    Arc::new(move |client, peer, tracker: &TaskTracker| {
+        tracker.spawn(serve(ctx.clone(), client, peer));
+    })
 }
 
 use crate::proto::ProtoError;

@@ -91,7 +91,7 @@ fn clients(o: &mut Families, ctx: &Backend, pools: &[Arc<Pool>]) {
     o.per_pool(pools, &f::POOL_MAX_WAIT, |p| {
         let oldest = all
             .iter()
-            .filter(|c| !c.console && c.database == *p.database && c.pool_user == *p.user)
+            .filter(|c| !c.console && c.database() == &*p.database && c.pool_user() == &*p.user)
             .filter_map(|c| c.wait_since_us())
             .min()
             .map_or(0, |w| now.saturating_sub(w));

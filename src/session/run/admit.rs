@@ -17,14 +17,15 @@ use crate::session::route::Routed;
 use crate::session::sqlstate::SqlState;
 use crate::session::LoginError;
 use bytes::{BufMut, BytesMut};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info};
 
-/// Decrements the client count when a session ends.
-struct ClientGuard(Arc<SessionCtx>);
+/// Holds one place in the client count; drops with the session (or the failed login).
+pub(super) struct ClientGuard(Arc<SessionCtx>);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
@@ -32,20 +33,34 @@ impl Drop for ClientGuard {
     }
 }
 
-/// Serves one accepted client until it leaves; past `max_client_conn` it gets an error.
+/// The session of one accepted client, as its task's future; past `max_client_conn` the
+/// client gets an error.
 ///
-/// The login runs in a boxed future of its own and returns only what the session keeps, so
-/// that the task of an idle client holds little more than its socket.
-pub async fn serve(ctx: Arc<SessionCtx>, client: ClientStream, peer: Peer) {
+/// The login runs in a boxed future of its own and returns only what the session keeps, and
+/// the arguments travel inside that box: an idle client's task holds its [`Session`] and the
+/// small idle wait, nothing else (`tests/footprint.rs` keeps the budget).
+pub fn serve(
+    ctx: Arc<SessionCtx>,
+    client: ClientStream,
+    peer: Peer,
+) -> impl std::future::Future<Output = ()> + Send {
     let max = ctx.config().pooler.max_client_conn;
     let admitted = ctx.totals.clients.fetch_add(1, Ordering::Relaxed) < max;
-    let _guard = ClientGuard(ctx.clone());
-    let Some((mut session, held)) = Box::pin(admit(ctx, client, peer, admitted)).await else {
+    let guard = ClientGuard(ctx.clone());
+    run(Box::pin(admit(ctx, client, peer, admitted, guard)))
+}
+
+/// Runs the session `login` produces until the client leaves.
+async fn run<F>(login: Pin<Box<F>>)
+where
+    F: std::future::Future<Output = Option<(Session, Option<Box<ServerConn>>)>>,
+{
+    let Some((mut session, held)) = login.await else {
         return;
     };
     let why = session.run(held).await;
     if session.ctx.config().pooler.log_disconnections {
-        session.span.in_scope(|| info!(reason = %why, "disconnect"));
+        super::client_span(&session.reg.info).in_scope(|| info!(reason = %why, "disconnect"));
     }
 }
 
@@ -55,6 +70,7 @@ async fn admit(
     mut client: ClientStream,
     peer: Peer,
     admitted: bool,
+    count: ClientGuard,
 ) -> Option<(Session, Option<Box<ServerConn>>)> {
     let config = ctx.config();
     let timeout = config.pooler.client_login_timeout;
@@ -79,16 +95,6 @@ async fn admit(
             return None;
         }
     };
-    let span = tracing::info_span!(
-        "client",
-        client_id = key.pid,
-        %peer,
-        database = %login.database.name,
-        user = %login.user
-    );
-    if config.pooler.log_connections {
-        span.in_scope(|| info!(application_name = %login.application_name, "login"));
-    }
     let reg = ctx.register_client(ClientInfo::new(
         key.pid,
         (&login.user, &pool.user),
@@ -97,6 +103,10 @@ async fn admit(
         peer,
         false,
     ));
+    if config.pooler.log_connections {
+        super::client_span(&reg.info)
+            .in_scope(|| info!(application_name = %login.application_name, "login"));
+    }
     let hints = login
         .route_hints
         .iter()
@@ -127,7 +137,7 @@ async fn admit(
         pin: None,
         pinned: None,
         refusal: None,
-        span,
+        _count: count,
     };
     Some((session, server))
 }

@@ -73,7 +73,7 @@ impl Session {
             if let Some(r) = self.route.as_mut().filter(|r| r.on_replica.is_some()) {
                 // A standby that cannot be reached: banned, and the transaction is routed
                 // again (to another standby or the primary).
-                self.span
+                super::client_span(&self.reg.info)
                     .in_scope(|| r.replica_failed(&self.ctx, e.to_string()));
                 continue;
             }
@@ -163,10 +163,6 @@ impl Session {
         if self.client.write_all(&out).await.is_err() {
             return Err(EndReason::ClientClosed);
         }
-        match self.wait_for_client(Duration::ZERO).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(EndReason::ClientClosed),
-            Err(why) => Err(why),
-        }
+        self.wait_for_client(Duration::ZERO).await
     }
 }

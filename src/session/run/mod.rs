@@ -33,10 +33,14 @@ use crate::proto::{builders, tags::status};
 use crate::server::params::ParamSet;
 use crate::server::ServerConn;
 use bytes::BytesMut;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
+use tokio::time::Sleep;
 
 /// Writes an ErrorResponse (`severity` FATAL or ERROR) to the client.
 async fn send_error(
@@ -50,16 +54,22 @@ async fn send_error(
     client.write_all(&out).await
 }
 
-/// Waits until an idle client is readable; a close request (console, shutdown) ends the wait.
-async fn readable(
-    client: &ClientStream,
-    info: &ClientInfo,
-) -> Result<std::io::Result<()>, CloseReason> {
-    tokio::select! {
-        biased;
-        r = client.readable() => Ok(r),
-        why = info.closing(CloseReason::Shutdown) => Err(why),
-    }
+/// How an idle wait ended.
+enum Woke {
+    /// The client sent a request.
+    Request,
+    /// The client closed (or its socket failed).
+    Closed,
+    /// `client_idle_timeout` passed without a request.
+    IdleTimeout,
+    /// A close request (console, shutdown) ended the wait.
+    Close(CloseReason),
+}
+
+/// The timer of an idle wait under `client_idle_timeout` (none when it is zero), boxed: most
+/// idle clients have none.
+fn idle_timer(idle_timeout: Duration) -> Option<Pin<Box<Sleep>>> {
+    (!idle_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(idle_timeout)))
 }
 
 /// Why a forwarding run failed, as the session's end, the SQLSTATE and the client's message.
@@ -105,16 +115,28 @@ struct Session {
     /// The configuration snapshot the last transaction ran under.
     config: Option<Arc<Config>>,
     /// Session-scoped state keeps this client on one server connection (`session_features`).
-    pin: Option<pin::Pinned>,
+    pin: Option<Box<pin::Pinned>>,
     /// The server connection a pinned client keeps between transactions.
     pinned: Option<Box<ServerConn>>,
     /// An error for the client's next request (`session_features = "error"`).
     refusal: Option<Box<str>>,
     /// A `[cluster]` database: writes wait for a usable primary (backend::writer).
     cluster: bool,
-    /// The client's log fields (id, peer, database, user). Entered only around the session's
-    /// own log lines: a span entered on every poll costs two subscriber calls per wake-up.
-    span: tracing::Span,
+    /// This client's place in the client count (`max_client_conn`).
+    _count: admit::ClientGuard,
+}
+
+/// The client's log fields (id, peer, database, user) as a span, made for each of the
+/// session's few log lines: a span kept per client holds subscriber memory for every idle client, and one
+/// entered on every poll two subscriber calls per wake-up.
+fn client_span(info: &ClientInfo) -> tracing::Span {
+    tracing::info_span!(
+        "client",
+        client_id = info.id,
+        peer = %info.peer,
+        database = %info.database(),
+        user = %info.user()
+    )
 }
 
 impl Session {
@@ -128,21 +150,26 @@ impl Session {
             let server = match held.take().or_else(|| self.pinned.take()) {
                 Some(s) => s,
                 None => {
-                    match self.wait_for_client(idle_timeout).await {
-                        Ok(true) => {}
-                        Ok(false) => return EndReason::ClientClosed,
-                        Err(why) => return why,
+                    // Inline, not an `async fn`: this wait is what an idle client's task holds.
+                    let mut timer = idle_timer(idle_timeout);
+                    let woke = std::future::poll_fn(|cx| self.poll_idle(cx, &mut timer)).await;
+                    drop(timer);
+                    if !matches!(woke, Woke::Request) {
+                        return Box::pin(self.idle_end(woke)).await;
                     }
-                    let info = self.reg.info.clone();
-                    info.waiting(now_us());
-                    let attached = tokio::select! {
-                        biased;
-                        _ = info.closing(CloseReason::Killed) => Err(EndReason::Killed),
-                        r = Box::pin(async {
-                            self.ctx.gate.pass_db(&self.db_gate).await;
-                            self.attach().await
-                        }) => r,
-                    };
+                    let attached = Box::pin(async {
+                        let info = self.reg.info.clone();
+                        info.waiting(now_us());
+                        tokio::select! {
+                            biased;
+                            _ = info.closing(CloseReason::Killed) => Err(EndReason::Killed),
+                            r = async {
+                                self.ctx.gate.pass_db(&self.db_gate).await;
+                                self.attach().await
+                            } => r,
+                        }
+                    })
+                    .await;
                     match attached {
                         Ok(s) => s,
                         Err(why) => return why,
@@ -335,52 +362,87 @@ impl Session {
         self.client.write_all(&out).await
     }
 
-    /// Waits until the idle client sends something; false when it closed.
-    async fn wait_for_client(&mut self, idle_timeout: Duration) -> Result<bool, EndReason> {
+    /// Waits for the client's next request (its bytes then are in `c2s`); the session's end
+    /// when the client closed, stayed idle past `idle_timeout` (zero: no limit) or was asked
+    /// to close.
+    async fn wait_for_client(&mut self, idle_timeout: Duration) -> Result<(), EndReason> {
+        let mut timer = idle_timer(idle_timeout);
+        match std::future::poll_fn(|cx| self.poll_idle(cx, &mut timer)).await {
+            Woke::Request => Ok(()),
+            woke => Err(Box::pin(self.idle_end(woke)).await),
+        }
+    }
+
+    /// Why an idle wait that did not bring a request ends the session; tells the client when
+    /// there is something to tell.
+    async fn idle_end(&mut self, woke: Woke) -> EndReason {
+        match woke {
+            Woke::Request | Woke::Closed => EndReason::ClientClosed,
+            Woke::IdleTimeout => {
+                let (code, msg) = (SqlState::ProtocolViolation, "client_idle_timeout");
+                let _ = send_error(&mut self.client, "FATAL", code, msg).await;
+                EndReason::IdleTimeout
+            }
+            Woke::Close(why) => {
+                let _ = self.send_close(why).await;
+                EndReason::CloseRequested
+            }
+        }
+    }
+
+    /// The idle wait: ready when the client sent a request (its bytes are in `c2s`), closed,
+    /// stayed idle until `timer` fired, or was asked to close (console, shutdown).
+    fn poll_idle(
+        &mut self,
+        cx: &mut Context<'_>,
+        timer: &mut Option<Pin<Box<Sleep>>>,
+    ) -> Poll<Woke> {
         loop {
-            let ready = if idle_timeout.is_zero() {
-                readable(&self.client, &self.reg.info).await
-            } else {
-                let wait = readable(&self.client, &self.reg.info);
-                match Box::pin(tokio::time::timeout(idle_timeout, wait)).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        let code = SqlState::ProtocolViolation;
-                        let msg = "client_idle_timeout";
-                        let _ = send_error(&mut self.client, "FATAL", code, msg).await;
-                        return Err(EndReason::IdleTimeout);
-                    }
-                }
-            };
-            let ready = match ready {
-                Ok(r) => r,
-                Err(why) => {
-                    let _ = self.send_close(why).await;
-                    return Err(EndReason::CloseRequested);
-                }
-            };
-            if ready.is_err() {
-                return Ok(false);
+            if let Poll::Ready(why) = self.reg.info.poll_closing(CloseReason::Shutdown, cx) {
+                return Poll::Ready(Woke::Close(why));
             }
-            let mut buf = buffers::take();
-            match self.client.try_read_buf(&mut buf) {
-                Ok(0) => return Ok(false),
-                Ok(_) => {
-                    if buf.first() == Some(&b'X') && buf.len() == 5 {
-                        return Ok(false);
-                    }
-                    if let Some(r) = self.route.as_mut() {
-                        r.observe(&buf);
-                    }
-                    if let Some(db) = effects::dropped_database(&buf) {
-                        self.ctx.close_idle_to(&db);
-                    }
-                    self.c2s.preload(buf);
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => buffers::give(buf),
-                Err(_) => return Ok(false),
+            match self.client.poll_read_ready(cx) {
+                Poll::Ready(Err(_)) => return Poll::Ready(Woke::Closed),
+                Poll::Ready(Ok(())) => match self.read_request() {
+                    Some(true) => return Poll::Ready(Woke::Request),
+                    Some(false) => return Poll::Ready(Woke::Closed),
+                    // Readiness was stale: the read cleared it, so wait again.
+                    None => continue,
+                },
+                Poll::Pending => {}
             }
+            if let Some(t) = timer.as_mut() {
+                if t.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::IdleTimeout);
+                }
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// Reads what the client sent after the idle wait woke: `Some(true)` when there is a
+    /// request to serve (its bytes are in `c2s`), `Some(false)` when the client closed, `None`
+    /// when the read would block.
+    fn read_request(&mut self) -> Option<bool> {
+        let mut buf = buffers::take();
+        match self.client.try_read_buf(&mut buf) {
+            Ok(0) => Some(false),
+            Ok(_) if buf.first() == Some(&b'X') && buf.len() == 5 => Some(false),
+            Ok(_) => {
+                if let Some(r) = self.route.as_mut() {
+                    r.observe(&buf);
+                }
+                if let Some(db) = effects::dropped_database(&buf) {
+                    self.ctx.close_idle_to(&db);
+                }
+                self.c2s.preload(buf);
+                Some(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                buffers::give(buf);
+                None
+            }
+            Err(_) => Some(false),
         }
     }
 

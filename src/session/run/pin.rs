@@ -82,17 +82,17 @@ impl Session {
         match (before, held) {
             (0, 0) => {}
             (0, _) => {
-                self.span.in_scope(|| {
+                super::client_span(&self.reg.info).in_scope(|| {
                     info!(features = %features::names(held), "client pinned to its server connection")
                 });
                 self.pool.stats.pinned.fetch_add(1, Ordering::Relaxed);
-                self.pin = Some(Pinned {
+                self.pin = Some(Box::new(Pinned {
                     pool: self.pool.clone(),
                     held,
-                });
+                }));
             }
             (_, 0) => {
-                self.span
+                super::client_span(&self.reg.info)
                     .in_scope(|| info!("client unpinned: no session-scoped state left"));
                 self.pin = None;
             }
@@ -118,7 +118,7 @@ impl Session {
             )
             .into(),
         );
-        self.span
+        super::client_span(&self.reg.info)
             .in_scope(|| info!(features = %names, "session-scoped state refused and undone"));
         if held & features::LOADED != 0 {
             return Keep::Close;
