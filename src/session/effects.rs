@@ -57,19 +57,35 @@ pub fn of_text(text: &[u8], whole: bool) -> u8 {
     if !whole {
         return STATE;
     }
-    // Four bytes at a time, folded to lower case in one OR: a few instructions per position
-    // (this runs on every Query and Parse of transaction and statement modes).
+    // Eight bytes loaded at a time, folded to lower case in one OR, and the five four-byte
+    // windows that start in its first five bytes compared: a few instructions per byte (this
+    // runs on every Query and Parse of transaction and statement modes).
+    let mut at = 0;
+    while let Some(chunk) = text.get(at..at + 8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(eight) | 0x2020_2020_2020_2020;
+        if (0..5).any(|k| mentions((x >> (8 * k)) as u32)) {
+            return STATE;
+        }
+        at += 5;
+    }
+    let tail = text.get(at..).unwrap_or_default();
+    if tail
+        .windows(4)
+        .any(|w| mentions(u32::from_le_bytes([w[0], w[1], w[2], w[3]]) | 0x2020_2020))
+    {
+        return STATE;
+    }
+    0
+}
+
+/// Whether four bytes, already folded to lower case, read `temp` or `advi`.
+#[inline(always)]
+fn mentions(four: u32) -> bool {
     const TEMP: u32 = u32::from_le_bytes(*b"temp");
     const ADVI: u32 = u32::from_le_bytes(*b"advi");
-    let hit = text.windows(4).any(|w| {
-        let l = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) | 0x2020_2020;
-        l == TEMP || l == ADVI
-    });
-    if hit {
-        STATE
-    } else {
-        0
-    }
+    four == TEMP || four == ADVI
 }
 
 /// The database a client's first frame drops, when it is a simple-protocol
@@ -153,5 +169,37 @@ mod tests {
         );
         assert_eq!(of_text(b"SELECT abalance FROM pgbench_accounts", true), 0);
         assert_eq!(of_text(b"select 1", false), STATE);
+    }
+
+    #[test]
+    fn text_scan_agrees_with_the_plain_window_scan() {
+        // Every position of every length, against the obvious definition.
+        let plain = |t: &[u8]| {
+            t.windows(4).any(|w| {
+                let l: Vec<u8> = w.iter().map(|b| b | 0x20).collect();
+                l == b"temp" || l == b"advi"
+            })
+        };
+        let mut seed = 7u64;
+        for len in 0..40 {
+            for at in 0..=len.max(4) - 4 {
+                for word in [&b"TeMp"[..], b"advi", b"ADVI", b"tem", b"xemp"] {
+                    let mut t = vec![b'x'; len.max(4)];
+                    for (i, b) in word.iter().enumerate() {
+                        if let Some(c) = t.get_mut(at + i) {
+                            *c = *b;
+                        }
+                    }
+                    assert_eq!(of_text(&t, true) == STATE, plain(&t), "{t:?}");
+                }
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let t: Vec<u8> = (0..len)
+                    .map(|i| b"tTeEmMpPaAdDvViI x"[((seed >> (i % 60)) % 18) as usize])
+                    .collect();
+                assert_eq!(of_text(&t, true) == STATE, plain(&t), "{t:?}");
+            }
+        }
     }
 }
