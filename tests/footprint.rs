@@ -1,6 +1,15 @@
 //! Memory budget of an idle client: the task future of a session must stay small, because an
 //! idle client costs its task plus its socket (DESIGN.md: under 1 KiB per idle client, as
-//! PgBouncer). Large states (login, transactions, timeouts) live in boxed futures instead.
+//! PgBouncer). Large states (login, check-out, transactions, timeouts, the forwarding pipes)
+//! live in boxed futures or per-thread caches instead.
+//!
+//! tokio allocates a task as one 128-byte-aligned cell: the future plus 112 bytes of header
+//! and trailer, rounded up to a multiple of 128. A future of at most 272 bytes keeps the cell
+//! at 384 bytes (measured: 256 in release builds, `-Zprint-type-sizes`); the next step up is
+//! 512.
+
+/// The largest session future that still fits a 384-byte task cell.
+const BUDGET: usize = 272;
 
 #[tokio::test]
 async fn client_task_future_stays_small() {
@@ -16,7 +25,7 @@ async fn client_task_future_stays_small() {
     let task = pgsluice::session::serve(ctx, client, pgsluice::net::stream::Peer::Unix);
     let size = std::mem::size_of_val(&task);
     assert!(
-        size <= 1024,
-        "client task future is {size} bytes, budget 1024"
+        size <= BUDGET,
+        "client task future is {size} bytes, budget {BUDGET}"
     );
 }

@@ -14,8 +14,8 @@
 
 mod pipe;
 
-pub use pipe::Pipe;
 use pipe::{read_in, write_out};
+pub use pipe::{Pipe, Pipes};
 
 use super::buffers;
 use super::effects;

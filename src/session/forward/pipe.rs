@@ -4,10 +4,58 @@
 use crate::proto::frame_len;
 use crate::session::buffers;
 use bytes::{Buf, BytesMut};
+use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Both directions of a client's forwarding. An idle client holds none: a session takes a
+/// pair from this thread's cache when its client sends a request and gives it back at the
+/// transaction boundary once both directions are empty, so the pair is not part of an idle
+/// client's task and the steady state allocates nothing.
+#[derive(Default)]
+pub struct Pipes {
+    /// Client to server.
+    pub c2s: Pipe,
+    /// Server to client.
+    pub s2c: Pipe,
+}
+
+/// Pairs cached per thread (as many as transactions run at once on it, at most this many).
+const MAX_CACHED_PIPES: usize = 1024;
+
+thread_local! {
+    #[allow(clippy::vec_box)] // the boxes themselves are what the sessions hold
+    static PIPES: RefCell<Vec<Box<Pipes>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Pipes {
+    /// The session's pair in `slot`, taken from the thread's cache (or made) when it has none.
+    pub fn of(slot: &mut Option<Box<Pipes>>) -> &mut Pipes {
+        slot.get_or_insert_with(|| PIPES.with(|c| c.borrow_mut().pop()).unwrap_or_default())
+    }
+
+    /// At a transaction boundary: gives both buffers back when empty, and the pair itself to
+    /// the thread's cache when nothing is left in it (a pipelined request may be).
+    pub fn park(slot: &mut Option<Box<Pipes>>) {
+        let Some(p) = slot.as_mut() else {
+            return;
+        };
+        p.c2s.park();
+        p.s2c.park();
+        if p.c2s.is_empty() && p.s2c.is_empty() {
+            if let Some(p) = slot.take() {
+                PIPES.with(|c| {
+                    let mut c = c.borrow_mut();
+                    if c.len() < MAX_CACHED_PIPES {
+                        c.push(p);
+                    }
+                });
+            }
+        }
+    }
+}
 
 /// One direction of the forwarding.
 #[derive(Default)]

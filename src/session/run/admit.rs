@@ -11,13 +11,11 @@ use crate::server::{ServerConn, ServerError};
 use crate::session::cancel::CancelKey;
 use crate::session::clients::ClientInfo;
 use crate::session::ctx::{ConsoleLogin, SessionCtx};
-use crate::session::forward::Pipe;
 use crate::session::login::{self, Login};
 use crate::session::route::Routed;
 use crate::session::sqlstate::SqlState;
 use crate::session::LoginError;
 use bytes::{BufMut, BytesMut};
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,21 +45,7 @@ pub fn serve(
     let max = ctx.config().pooler.max_client_conn;
     let admitted = ctx.totals.clients.fetch_add(1, Ordering::Relaxed) < max;
     let guard = ClientGuard(ctx.clone());
-    run(Box::pin(admit(ctx, client, peer, admitted, guard)))
-}
-
-/// Runs the session `login` produces until the client leaves.
-async fn run<F>(login: Pin<Box<F>>)
-where
-    F: std::future::Future<Output = Option<(Session, Option<Box<ServerConn>>)>>,
-{
-    let Some((mut session, held)) = login.await else {
-        return;
-    };
-    let why = session.run(held).await;
-    if session.ctx.config().pooler.log_disconnections {
-        super::client_span(&session.reg.info).in_scope(|| info!(reason = %why, "disconnect"));
-    }
+    super::run_session(Box::pin(admit(ctx, client, peer, admitted, guard)))
 }
 
 /// Login with its timeout and error reporting; the session to run, or `None`.
@@ -71,7 +55,7 @@ async fn admit(
     peer: Peer,
     admitted: bool,
     count: ClientGuard,
-) -> Option<(Session, Option<Box<ServerConn>>)> {
+) -> Option<Session> {
     let config = ctx.config();
     let timeout = config.pooler.client_login_timeout;
     let started = tokio::time::timeout(timeout, login_phase(&ctx, &mut client, admitted)).await;
@@ -130,16 +114,16 @@ async fn admit(
         startup: view.clone(),
         view,
         reg,
-        c2s: Pipe::default(),
-        s2c: Pipe::default(),
+        pipes: None,
         flow: None,
         config: None,
         pin: None,
-        pinned: None,
+        // A server the login already holds (session mode) serves the first transaction.
+        pinned: server,
         refusal: None,
         _count: count,
     };
-    Some((session, server))
+    Some(session)
 }
 
 /// Tells a client why its login failed, where there is something to tell.

@@ -21,7 +21,7 @@ use super::buffers;
 use super::cancel::CancelKey;
 use super::clients::{now_us, ClientInfo, CloseReason, Registered};
 use super::ctx::{DbGate, SessionCtx};
-use super::forward::{Forwarder, Outcome, Oversized, Pipe};
+use super::forward::{Forwarder, Outcome, Oversized, Pipes};
 use super::prepared_flow::{self, Flow};
 use super::route::Routed;
 use super::sqlstate::SqlState;
@@ -106,8 +106,8 @@ struct Session {
     /// This client's entry in the registry (state for the console, close requests).
     reg: Registered,
     db_gate: Arc<DbGate>,
-    c2s: Pipe,
-    s2c: Pipe,
+    /// Both forwarding directions while a transaction runs or bytes wait (none when idle).
+    pipes: Option<Box<Pipes>>,
     /// Named prepared statements (transaction and statement modes), made on first use.
     flow: Option<Box<Flow>>,
     /// Read routing to standbys (databases with a policy other than `primary`).
@@ -139,54 +139,67 @@ fn client_span(info: &ClientInfo) -> tracing::Span {
     )
 }
 
-impl Session {
-    /// Runs transactions until the client leaves; returns why.
-    ///
-    /// Only the idle wait lives in this future; each transaction runs in a boxed future of its
-    /// own, so that an idle client's task stays small (DESIGN.md: under 1 KiB per idle client).
-    async fn run(&mut self, mut held: Option<Box<ServerConn>>) -> EndReason {
-        let idle_timeout = self.ctx.config().pooler.client_idle_timeout;
-        loop {
-            let server = match held.take().or_else(|| self.pinned.take()) {
-                Some(s) => s,
-                None => {
-                    // Inline, not an `async fn`: this wait is what an idle client's task holds.
-                    let mut timer = idle_timer(idle_timeout);
-                    let woke = std::future::poll_fn(|cx| self.poll_idle(cx, &mut timer)).await;
-                    drop(timer);
-                    if !matches!(woke, Woke::Request) {
-                        return Box::pin(self.idle_end(woke)).await;
-                    }
-                    let attached = Box::pin(async {
-                        let info = self.reg.info.clone();
-                        info.waiting(now_us());
-                        tokio::select! {
-                            biased;
-                            _ = info.closing(CloseReason::Killed) => Err(EndReason::Killed),
-                            r = async {
-                                self.ctx.gate.pass_db(&self.db_gate).await;
-                                self.attach().await
-                            } => r,
-                        }
-                    })
-                    .await;
-                    match attached {
-                        Ok(s) => s,
-                        Err(why) => return why,
-                    }
+/// Runs the session `login` produces: transactions until the client leaves, then the
+/// disconnect line (`log_disconnections`).
+///
+/// This future is what an idle client's task holds: the session (a local here, not an
+/// argument, which the compiler would keep twice), the idle wait (a poll function, and a
+/// boxed timer under `client_idle_timeout`) and nothing else. The login, each check-out and
+/// each transaction run in boxed futures of their own (`tests/footprint.rs` keeps the
+/// budget).
+async fn run_session<F>(login: Pin<Box<F>>)
+where
+    F: Future<Output = Option<Session>>,
+{
+    let Some(mut s) = login.await else {
+        return;
+    };
+    let why = loop {
+        let server = match s.pinned.take() {
+            Some(server) => server,
+            None => {
+                let mut timer = idle_timer(s.ctx.config_ref().pooler.client_idle_timeout);
+                let woke = std::future::poll_fn(|cx| s.poll_idle(cx, &mut timer)).await;
+                drop(timer);
+                if !matches!(woke, Woke::Request) {
+                    break Box::pin(s.idle_end(woke)).await;
                 }
-            };
-            // One configuration snapshot per transaction: the session's own, replaced only
-            // when a reload put another in force (a pointer compare, no reference count).
-            let config = match self.config.take() {
-                Some(c) if self.ctx.config_is(&c) => c,
-                _ => self.ctx.config(),
-            };
-            let ended = Box::pin(self.transaction(server, &config)).await;
-            self.config = Some(config);
-            if let Some(why) = ended {
-                return why;
+                match Box::pin(s.check_out()).await {
+                    Ok(server) => server,
+                    Err(why) => break why,
+                }
             }
+        };
+        // One configuration snapshot per transaction: the session's own, replaced only when
+        // a reload put another in force (a pointer compare, no reference count).
+        let config = match s.config.take() {
+            Some(c) if s.ctx.config_is(&c) => c,
+            _ => s.ctx.config(),
+        };
+        let ended = Box::pin(s.transaction(server, &config)).await;
+        s.config = Some(config);
+        if let Some(why) = ended {
+            break why;
+        }
+    };
+    if s.ctx.config_ref().pooler.log_disconnections {
+        client_span(&s.reg.info).in_scope(|| tracing::info!(reason = %why, "disconnect"));
+    }
+}
+
+impl Session {
+    /// A server for the request that just arrived (through the database's gate and the
+    /// pool), raced against a kill.
+    async fn check_out(&mut self) -> Result<Box<ServerConn>, EndReason> {
+        let info = self.reg.info.clone();
+        info.waiting(now_us());
+        tokio::select! {
+            biased;
+            _ = info.closing(CloseReason::Killed) => Err(EndReason::Killed),
+            r = async {
+                self.ctx.gate.pass_db(&self.db_gate).await;
+                self.attach().await
+            } => r,
         }
     }
 
@@ -342,8 +355,7 @@ impl Session {
         } else {
             self.pool.release(server);
         }
-        self.c2s.park();
-        self.s2c.park();
+        Pipes::park(&mut self.pipes);
         let info = &self.reg.info;
         info.idle();
         let why = info.close_requested()?;
@@ -435,7 +447,7 @@ impl Session {
                 if let Some(db) = effects::dropped_database(&buf) {
                     self.ctx.close_idle_to(&db);
                 }
-                self.c2s.preload(buf);
+                Pipes::of(&mut self.pipes).c2s.preload(buf);
                 Some(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

@@ -7,7 +7,7 @@ use crate::proto::tags::status;
 use crate::server::ServerConn;
 use crate::session::cancel::CancelSlot;
 use crate::session::clients::CloseReason;
-use crate::session::forward::{Forwarder, Outcome, Pipe};
+use crate::session::forward::{Forwarder, Outcome, Pipe, Pipes};
 use std::time::{Duration, Instant};
 
 impl Session {
@@ -48,7 +48,8 @@ impl Session {
             query: p.query_timeout,
             idle_transaction: p.idle_transaction_timeout,
         };
-        let (client, c2s, s2c) = (&mut self.client, &mut self.c2s, &mut self.s2c);
+        let pipes = Pipes::of(&mut self.pipes);
+        let (client, c2s, s2c) = (&mut self.client, &mut pipes.c2s, &mut pipes.s2c);
         if limits.shortest().is_none() {
             return fwd.run(client, &mut server.stream, c2s, s2c).await;
         }
