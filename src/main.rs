@@ -3,6 +3,19 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+// The allocator, chosen at build time (docs/benchmarks.md, "Allocator (session 4)"): glibc's
+// malloc without features; src/daemon/trim.rs returns free memory through the same one.
+#[cfg(all(feature = "jemalloc", feature = "mimalloc"))]
+compile_error!("features `jemalloc` and `mimalloc` both choose the global allocator: enable one");
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = pgsluice::cli::Args::parse();
     match pgsluice::cli::run(args) {
