@@ -3,10 +3,15 @@
 use clap::Parser;
 use std::process::ExitCode;
 
-// The allocator, chosen at build time (docs/benchmarks.md, "Allocator (session 4)"): glibc's
-// malloc without features; src/daemon/trim.rs returns free memory through the same one.
+// The allocator, chosen at build time by measurement (docs/benchmarks.md, "Allocator (session
+// 4)"): jemalloc by default, glibc's malloc with `--no-default-features`, mimalloc with
+// `--no-default-features --features mimalloc`. src/daemon/trim.rs returns free memory through
+// the same one.
 #[cfg(all(feature = "jemalloc", feature = "mimalloc"))]
-compile_error!("features `jemalloc` and `mimalloc` both choose the global allocator: enable one");
+compile_error!(
+    "features `jemalloc` (the default) and `mimalloc` both choose the global allocator: \
+     build mimalloc with `--no-default-features --features mimalloc`"
+);
 
 #[cfg(feature = "jemalloc")]
 #[global_allocator]

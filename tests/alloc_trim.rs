@@ -21,9 +21,10 @@ const THREADS: usize = 2;
 const BLOCKS: usize = 10_000;
 /// One block in `KEEP` stays allocated, spread over the heap like the clients that stay.
 const KEEP: usize = 64;
-/// The most of the growth still resident after the trim, in quarters. mimalloc returns only
-/// its 64 KiB pages that hold no live block, so the blocks kept pin half of its pages here
-/// (docs/benchmarks.md, "Allocator (session 4)"); glibc and jemalloc return every free 4 KiB page.
+/// The most of the growth still resident after the trim, in quarters. glibc and jemalloc give
+/// back free memory in pages of 4 KiB or small slabs (5% and 15% left here); mimalloc only its
+/// 64 KiB pages that hold no live block, so the blocks kept pin about half of them
+/// (docs/benchmarks.md, "Allocator (session 4)").
 #[cfg(feature = "mimalloc")]
 const KEPT_QUARTERS: usize = 3;
 #[cfg(not(feature = "mimalloc"))]
