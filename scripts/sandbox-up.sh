@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+# jemalloc, the binary's default allocator, is built from source (make, cc).
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 ls /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql-15)
 ls /usr/share/postgresql/15/extension/pg_prewarm.control >/dev/null 2>&1 || need_apt+=(postgresql-contrib-15)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client-15)

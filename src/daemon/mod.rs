@@ -8,7 +8,7 @@ pub mod etcd_watch;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
-mod trim;
+pub mod trim;
 
 use crate::admin::{Admin, ConsoleHandle};
 use crate::auth::{parse_userlist, Secret};
