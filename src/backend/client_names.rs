@@ -1,8 +1,9 @@
-//! A client's user, pool user, database and application name in one allocation: the console
-//! reads them, nothing on the transaction path does, and an idle client should cost little.
+//! A client's user, pool user, database and application name in one allocation, shared by
+//! every client with the same four (the registry interns them): the console reads them,
+//! nothing on the transaction path does, and an idle client should cost little.
 
 /// The four names of one client, stored end to end.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ClientNames {
     text: Box<str>,
     /// Where `user`, `pool_user` and `database` end in `text` (the application name follows).

@@ -9,7 +9,7 @@
 use super::client_names::ClientNames;
 use crate::net::stream::Peer;
 use atomic_waker::AtomicWaker;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -89,8 +89,8 @@ pub fn now_us() -> u64 {
 pub struct ClientInfo {
     /// The pooler-issued backend pid (also the `KILL_CLIENT` id).
     pub id: i32,
-    /// User, pool user, database and application name (one allocation).
-    names: ClientNames,
+    /// User, pool user, database and application name (interned by the registry).
+    names: Arc<ClientNames>,
     pub peer: Peer,
     /// Login time, µs since the epoch.
     pub connect_time_us: u64,
@@ -99,8 +99,6 @@ pub struct ClientInfo {
     state: AtomicU8,
     /// Start of the current or last request, µs since the epoch.
     request_time_us: AtomicU64,
-    /// When the client started waiting for a server (0 = not waiting).
-    wait_since_us: AtomicU64,
     /// Backend pid of the attached server connection (0 = none).
     server_pid: AtomicI32,
     /// Since when (ms since the epoch) the attached server waits for the rest of a client
@@ -128,13 +126,12 @@ impl ClientInfo {
         let now = now_us();
         Self {
             id,
-            names: ClientNames::new(user, pool_user, database, application_name),
+            names: Arc::new(ClientNames::new(user, pool_user, database, application_name)),
             peer,
             connect_time_us: now,
             console,
             state: AtomicU8::new(ClientState::Idle as u8),
             request_time_us: AtomicU64::new(now),
-            wait_since_us: AtomicU64::new(0),
             server_pid: AtomicI32::new(0),
             pool_id: AtomicUsize::new(0),
             partial_since_ms: AtomicU64::new(0),
@@ -167,7 +164,6 @@ impl ClientInfo {
     /// The client asked for a server: it waits (for the gate or the pool).
     pub fn waiting(&self, now_us: u64) {
         self.request_time_us.store(now_us, Ordering::Relaxed);
-        self.wait_since_us.store(now_us, Ordering::Relaxed);
         self.has_run.store(true, Ordering::Relaxed);
         self.state
             .store(ClientState::Waiting as u8, Ordering::Relaxed);
@@ -177,7 +173,6 @@ impl ClientInfo {
     /// The store is sequentially consistent: a fence that suspends the pool and then scans
     /// the clients, and a session that stores here and then checks the pool, cannot both miss.
     pub fn active(&self, pid: i32, pool_id: usize) {
-        self.wait_since_us.store(0, Ordering::Relaxed);
         self.server_pid.store(pid, Ordering::Relaxed);
         self.pool_id.store(pool_id, Ordering::SeqCst);
         self.state
@@ -230,9 +225,10 @@ impl ClientInfo {
         self.request_time_us.load(Ordering::Relaxed)
     }
 
-    /// Since when the client waits for a server (µs since the epoch), if it does.
+    /// Since when the client waits for a server (µs since the epoch), if it does: a waiting
+    /// client's request started when its wait did.
     pub fn wait_since_us(&self) -> Option<u64> {
-        Some(self.wait_since_us.load(Ordering::Relaxed)).filter(|w| *w > 0)
+        (self.state() == ClientState::Waiting).then(|| self.request_time_us())
     }
 
     /// Backend pid of the attached server, if any.
@@ -297,6 +293,9 @@ impl Future for Closing<'_> {
 #[derive(Debug, Default)]
 pub struct Clients {
     map: Mutex<HashMap<i32, Arc<ClientInfo>>>,
+    /// The names of the clients now, one copy each (thousands of clients of one application
+    /// share a single allocation).
+    names: Mutex<HashSet<Arc<ClientNames>>>,
 }
 
 /// Removes a client from the registry when its session ends.
@@ -310,12 +309,28 @@ impl Drop for Registered {
         if let Ok(mut m) = self.clients.map.lock() {
             m.remove(&self.info.id);
         }
+        // The last client with these names takes them out of the set (the set holds one
+        // reference, this client another); a copy of the entry the console still holds is
+        // left to `sweep_names`.
+        if let Ok(mut names) = self.clients.names.lock() {
+            if Arc::strong_count(&self.info.names) == 2 && Arc::strong_count(&self.info) == 1 {
+                names.remove(&self.info.names);
+            }
+        }
     }
 }
 
 impl Clients {
     /// Registers a client until the returned guard drops.
-    pub fn register(self: &Arc<Self>, info: ClientInfo) -> Registered {
+    pub fn register(self: &Arc<Self>, mut info: ClientInfo) -> Registered {
+        if let Ok(mut names) = self.names.lock() {
+            match names.get(&info.names) {
+                Some(shared) => info.names = shared.clone(),
+                None => {
+                    names.insert(info.names.clone());
+                }
+            }
+        }
         let info = Arc::new(info);
         if let Ok(mut m) = self.map.lock() {
             m.insert(info.id, info.clone());
@@ -324,6 +339,19 @@ impl Clients {
             clients: self.clone(),
             info,
         }
+    }
+
+    /// Forgets names no client uses any more (the janitor's pass: a client whose entry the
+    /// console still held when it left could not take its names out itself).
+    pub fn sweep_names(&self) {
+        if let Ok(mut names) = self.names.lock() {
+            names.retain(|n| Arc::strong_count(n) > 1);
+        }
+    }
+
+    /// How many distinct sets of names the clients now have.
+    pub fn distinct_names(&self) -> usize {
+        self.names.lock().map_or(0, |n| n.len())
     }
 
     /// Every client now, ordered by id.
@@ -365,6 +393,42 @@ mod tests {
 
     fn info() -> ClientInfo {
         ClientInfo::new(7, ("u", "u"), "d", "", Peer::Unix, false)
+    }
+
+    #[test]
+    fn clients_with_the_same_names_share_them_until_the_last_leaves() {
+        let clients = Arc::new(Clients::default());
+        let named = |id, app| ClientInfo::new(id, ("u", "u"), "d", app, Peer::Unix, false);
+        let a = clients.register(named(1, "app"));
+        let b = clients.register(named(2, "app"));
+        let c = clients.register(named(3, "other"));
+        assert!(Arc::ptr_eq(&a.info.names, &b.info.names));
+        assert_eq!(b.info.application_name(), "app");
+        assert_eq!(clients.distinct_names(), 2);
+        drop(a);
+        assert_eq!(clients.distinct_names(), 2, "b still uses \"app\"");
+        drop(b);
+        drop(c);
+        assert_eq!(clients.distinct_names(), 0);
+        // The console held a client's entry when it left: the janitor's sweep forgets them.
+        let d = clients.register(named(4, "held"));
+        let held = clients.get(4);
+        drop(d);
+        assert_eq!(clients.distinct_names(), 1);
+        drop(held);
+        clients.sweep_names();
+        assert_eq!(clients.distinct_names(), 0);
+    }
+
+    #[test]
+    fn a_waiting_client_waits_since_its_request() {
+        let i = info();
+        assert_eq!(i.wait_since_us(), None);
+        i.waiting(42);
+        assert_eq!(i.wait_since_us(), Some(42));
+        i.active(1, 1);
+        assert_eq!(i.wait_since_us(), None);
+        assert_eq!(i.request_time_us(), 42);
     }
 
     #[tokio::test]

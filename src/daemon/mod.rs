@@ -192,6 +192,7 @@ async fn janitor(admin: Arc<Admin>, stop: CancellationToken) {
         }
         let config = ctx.config();
         close_stalled(&ctx, config.pooler.client_message_timeout);
+        ctx.clients.sweep_names();
         if trim.pass(ctx.totals.clients.load(Ordering::Relaxed)) {
             tracing::debug!("many clients left: free memory returned to the system");
         }
