@@ -126,7 +126,12 @@ impl ClientInfo {
         let now = now_us();
         Self {
             id,
-            names: Arc::new(ClientNames::new(user, pool_user, database, application_name)),
+            names: Arc::new(ClientNames::new(
+                user,
+                pool_user,
+                database,
+                application_name,
+            )),
             peer,
             connect_time_us: now,
             console,
