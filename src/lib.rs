@@ -26,11 +26,13 @@
 //! | [`sandbox`] | `pgsluice sandbox`: a persistent local cluster, its config and the daemons, recorded in a state file |
 //! | [`agent`] | the replication manager: probes, failover state machine, actions, state store |
 //! | [`cli`] | the command line: daemons and DBA verbs |
+//! | [`allocator`] | the global allocator chosen at build time (jemalloc by default), for the binary and the trim test |
 //!
 //! See `docs/architecture.md` for the query and failure flows.
 
 pub mod admin;
 pub mod agent;
+pub mod allocator;
 pub mod auth;
 pub mod backend;
 pub mod cli;

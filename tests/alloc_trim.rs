@@ -1,5 +1,5 @@
 //! The janitor's trim gives freed client memory back to the system with the allocator the
-//! binary is built with (the same `#[global_allocator]` choice as src/main.rs, by feature).
+//! binary is built with (`pgsluice::allocator::CHOSEN`, as src/main.rs).
 //!
 //! One test in its own process: it reads the process's RSS, so nothing else may allocate
 //! alongside it.
@@ -7,13 +7,8 @@
 use pgsluice::daemon::trim::Trim;
 use std::sync::{Arc, Barrier};
 
-#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pgsluice::allocator::Chosen = pgsluice::allocator::CHOSEN;
 
 /// Worker threads standing in for the runtime's workers: they stay alive while the trim runs.
 const THREADS: usize = 2;
