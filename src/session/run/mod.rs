@@ -127,8 +127,9 @@ struct Session {
 }
 
 /// The client's log fields (id, peer, database, user) as a span, made for each of the
-/// session's few log lines: a span kept per client holds subscriber memory for every idle client, and one
-/// entered on every poll two subscriber calls per wake-up.
+/// session's few log lines: a span kept per client holds subscriber memory for every idle
+/// client (and the subscriber never gives it back), and one entered on every poll costs two
+/// subscriber calls per wake-up.
 fn client_span(info: &ClientInfo) -> tracing::Span {
     tracing::info_span!(
         "client",
