@@ -355,7 +355,8 @@ impl Clients {
     }
 
     /// How many distinct sets of names the clients now have.
-    pub fn distinct_names(&self) -> usize {
+    #[cfg(test)]
+    fn distinct_names(&self) -> usize {
         self.names.lock().map_or(0, |n| n.len())
     }
 

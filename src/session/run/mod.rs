@@ -159,7 +159,7 @@ where
         let server = match s.pinned.take() {
             Some(server) => server,
             None => {
-                let mut timer = idle_timer(s.ctx.config_ref().pooler.client_idle_timeout);
+                let mut timer = idle_timer(s.idle_timeout());
                 let woke = std::future::poll_fn(|cx| s.poll_idle(cx, &mut timer)).await;
                 drop(timer);
                 if !matches!(woke, Woke::Request) {
@@ -189,6 +189,16 @@ where
 }
 
 impl Session {
+    /// `client_idle_timeout` from the snapshot the last transaction ran under (no shared
+    /// load per transaction; a reload applies from the wait after the next transaction), or
+    /// from the configuration in force before the first.
+    fn idle_timeout(&self) -> Duration {
+        match self.config.as_deref() {
+            Some(c) => c.pooler.client_idle_timeout,
+            None => self.ctx.config_ref().pooler.client_idle_timeout,
+        }
+    }
+
     /// A server for the request that just arrived (through the database's gate and the
     /// pool), raced against a kill.
     async fn check_out(&mut self) -> Result<Box<ServerConn>, EndReason> {
