@@ -9,6 +9,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod trim;
+pub mod workers;
 
 use crate::admin::{Admin, ConsoleHandle};
 use crate::auth::{parse_userlist, Secret};
@@ -71,22 +72,27 @@ pub fn load_auth_file(config: &Config) -> Result<HashMap<String, Secret>, Daemon
 pub fn run_pooler(path: &Path, sessions: Sessions) -> Result<(), DaemonError> {
     let config = Arc::new(config::load(path)?);
     let secrets = load_auth_file(&config)?;
-    // One worker is one thread for everything (tokio's current-thread scheduler): no work
-    // stealing, no wake-ups between threads; several are tokio's multi-thread scheduler.
-    let mut builder = if config.pooler.workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+    // One current-thread runtime per worker: this thread is worker 0 (it also accepts and
+    // runs the janitor, the console and the HTTP endpoint); clients are dealt out in turn.
+    let count = match config.pooler.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
-    if config.pooler.workers > 1 {
-        builder.worker_threads(config.pooler.workers);
-    }
-    let rt = builder
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("pgsluice-worker")
         .build()
         .map_err(DaemonError::Runtime)?;
-    rt.block_on(serve(path.to_path_buf(), config, secrets, sessions))
+    let workers = Arc::new(workers::Workers::start(count).map_err(DaemonError::Runtime)?);
+    let served = rt.block_on(serve(
+        path.to_path_buf(),
+        config,
+        secrets,
+        sessions,
+        workers.clone(),
+    ));
+    workers.stop();
+    served
 }
 
 async fn serve(
@@ -94,6 +100,7 @@ async fn serve(
     config: Arc<Config>,
     secrets: HashMap<String, Secret>,
     sessions: Sessions,
+    workers: Arc<workers::Workers>,
 ) -> Result<(), DaemonError> {
     let addr = config.pooler.listen;
     let listen_err = |source| DaemonError::Listen {
@@ -150,12 +157,12 @@ async fn serve(
                 .to_string(),
             source,
         })?;
-        let (start, tracker) = (start.clone(), tracker.clone());
+        let (start, tracker, workers) = (start.clone(), tracker.clone(), workers.clone());
         tokio::spawn(listener::accept_loop(
             unix,
             stop.clone(),
             false,
-            move |stream, peer| start(stream, peer, &tracker),
+            move |stream, peer| workers.deal(stream, peer, &start, &tracker),
         ));
     }
     lifecycle::notify_ready();
@@ -164,7 +171,7 @@ async fn serve(
         listener,
         stop.clone(),
         config.pooler.tcp_keepalive,
-        move |stream, peer| start(stream, peer, &accept_tracker),
+        |stream, peer| workers.deal(stream, peer, &start, &accept_tracker),
     )
     .await;
     tracing::info!(

@@ -24,11 +24,9 @@ pub use stats::{PoolSettings, PoolStats};
 use crate::config::PoolMode;
 use crate::server::{connect, ConnectSpec, ServerConn, ServerError};
 use arc_swap::ArcSwap;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 use waiter::Waiter;
 
 /// Why a check-out failed.
@@ -54,8 +52,7 @@ struct Inner {
     /// Connections that exist (idle, checked out, or being opened).
     total: usize,
     reserve_in_use: usize,
-    waiters: VecDeque<(u64, oneshot::Sender<Box<ServerConn>>)>,
-    next_waiter: u64,
+    waiters: waiter::Queue,
     closed: bool,
 }
 
@@ -112,8 +109,7 @@ impl Pool {
                 idle: Vec::new(),
                 total: 0,
                 reserve_in_use: 0,
-                waiters: VecDeque::new(),
-                next_waiter: 0,
+                waiters: Default::default(),
                 closed: false,
             }),
             db_limit,
@@ -175,17 +171,14 @@ impl Pool {
                 if self.is_suspended() {
                     return Err(PoolError::NoTarget);
                 }
-                match inner.idle.pop() {
+                match take_idle(&mut inner.idle) {
                     Some(conn) => Decision::Reuse(self.adopt(conn)),
                     None if inner.total < settings.size && self.take_limits() => {
                         inner.total += 1;
                         Decision::Connect(Slot::counted(self.clone()))
                     }
                     None => {
-                        let id = inner.next_waiter;
-                        inner.next_waiter += 1;
-                        let (tx, rx) = oneshot::channel();
-                        inner.waiters.push_back((id, tx));
+                        let (id, rx) = inner.waiters.push();
                         Decision::Wait(Waiter::new(self.clone(), id, rx))
                     }
                 }
@@ -330,6 +323,22 @@ impl Pool {
             self.discard(conn);
             return None;
         }
+        let here = crate::net::worker::current();
+        if conn.home != here && !conn.stream.is_tls() {
+            // Taken on another worker than the one whose reactor holds its socket.
+            match conn.stream.rebind() {
+                Ok(stream) => {
+                    conn.stream = stream;
+                    conn.home = here;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "server connection lost moving to this worker");
+                    // The slot goes with the connection (adopted above).
+                    self.stats.closed.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+            }
+        }
         if conn.recovery_check {
             // A standby's spare, handed over at its promotion (`adopt`).
             match conn.out_of_recovery().await {
@@ -415,20 +424,16 @@ impl Pool {
         self.give_back(conn);
     }
 
-    fn give_back(self: &Arc<Self>, mut conn: Box<ServerConn>) {
+    fn give_back(self: &Arc<Self>, conn: Box<ServerConn>) {
         let mut inner = lock(&self.inner);
         if inner.closed || self.is_suspended() {
             drop(inner);
             self.discard(conn);
             return;
         }
-        while let Some((_, tx)) = inner.waiters.pop_front() {
-            match tx.send(conn) {
-                Ok(()) => return,
-                Err(back) => conn = back,
-            }
+        if let Some(conn) = inner.waiters.hand(conn) {
+            inner.idle.push(conn);
         }
-        inner.idle.push(conn);
     }
 
     /// Closes a checked-out connection that cannot be reused (dirty, broken).
@@ -528,6 +533,17 @@ enum Decision {
 }
 
 /// Counts a checked-out connection as active (for as long as its slot lives).
+/// The idle connection to check out: the most recently used one whose socket is on this
+/// worker's reactor, else the most recently used one.
+#[allow(clippy::vec_box)]
+fn take_idle(idle: &mut Vec<Box<ServerConn>>) -> Option<Box<ServerConn>> {
+    let here = crate::net::worker::current();
+    match idle.iter().rposition(|c| c.home == here) {
+        Some(i) => Some(idle.remove(i)),
+        None => idle.pop(),
+    }
+}
+
 fn activate(mut conn: Box<ServerConn>) -> Box<ServerConn> {
     let created = conn.created;
     if let Some(s) = conn.slot.as_mut() {

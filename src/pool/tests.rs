@@ -260,3 +260,45 @@ async fn idle_connections_move_between_pools_sharing_caps() {
     let c = f.pool.lend_idle(1).pop().unwrap();
     assert!(other.pool.take_over(c).is_some());
 }
+
+/// A released connection goes to the oldest waiter unless a younger one runs on the worker
+/// that holds the connection's socket; the oldest is passed over at most `MAX_PASSED` (4)
+/// times, then served whatever its worker.
+#[tokio::test(flavor = "current_thread")]
+async fn the_oldest_waiter_is_passed_over_at_most_four_times() {
+    use crate::net::worker;
+    let f = Fixture::new(Script::LoginThenSilence, settings(1, "")).await;
+    let mut conn = f.pool.checkout().await.expect("checkout");
+    conn.home = 1;
+    let mut queue = waiter::Queue::default();
+    worker::enter(0);
+    let (_, mut oldest) = queue.push();
+    worker::enter(1);
+    let mut younger: Vec<_> = (0..6).map(|_| queue.push().1).collect();
+    worker::enter(0);
+    for (n, rx) in younger.iter_mut().take(4).enumerate() {
+        assert!(queue.hand(conn).is_none(), "hand-over {n}: nobody took it");
+        assert!(
+            oldest.try_recv().is_err(),
+            "hand-over {n} went to the oldest"
+        );
+        conn = rx
+            .try_recv()
+            .expect("the next waiter on the connection's worker");
+    }
+    assert!(queue.hand(conn).is_none());
+    let mut conn = oldest
+        .try_recv()
+        .expect("the oldest, passed over four times");
+    // The oldest is now one on the connection's worker: plain arrival order.
+    assert!(queue.hand(conn).is_none());
+    conn = younger[4].try_recv().expect("arrival order");
+    // A waiter that gave up is skipped; with nobody left, the connection comes back.
+    drop(younger.pop());
+    assert_eq!(queue.len(), 1);
+    let back = queue
+        .hand(conn)
+        .expect("nobody waiting: the connection comes back");
+    assert!(queue.is_empty());
+    f.pool.release(back);
+}

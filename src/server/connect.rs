@@ -207,6 +207,7 @@ async fn login(
         adopted: None,
         recovery_check: false,
         slot: None,
+        home: crate::net::worker::current(),
     })
 }
 

@@ -148,6 +148,9 @@ pub struct ServerConn {
     /// The pool capacity this connection holds while checked out (unset while idle in a pool
     /// or outside pools): dropping the connection gives it back (see [`crate::pool::Slot`]).
     pub slot: Option<crate::pool::Slot>,
+    /// The worker whose reactor the socket is registered with ([`crate::net::worker`]); a
+    /// check-out on another worker moves it there ([`ServerStream::rebind`]).
+    pub home: u16,
     /// Opened on a standby that was promoted since: before its first use by the pool it now
     /// belongs to, it must show the server out of recovery ([`ServerConn::out_of_recovery`]).
     pub recovery_check: bool,

@@ -53,6 +53,21 @@ impl ServerStream {
     }
 }
 
+impl ServerStream {
+    /// Registers the socket with the reactor of the runtime running the caller instead of the
+    /// one it was opened on, so that its readiness wakes the worker that now uses it (two
+    /// `epoll_ctl` calls). A TLS connection stays where it is (tokio-rustls cannot be taken
+    /// apart and rebuilt): it still works from any worker, through the reactor it was opened
+    /// on. An error means the socket is lost (it was closed).
+    pub fn rebind(self) -> io::Result<Self> {
+        match self {
+            Self::Tcp(s) => TcpStream::from_std(s.into_std()?).map(Self::Tcp),
+            Self::Unix(s) => UnixStream::from_std(s.into_std()?).map(Self::Unix),
+            tls @ Self::Tls(_) => Ok(tls),
+        }
+    }
+}
+
 delegate_async_io!(ServerStream {
     Tcp(s) => Pin::new(s),
     Tls(s) => Pin::new(s.as_mut()),

@@ -30,6 +30,7 @@ mod transparency_py;
 mod upstream;
 mod util;
 mod wildcard;
+mod workers;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::sync::{Arc, OnceLock};
@@ -66,6 +67,7 @@ fn main() {
         import::TESTS,
         console::TESTS,
         upstream::TESTS,
+        workers::TESTS,
     ]
     .concat();
     let trials = tests

@@ -76,6 +76,7 @@ auth_type = "scram-sha-256"
 auth_file = "{userlist}"
 auth_hba_file = "{hba}"
 default_pool_size = 4
+workers = 2
 max_client_conn = 200
 query_wait_timeout = "5s"
 server_check_delay = "1s"

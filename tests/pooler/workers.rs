@@ -1,0 +1,78 @@
+//! The pooler's workers (`workers = 2`: two threads, a current-thread runtime each): clients
+//! are dealt out to both, and with fewer server connections than clients the connections move
+//! between workers on every hand-over without a query going astray.
+
+use crate::util::{rt, ExtraPooler, Fixture};
+use libtest_mimic::Failed;
+
+pub const TESTS: &[(&str, crate::Body)] = &[(
+    "workers::clients_are_dealt_to_both_workers",
+    clients_are_dealt_to_both_workers,
+)];
+
+/// (CPU time in ns, times scheduled) of each of `pid`'s threads named `name`, summed.
+fn thread_runs(pid: u32, name: &str) -> (u64, u64) {
+    let mut sum = (0, 0);
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir");
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        if let [run_ns, _, slices] = fields[..] {
+            sum = (sum.0 + run_ns, sum.1 + slices);
+        }
+    }
+    sum
+}
+
+/// Four clients, two server connections, two workers: every answer is the client's own, and
+/// both worker threads did the work (each ran hundreds of times while the clients ran).
+fn clients_are_dealt_to_both_workers(fx: &Fixture) -> Result<(), Failed> {
+    let p = ExtraPooler::start(fx, "workers = 2", "pool_size = 2");
+    let pid = p.child.id();
+    let before = (
+        thread_runs(pid, "pgsluice"),
+        thread_runs(pid, "pgsluice-w1"),
+    );
+    assert!(before.1 .1 > 0, "no thread named pgsluice-w1 in the pooler");
+    rt().block_on(async {
+        let mut clients = Vec::new();
+        for n in 0..4i32 {
+            let (c, conn) = tokio_postgres::connect(&p.url(), tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            clients.push(tokio::spawn(async move {
+                for i in 0..300i32 {
+                    let v = n * 1000 + i;
+                    let row = c.query_one("select $1::int", &[&v]).await?;
+                    assert_eq!(row.get::<_, i32>(0), v, "client {n} got another answer");
+                }
+                Ok::<_, tokio_postgres::Error>(())
+            }));
+        }
+        for c in clients {
+            c.await??;
+        }
+        Ok::<_, Failed>(())
+    })?;
+    let after = (
+        thread_runs(pid, "pgsluice"),
+        thread_runs(pid, "pgsluice-w1"),
+    );
+    for (name, b, a) in [
+        ("worker 0", before.0, after.0),
+        ("worker 1", before.1, after.1),
+    ] {
+        assert!(
+            a.1 - b.1 >= 300,
+            "{name} ran {} times for 1,200 queries of four clients: clients not dealt to it",
+            a.1 - b.1
+        );
+    }
+    Ok(())
+}
