@@ -4,7 +4,7 @@
 # process's own CPU microseconds per transaction (utime+stime from /proc over the run).
 #
 # Usage: benches/pooler_vs_pgbouncer.sh [seconds-per-run] [repetitions] [client counts...]
-# Environment: CASES="name:pgbench-args:mode,..." (default: all), WORKERS=N pgsluice runtime threads (default 0 = one per core), IDLE="1000 10000" idle-client counts (or "none"), SKIP_BUILD=1 to use the
+# Environment: CASES="name:pgbench-args:mode,..." (default: all), WORKERS=N pgsluice worker threads (default 1, the pooler's default; 0 = one per core), IDLE="1000 10000" idle-client counts (or "none"), SKIP_BUILD=1 to use the
 # existing release binary, BASELINE=/path/to/another/pgsluice to run that binary too, interleaved as
 # target "baseline" with the same configuration (regression checks of one change);
 # SLUICE_KEYS="k = v;..." adds [pooler] keys to pgsluice's configuration only; SLUICE_HOST=unix
@@ -53,7 +53,7 @@ max_client_conn = 12000
 logfile = $WORK/pgbouncer.log
 unix_socket_dir =
 INI
-bench_pgsluice_toml "$WORK/pgsluice.toml" $SPORT "${WORKERS:-0}" "listen = \"127.0.0.1:$MPORT\""
+bench_pgsluice_toml "$WORK/pgsluice.toml" $SPORT "${WORKERS:-1}" "listen = \"127.0.0.1:$MPORT\""
 chown -R postgres "$WORK" 2>/dev/null || true
 # runuser starts it with the soft descriptor limit of 1,024 (10,000 idle clients need more).
 "${AS[@]}" bash -c 'ulimit -n 20000; exec pgbouncer -q "$0"' "$WORK/pgbouncer.ini" & PIDS+=($!)

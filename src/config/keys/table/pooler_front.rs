@@ -31,9 +31,9 @@ pub(super) static POOLER_FRONT: &[Key] = &[
     k(
         "pooler.workers",
         Count { min: 0, max: 1024 },
-        Value("0"),
+        Value("1"),
         Restart,
-        "runtime worker threads; 0 = one per core",
+        "worker threads, one event loop each; 0 = one per core",
     )
     .shown(|c| c.pooler.workers.to_string()),
     k(
