@@ -10,7 +10,7 @@
 # SLUICE_KEYS="k = v;..." adds [pooler] keys to pgsluice's configuration only; SLUICE_HOST=unix
 # points pgsluice (only) at PostgreSQL's Unix socket instead of TCP; COUNTS=1 adds
 # each pooler's system calls and context switches per transaction (perf stat; this VM has no
-# hardware counters).
+# hardware counters); PROFILE=C adds a perf profile of each pooler under C clients.
 # Example: benches/pooler_vs_pgbouncer.sh 5 3 1 16 64 256
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -169,5 +169,22 @@ if [ "${IDLE:-1000 10000}" != "none" ]; then
       get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
       echo "| $n | $t | $(get bytes_per_idle_client) | $(get bytes_kept_per_client) | $(get connect_s) | $(get select1_p50_ms) | $(get select1_p99_ms) |"
     done
+  done
+fi
+
+# PROFILE=C: one more `-S` run of C clients through each pooler under `perf record -g` (SECS
+# seconds): the share of the pooler's samples in the kernel, in its own code and in
+# libraries, and its hottest symbols (user and kernel).
+if [ -n "${PROFILE:-}" ]; then
+  for t in pgbouncer pgsluice; do
+    case $t in pgbouncer) p=$BPORT; pid=$BOUNCER;; pgsluice) p=$SPORT; pid=$SLUICE;; esac
+    perf record -q -g -p "$pid" -o "$WORK/perf.$t" >/dev/null 2>&1 & rec=$!
+    sleep 0.5
+    "$BIN/pgbench" -n -S -c "$PROFILE" -j 4 -T "$SECS" -h 127.0.0.1 -p "$p" -U postgres postgres >/dev/null 2>&1 || true
+    kill -INT "$rec"; wait "$rec" 2>/dev/null || true
+    printf "\nperf, %s, -S, %s clients: samples by object\n" "$t" "$PROFILE"
+    perf report -i "$WORK/perf.$t" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -6
+    echo "hottest symbols"
+    perf report -i "$WORK/perf.$t" --no-children --sort dso,sym --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -12
   done
 fi

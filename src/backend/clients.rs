@@ -360,6 +360,22 @@ impl Clients {
         self.names.lock().map_or(0, |n| n.len())
     }
 
+    /// The clients that have held their server with part of a message for `limit_ms` or
+    /// longer at `now_ms`: one pass under the lock, no copy of the whole registry (the janitor
+    /// asks every second, on a worker that also serves clients).
+    pub fn stalled(&self, now_ms: u64, limit_ms: u64) -> Vec<Arc<ClientInfo>> {
+        let pick = |m: &HashMap<i32, Arc<ClientInfo>>| {
+            m.values()
+                .filter(|c| c.stalled_for_ms(now_ms).is_some_and(|ms| ms >= limit_ms))
+                .cloned()
+                .collect()
+        };
+        match self.map.lock() {
+            Ok(m) => pick(&m),
+            Err(p) => pick(&p.into_inner()),
+        }
+    }
+
     /// Every client now, ordered by id.
     pub fn all(&self) -> Vec<Arc<ClientInfo>> {
         let mut v: Vec<_> = match self.map.lock() {

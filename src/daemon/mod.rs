@@ -245,14 +245,12 @@ fn close_stalled(ctx: &Backend, timeout: Duration) {
     }
     let now_ms = crate::backend::clients::now_us() / 1000;
     let limit = timeout.as_millis() as u64;
-    for c in ctx.clients.all() {
-        if c.stalled_for_ms(now_ms).is_some_and(|ms| ms >= limit) {
-            tracing::info!(
-                client_id = c.id,
-                "client_message_timeout: closing a stalled client"
-            );
-            c.request_close(CloseReason::Stalled);
-        }
+    for c in ctx.clients.stalled(now_ms, limit) {
+        tracing::info!(
+            client_id = c.id,
+            "client_message_timeout: closing a stalled client"
+        );
+        c.request_close(CloseReason::Stalled);
     }
 }
 

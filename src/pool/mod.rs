@@ -1,8 +1,10 @@
-//! Server connection pools, one per (database, user): FIFO check-out with timeouts, a reserve,
-//! per-database and per-user caps, and a janitor that trims and refills.
+//! Server connection pools, one per (database, user): check-out in arrival order with timeouts,
+//! a reserve, per-database and per-user caps, and a janitor that trims and refills.
 //!
 //! The hot path is one short `std::sync::Mutex` section per check-out and one per release; a
-//! waiting client parks on a oneshot and is handed a connection directly, in arrival order.
+//! waiting client parks on a oneshot and is handed a connection directly, in arrival order
+//! (a younger waiter on the worker holding the connection's socket may go first, a bounded
+//! number of times: [`waiter`]).
 
 mod adopt;
 pub mod hist;
@@ -151,7 +153,7 @@ impl Pool {
         self.settings.store(Arc::new(s));
     }
 
-    /// Checks a connection out, waiting in FIFO order up to `query_wait_timeout`. The connection
+    /// Checks a connection out, waiting in arrival order (see [`waiter`]) up to `query_wait_timeout`. The connection
     /// holds its [`Slot`]: dropping it (instead of [`Self::release`] or [`Self::close`]) closes
     /// it and frees the slot.
     ///
@@ -532,7 +534,6 @@ enum Decision {
     Wait(Waiter),
 }
 
-/// Counts a checked-out connection as active (for as long as its slot lives).
 /// The idle connection to check out: the most recently used one whose socket is on this
 /// worker's reactor, else the most recently used one.
 #[allow(clippy::vec_box)]
@@ -544,6 +545,7 @@ fn take_idle(idle: &mut Vec<Box<ServerConn>>) -> Option<Box<ServerConn>> {
     }
 }
 
+/// Counts a checked-out connection as active (for as long as its slot lives).
 fn activate(mut conn: Box<ServerConn>) -> Box<ServerConn> {
     let created = conn.created;
     if let Some(s) = conn.slot.as_mut() {

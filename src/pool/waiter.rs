@@ -93,7 +93,7 @@ impl Queue {
     }
 }
 
-/// A place in a pool's FIFO queue.
+/// A place in a pool's queue of waiters.
 pub(super) struct Waiter {
     pool: Arc<Pool>,
     id: u64,
