@@ -183,8 +183,8 @@ if [ -n "${PROFILE:-}" ]; then
     "$BIN/pgbench" -n -S -c "$PROFILE" -j 4 -T "$SECS" -h 127.0.0.1 -p "$p" -U postgres postgres >/dev/null 2>&1 || true
     kill -INT "$rec"; wait "$rec" 2>/dev/null || true
     printf "\nperf, %s, -S, %s clients: samples by object\n" "$t" "$PROFILE"
-    perf report -i "$WORK/perf.$t" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -6
+    perf report -i "$WORK/perf.$t" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -6 || true
     echo "hottest symbols"
-    perf report -i "$WORK/perf.$t" --no-children --sort dso,sym --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -12
+    perf report -i "$WORK/perf.$t" --no-children --sort dso,sym --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -12 || true
   done
 fi
