@@ -7,7 +7,7 @@
 
 use pgsluice::cluster::{ClusterSpec, LocalCluster};
 use pgsluice::net::worker;
-use pgsluice::pool::{Limit, Pool, PoolSettings};
+use pgsluice::pool::{Limit, Pool};
 use pgsluice::server::{ConnectSpec, Credential, ServerConn};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -91,19 +91,14 @@ fn pool(cluster: &LocalCluster, host: String) -> Arc<Pool> {
         keepalive: false,
         tls: Default::default(),
     };
-    let settings = PoolSettings {
-        mode: pgsluice::config::PoolMode::Transaction,
-        size: 4,
-        min_size: 0,
-        reserve_size: 0,
-        reserve_timeout: Duration::from_secs(5),
-        query_wait_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::ZERO,
-        lifetime: Duration::ZERO,
-        check_query: String::new(),
-        check_delay: Duration::ZERO,
-        reset_query: String::new(),
-    };
+    // The settings a configuration with a pool of 4 gives (transaction mode, no check query).
+    let config = pgsluice::config::from_str(
+        "[databases.postgres]\nhost = \"127.0.0.1\"\npool_size = 4\n",
+        "workers.toml",
+    )
+    .unwrap();
+    let db = config.database("postgres").unwrap();
+    let settings = pgsluice::backend::Backend::pool_settings(&config, &db, "postgres");
     let (db, user) = (Arc::new(Limit::new(0)), Arc::new(Limit::new(0)));
     Pool::new("postgres", "postgres", spec, settings, db, user)
 }

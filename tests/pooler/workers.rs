@@ -31,20 +31,12 @@ fn thread_runs(pid: u32, name: &str) -> (u64, u64) {
     sum
 }
 
-/// Four clients, two server connections, two workers: every answer is the client's own, and
-/// both worker threads did the work (each ran hundreds of times while the clients ran).
-fn clients_are_dealt_to_both_workers(fx: &Fixture) -> Result<(), Failed> {
-    let p = ExtraPooler::start(fx, "workers = 2", "pool_size = 2");
-    let pid = p.child.id();
-    let before = (
-        thread_runs(pid, "pgsluice"),
-        thread_runs(pid, "pgsluice-w1"),
-    );
-    assert!(before.1 .1 > 0, "no thread named pgsluice-w1 in the pooler");
+/// 300 queries on each of `urls` at once, each answer checked against what the client asked.
+fn run_clients(urls: Vec<String>) -> Result<(), Failed> {
     rt().block_on(async {
         let mut clients = Vec::new();
-        for n in 0..4i32 {
-            let (c, conn) = tokio_postgres::connect(&p.url(), tokio_postgres::NoTls).await?;
+        for (n, url) in (0i32..).zip(urls) {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
             tokio::spawn(conn);
             clients.push(tokio::spawn(async move {
                 for i in 0..300i32 {
@@ -58,21 +50,50 @@ fn clients_are_dealt_to_both_workers(fx: &Fixture) -> Result<(), Failed> {
         for c in clients {
             c.await??;
         }
-        Ok::<_, Failed>(())
-    })?;
-    let after = (
+        Ok(())
+    })
+}
+
+/// Asserts that each worker ran at least `least` more times than at `before`.
+fn ran_since(pid: u32, before: [(u64, u64); 2], least: u64, what: &str) -> [(u64, u64); 2] {
+    let after = [
         thread_runs(pid, "pgsluice"),
         thread_runs(pid, "pgsluice-w1"),
-    );
-    for (name, b, a) in [
-        ("worker 0", before.0, after.0),
-        ("worker 1", before.1, after.1),
-    ] {
+    ];
+    for (w, (b, a)) in before.iter().zip(&after).enumerate() {
+        let ran = a.1 - b.1;
         assert!(
-            a.1 - b.1 >= 300,
-            "{name} ran {} times for 1,200 queries of four clients: clients not dealt to it",
-            a.1 - b.1
+            ran >= least,
+            "worker {w} ran {ran} times for {what}: clients not dealt to it"
         );
     }
+    after
+}
+
+/// Four TCP clients, two server connections, two workers: every answer is the client's own,
+/// and both worker threads did the work (each ran hundreds of times while the clients ran).
+/// Then two clients over the Unix socket: one lands on each worker.
+fn clients_are_dealt_to_both_workers(fx: &Fixture) -> Result<(), Failed> {
+    let p = ExtraPooler::start(
+        fx,
+        "workers = 2\nunix_socket_dir = \"{dir}\"",
+        "pool_size = 2",
+    );
+    let pid = p.child.id();
+    let before = [
+        thread_runs(pid, "pgsluice"),
+        thread_runs(pid, "pgsluice-w1"),
+    ];
+    assert!(before[1].1 > 0, "no thread named pgsluice-w1 in the pooler");
+    run_clients(vec![p.url(); 4])?;
+    let before = ran_since(pid, before, 300, "1,200 queries of four TCP clients");
+    let unix = format!(
+        "host={} port={} user=app password={} dbname=app",
+        p.dir().display(),
+        p.port,
+        crate::util::PASSWORD
+    );
+    run_clients(vec![unix; 2])?;
+    ran_since(pid, before, 300, "300 queries of its Unix-socket client");
     Ok(())
 }
