@@ -49,20 +49,19 @@ impl Queue {
     /// the oldest has been passed by fewer than [`MAX_PASSED`] times. Returns the connection
     /// if nobody is waiting (any more).
     pub(super) fn hand(&mut self, mut conn: Box<ServerConn>) -> Option<Box<ServerConn>> {
-        while let Some(head) = self.waiters.front_mut() {
-            let at = if head.worker == conn.home || head.passed >= MAX_PASSED {
-                0
+        while let Some(head) = self.waiters.front() {
+            let passable = head.worker != conn.home && head.passed < MAX_PASSED;
+            let mine = |w: &Queued| w.worker == conn.home;
+            let at = if passable {
+                self.waiters.iter().position(mine).unwrap_or(0)
             } else {
-                match self.waiters.iter().position(|w| w.worker == conn.home) {
-                    Some(at) => {
-                        if let Some(head) = self.waiters.front_mut() {
-                            head.passed += 1;
-                        }
-                        at
-                    }
-                    None => 0,
-                }
+                0
             };
+            if at > 0 {
+                if let Some(head) = self.waiters.front_mut() {
+                    head.passed += 1;
+                }
+            }
             let Some(w) = self.waiters.remove(at) else {
                 break;
             };

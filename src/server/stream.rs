@@ -51,9 +51,7 @@ impl ServerStream {
             }
         }
     }
-}
 
-impl ServerStream {
     /// Registers the socket with the reactor of the runtime running the caller instead of the
     /// one it was opened on, so that its readiness wakes the worker that now uses it (two
     /// `epoll_ctl` calls). A TLS connection stays where it is (tokio-rustls cannot be taken
