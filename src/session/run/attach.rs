@@ -5,7 +5,7 @@ use super::{send_error, EndReason, Session};
 use crate::pool::PoolError;
 use crate::proto::{builders, tags::status};
 use crate::server::{ServerConn, ServerError};
-use crate::session::forward::{Pipe, Pipes};
+use crate::session::forward::Pipe;
 use crate::session::sqlstate::SqlState;
 use bytes::BytesMut;
 use std::time::{Duration, Instant};
@@ -159,7 +159,9 @@ impl Session {
         for _ in 0..ends {
             builders::ready_for_query(&mut out, status::IDLE);
         }
-        Pipes::of(&mut self.pipes).c2s = Pipe::default();
+        if let Some(pipes) = self.pipes.as_deref_mut() {
+            pipes.c2s = Pipe::default();
+        }
         if self.client.write_all(&out).await.is_err() {
             return Err(EndReason::ClientClosed);
         }

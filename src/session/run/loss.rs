@@ -4,7 +4,7 @@ use super::{send_error, Session};
 use crate::config::PoolMode;
 use crate::proto::{builders, tags::status};
 use crate::server::ServerConn;
-use crate::session::forward::{Forwarder, Pipes};
+use crate::session::forward::Forwarder;
 use crate::session::sqlstate::SqlState;
 use crate::session::{effects, settings_track};
 use bytes::BytesMut;
@@ -59,9 +59,11 @@ impl Session {
         fatal_sent: bool,
         mode: PoolMode,
     ) -> bool {
-        let pipes = Pipes::of(&mut self.pipes);
-        let _ = Forwarder::flush_to_client(&mut self.client, &mut pipes.s2c).await;
-        *pipes = Pipes::default();
+        // What the server already answered reaches the client; the rest goes with the pair.
+        if let Some(pipes) = self.pipes.as_deref_mut() {
+            let _ = Forwarder::flush_to_client(&mut self.client, &mut pipes.s2c).await;
+        }
+        self.pipes = None;
         if self.cluster && self.pool.role() == "primary" {
             self.ctx.primary_trouble.notify_one();
         }

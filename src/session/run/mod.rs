@@ -159,6 +159,8 @@ where
         let server = match s.pinned.take() {
             Some(server) => server,
             None => {
+                // `wait_for_client` written out: called here, its future (holding the session
+                // reference and the idle end's box) makes this one 32 bytes larger (footprint).
                 let mut timer = idle_timer(s.idle_timeout());
                 let woke = std::future::poll_fn(|cx| s.poll_idle(cx, &mut timer)).await;
                 drop(timer);
